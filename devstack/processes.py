@@ -1,0 +1,99 @@
+"""Start and stop the local wire peers on free ports: moto's server and the gcloud emulators."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 60.0, alive: Callable[[], bool] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise RuntimeError(f"process serving port {port} exited before it was ready")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+@dataclass
+class Service:
+    """A process we started; ``stop`` ends its whole process group."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes] | None
+    log_path: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def require_gcloud() -> str:
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise RuntimeError("the gcloud CLI is not on PATH: install the Google Cloud SDK with the "
+                           "Pub/Sub and Firestore emulators (see README, Prerequisites)")
+    return gcloud
+
+
+def _spawn(name: str, args: list[str], port: int, timeout: float = 90.0) -> Service:
+    log = Path(tempfile.mkstemp(prefix=f"rds2bq-{name}-", suffix=".log")[1])
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    service = Service(name, port, process, log)
+    try:
+        wait_for_port(port, timeout, alive=lambda: process.poll() is None)
+    except Exception:
+        service.stop()
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{name} did not start; its log ends with:\n{tail}") from None
+    return service
+
+
+def start_firestore_emulator(port: int | None = None) -> Service:
+    port = port or free_port()
+    gcloud = require_gcloud()
+    return _spawn("firestore", [gcloud, "emulators", "firestore", "start",
+                                f"--host-port=127.0.0.1:{port}", "--quiet"], port)
+
+
+def start_pubsub_emulator(project: str, port: int | None = None) -> Service:
+    port = port or free_port()
+    gcloud = require_gcloud()
+    data_dir = tempfile.mkdtemp(prefix="rds2bq-pubsub-")
+    return _spawn("pubsub", [gcloud, "beta", "emulators", "pubsub", "start",
+                             f"--host-port=127.0.0.1:{port}", f"--project={project}",
+                             f"--data-dir={data_dir}", "--quiet"], port)

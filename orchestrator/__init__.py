@@ -1,0 +1,1 @@
+"""rds2bq: land Amazon RDS / Aurora exports in BigQuery every day, with one orchestrator."""

@@ -1,0 +1,276 @@
+"""Pure data: tables, run keys, states, runs, table runs, export observations and events.
+
+Everything stored or templated is UTC. A run is identified by its run time (UTC, minute
+resolution); its id is that time as ``YYYYMMDDHHMM`` and its export task id is derived from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+RUN_ID_FORMAT = "%Y%m%d%H%M"
+_NAME_RE = re.compile(r"^[A-Za-z0-9$_]+$")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True, order=True)
+class TableRef:
+    """A configured table: ``db.table`` (MySQL family) or ``db.schema.table`` (PostgreSQL)."""
+
+    database: str
+    schema: str | None
+    name: str
+
+    @property
+    def engine(self) -> str:
+        return "postgres" if self.schema is not None else "mysql"
+
+    @property
+    def key(self) -> str:
+        """The table as written in the tables file and in ``ExportOnly``."""
+        parts = [self.database] + ([self.schema] if self.schema else []) + [self.name]
+        return ".".join(parts)
+
+    @property
+    def export_only(self) -> str:
+        return self.key
+
+    @property
+    def export_dir(self) -> str:
+        """The table's folder under an export: ``db/db.table`` or ``db/schema.table``."""
+        return f"{self.database}/{self.schema or self.database}.{self.name}"
+
+    @property
+    def export_targets(self) -> frozenset[str]:
+        """Ways ``export_tables_info`` may name this table (``db.schema.table``; MySQL: schema=db)."""
+        return frozenset({f"{self.database}.{self.schema or self.database}.{self.name}", self.key})
+
+    @property
+    def bq_table(self) -> str:
+        """Destination table id in BigQuery: the key with dots as double underscores."""
+        return self.key.replace(".", "__").replace("$", "_")
+
+
+def parse_table_ref(text: str) -> TableRef:
+    parts = text.strip().split(".")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"{text!r} is not db.table or db.schema.table")
+    for part in parts:
+        if not _NAME_RE.match(part):
+            raise ValueError(f"{text!r}: {part!r} has characters outside A-Z 0-9 $ _, which RDS "
+                             "cannot export partially")
+    if len(parts) == 2:
+        return TableRef(parts[0], None, parts[1])
+    return TableRef(parts[0], parts[1], parts[2])
+
+
+# --------------------------------------------------------------------------- run keys
+
+
+def utc(dt: datetime) -> datetime:
+    """Aware UTC datetime; naive input is refused rather than guessed."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime: a time zone is required")
+    return dt.astimezone(UTC)
+
+
+def floor_minute(dt: datetime) -> datetime:
+    return utc(dt).replace(second=0, microsecond=0)
+
+
+def run_id_for(run_time: datetime) -> str:
+    return floor_minute(run_time).strftime(RUN_ID_FORMAT)
+
+
+def run_time_of(run_id: str) -> datetime:
+    if not re.fullmatch(r"\d{12}", run_id):
+        raise ValueError(f"{run_id!r} is not a run id (YYYYMMDDHHMM, UTC)")
+    return datetime.strptime(run_id, RUN_ID_FORMAT).replace(tzinfo=UTC)
+
+
+def export_task_id(env: str, run_time: datetime) -> str:
+    """``rds2bq-ENV-YYYYMMDDHHMM``: unique per run, stable across retries of the same run."""
+    return f"rds2bq-{env}-{run_id_for(run_time)}"
+
+
+# --------------------------------------------------------------------------- states
+
+
+class RunState(StrEnum):
+    EXPORT_STARTING = "EXPORT_STARTING"
+    EXPORTING = "EXPORTING"
+    EXPORTED = "EXPORTED"
+    TRANSFERRING = "TRANSFERRING"
+    SUCCEEDED = "SUCCEEDED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in TERMINAL_RUN_STATES
+
+
+TERMINAL_RUN_STATES = frozenset(
+    {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELED})
+OPEN_RUN_STATES = tuple(s for s in RunState if s not in TERMINAL_RUN_STATES)
+
+
+class TableState(StrEnum):
+    PENDING = "PENDING"
+    SKIPPED_BY_EXPORT = "SKIPPED_BY_EXPORT"
+    STARTING = "STARTING"  # claimed by a fan-out; the DTS call may or may not have gone through
+    STARTED = "STARTED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"  # two Ls, as DTS spells it
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_TABLE_STATES
+
+
+FINAL_TABLE_STATES = frozenset({TableState.SKIPPED_BY_EXPORT, TableState.SUCCEEDED,
+                                TableState.FAILED, TableState.CANCELLED})
+
+
+class ExportStatus(StrEnum):
+    """``DescribeExportTasks`` statuses, as the response spells them (UPPERCASE, CANCELED)."""
+
+    STARTING = "STARTING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Source:
+    """What an export reads: a live cluster, or a snapshot with its point in time."""
+
+    arn: str
+    kind: str  # cluster | cluster-snapshot | db-snapshot
+    snapshot_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ExportObservation:
+    """One ``DescribeExportTasks`` entry, reduced to what we keep."""
+
+    task_id: str
+    status: ExportStatus
+    percent: int = 0
+    extracted_gb: float = 0.0
+    failure_cause: str = ""
+    warning: str = ""
+    source_arn: str = ""
+    snapshot_time: datetime | None = None
+    task_start_time: datetime | None = None
+    task_end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TableExportStatus:
+    """One ``perTableStatus`` entry of ``export_tables_info_*.json``."""
+
+    target: str
+    status: str
+    reason: str = ""
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    run_time: datetime
+    kind: str  # daily | rerun
+    export_task_id: str
+    tables: tuple[str, ...]  # table keys this run covers
+    state: RunState = RunState.EXPORT_STARTING
+    source_arn: str = ""
+    snapshot_time: datetime | None = None  # the data's as-of time (None: live cluster, see start)
+    export_status: str = ""
+    percent: int = 0
+    extracted_gb: float = 0.0
+    failure_cause: str = ""
+    export_warning: str = ""
+    export_started_at: datetime | None = None
+    export_completed_at: datetime | None = None
+    late_flagged_at: datetime | None = None
+    handoff_owner: str = ""
+    handoff_lease_until: datetime | None = None
+    handed_off_at: datetime | None = None
+    closed_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    parent_run_id: str = ""  # a re-transfer's or re-export's origin
+
+    @property
+    def is_open(self) -> bool:
+        return self.state.is_open
+
+    def with_(self, **changes: Any) -> Run:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TableRun:
+    key: str
+    state: TableState = TableState.PENDING
+    reason: str = ""  # why skipped or failed
+    dts_config: str = ""
+    dts_run: str = ""
+    error_code: int = 0
+    error_message: str = ""
+    size_bytes: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+
+    def with_(self, **changes: Any) -> TableRun:
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- events
+
+
+class EventKind(StrEnum):
+    """What the orchestrator tells the notification topic (attribute ``rds2bqEvent``)."""
+
+    EXPORT_STARTED = "EXPORT_STARTED"
+    EXPORT_FAILED = "EXPORT_FAILED"  # FAILED or CANCELED, with AWS's FailureCause
+    EXPORT_LATE = "EXPORT_LATE"
+    TABLES_SKIPPED = "TABLES_SKIPPED"
+    HANDOFF_DONE = "HANDOFF_DONE"
+    TABLE_FAILED = "TABLE_FAILED"
+    RUN_CLOSED = "RUN_CLOSED"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    run_id: str
+    at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The result of a pure state change: the new run (None: unchanged) and what to announce."""
+
+    run: Run | None
+    events: tuple[Event, ...] = ()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

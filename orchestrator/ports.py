@@ -1,0 +1,146 @@
+"""The ports the service drives. Adapters implement them; tests use in-memory fakes of them.
+
+No vendor SDK is imported here or by anything that imports only this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol
+
+from orchestrator.model import (
+    Event,
+    ExportObservation,
+    Run,
+    Source,
+    TableExportStatus,
+    TableRun,
+    Transition,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Exporter(Protocol):
+    """AWS: the export source, RDS export tasks and the export's metadata in S3."""
+
+    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
+        """The live cluster, or the latest *available* automated snapshot (of ``as_of``'s UTC day
+        when given). Raises SourceNotFoundError / NoSnapshotError."""
+        ...
+
+    def running_exports(self) -> int:
+        """How many export tasks of the account are STARTING or IN_PROGRESS."""
+        ...
+
+    def start_export(self, task_id: str, source: Source, export_only: Sequence[str]) -> None:
+        """Start the task; a task that already exists with this id is adopted, not an error."""
+        ...
+
+    def describe_export(self, task_id: str) -> ExportObservation | None: ...
+
+    def read_tables_info(self, task_id: str) -> list[TableExportStatus]:
+        """Every ``perTableStatus`` entry of the export's ``export_tables_info_*`` files."""
+        ...
+
+    def export_files_present(self, task_id: str, export_dir: str) -> bool:
+        """Whether the export still holds data files for a table (re-transfers need them)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """A DTS transfer config as we manage it; secrets are never part of this record."""
+
+    name: str  # projects/P/locations/L/transferConfigs/ID ('' before creation)
+    display_name: str
+    table_key: str
+    destination_table: str
+    data_path: str
+    notification_topic: str
+    file_format: str = "PARQUET"
+    write_disposition: str = "WRITE_TRUNCATE"
+    auto_scheduling_disabled: bool = True
+    access_key_id: str = ""  # compared for rotation, never logged or printed
+
+
+@dataclass(frozen=True)
+class StartedTransfer:
+    table_key: str
+    run_name: str = ""  # projects/.../transferConfigs/ID/runs/RUN
+    error: str = ""  # a permanent failure to start, with DTS's reason
+
+
+class TransferRunner(Protocol):
+    """BigQuery Data Transfer Service: our configs and their manual runs."""
+
+    def configs_by_table(self) -> dict[str, TransferConfig]:
+        """Our configs, keyed by table key (one List call, paginated)."""
+        ...
+
+    def start_run(self, config_name: str, run_time: datetime) -> str:
+        """Start one manual run with ``requested_run_time`` = run_time; return its run name.
+        Raises TransientError (retryable) or PermanentError."""
+        ...
+
+    def find_run(self, config_name: str, run_time: datetime) -> str | None:
+        """The run of this config whose run time is ``run_time``, if one was started."""
+        ...
+
+
+class Ledger(Protocol):
+    """The run ledger: a document per run, one per table under it. Transitions are transactional:
+    ``mutate`` is a pure function and may be called more than once."""
+
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        """Create the run if absent. Returns (the stored run, whether this call created it)."""
+        ...
+
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    def open_runs(self) -> list[Run]:
+        """Every run not yet closed: one query."""
+        ...
+
+    def recent_runs(self, limit: int) -> list[Run]: ...
+
+    def transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
+        """Apply ``mutate`` to the stored run in a transaction and store its result."""
+        ...
+
+    def add_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        """Create table documents that do not exist yet (existing ones are left untouched)."""
+        ...
+
+    def tables(self, run_id: str) -> list[TableRun]: ...
+
+    def put_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        """Overwrite table documents (used only by the holder of the hand-off lease)."""
+        ...
+
+    def update_table(self, run_id: str, key: str,
+                     mutate: Callable[[TableRun], TableRun | None]) -> TableRun | None:
+        """Transactional read-modify-write of one table; None from mutate means no change."""
+        ...
+
+
+class EventBus(Protocol):
+    def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class Secrets(Protocol):
+    def get(self, name: str) -> str: ...
+
+
+@dataclass
+class RecordingEventBus:
+    """An EventBus that keeps what it was given (tests, dry runs, the CLI without a topic)."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
