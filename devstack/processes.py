@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,7 +21,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 60.0, alive: Callable[[], bool] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 60.0, alive: Callable[[], bool] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if alive is not None and not alive():
@@ -54,25 +57,26 @@ class Service:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=10)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def require_gcloud() -> str:
     gcloud = shutil.which("gcloud")
     if gcloud is None:
-        raise RuntimeError("the gcloud CLI is not on PATH: install the Google Cloud SDK with the "
-                           "Pub/Sub and Firestore emulators (see README, Prerequisites)")
+        raise RuntimeError(
+            "the gcloud CLI is not on PATH: install the Google Cloud SDK with the "
+            "Pub/Sub and Firestore emulators (see README, Prerequisites)"
+        )
     return gcloud
 
 
 def _spawn(name: str, args: list[str], port: int, timeout: float = 90.0) -> Service:
     log = Path(tempfile.mkstemp(prefix=f"rds2bq-{name}-", suffix=".log")[1])
     with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     service = Service(name, port, process, log)
     try:
         wait_for_port(port, timeout, alive=lambda: process.poll() is None)
@@ -86,14 +90,29 @@ def _spawn(name: str, args: list[str], port: int, timeout: float = 90.0) -> Serv
 def start_firestore_emulator(port: int | None = None) -> Service:
     port = port or free_port()
     gcloud = require_gcloud()
-    return _spawn("firestore", [gcloud, "emulators", "firestore", "start",
-                                f"--host-port=127.0.0.1:{port}", "--quiet"], port)
+    return _spawn(
+        "firestore",
+        [gcloud, "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"],
+        port,
+    )
 
 
 def start_pubsub_emulator(project: str, port: int | None = None) -> Service:
     port = port or free_port()
     gcloud = require_gcloud()
     data_dir = tempfile.mkdtemp(prefix="rds2bq-pubsub-")
-    return _spawn("pubsub", [gcloud, "beta", "emulators", "pubsub", "start",
-                             f"--host-port=127.0.0.1:{port}", f"--project={project}",
-                             f"--data-dir={data_dir}", "--quiet"], port)
+    return _spawn(
+        "pubsub",
+        [
+            gcloud,
+            "beta",
+            "emulators",
+            "pubsub",
+            "start",
+            f"--host-port=127.0.0.1:{port}",
+            f"--project={project}",
+            f"--data-dir={data_dir}",
+            "--quiet",
+        ],
+        port,
+    )

@@ -1,8 +1,9 @@
 """Settings: one object built from the environment plus the tables file.
 
-Every environment variable the project reads is named in ``FIELDS`` below and nowhere else. The CLI
-turns each into a flag of the same name (``RDS2BQ_S3_BUCKET`` -> ``--s3-bucket``), so deployment
-config and flags cannot drift. Validation collects every problem before raising, each naming its key.
+Every environment variable the project reads is named in ``FIELDS`` below and nowhere else.
+The CLI turns each into a flag of the same name (``RDS2BQ_S3_BUCKET`` -> ``--s3-bucket``), so
+deployment config and flags cannot drift. Validation collects every problem before raising, each
+naming its key.
 """
 
 from __future__ import annotations
@@ -46,62 +47,142 @@ class Field:
 FIELDS: tuple[Field, ...] = (
     # --- identity of this deployment
     Field("ENV", "Short name of this deployment; part of every export id.", "prod", "prod"),
-    Field("TIMEZONE", "Time zone for dates shown to people (stored times are UTC).", "Asia/Tokyo",
-          "Asia/Tokyo"),
-    Field("TABLES_FILE", "File listing the tables: db.table or db.schema.table, one per line.",
-          "tables.txt", "tables.txt"),
+    Field(
+        "TIMEZONE",
+        "Time zone for dates shown to people (stored times are UTC).",
+        "Asia/Tokyo",
+        "Asia/Tokyo",
+    ),
+    Field(
+        "TABLES_FILE",
+        "File listing the tables: db.table or db.schema.table, one per line.",
+        "tables.txt",
+        "tables.txt",
+    ),
     # --- AWS source and export target
     Field("AWS_REGION", "AWS Region of the source, bucket and key.", None, "ap-northeast-1"),
-    Field("SOURCE_KIND", "cluster (live Aurora cluster), cluster-snapshot (latest automated "
-          "cluster snapshot) or db-snapshot (latest automated DB instance snapshot).", "cluster",
-          "cluster"),
-    Field("SOURCE_ID", "Aurora cluster identifier, or DB instance identifier for db-snapshot.",
-          None, "shop-aurora"),
+    Field(
+        "SOURCE_KIND",
+        "cluster (live Aurora cluster), cluster-snapshot (latest automated "
+        "cluster snapshot) or db-snapshot (latest automated DB instance snapshot).",
+        "cluster",
+        "cluster",
+    ),
+    Field(
+        "SOURCE_ID",
+        "Aurora cluster identifier, or DB instance identifier for db-snapshot.",
+        None,
+        "shop-aurora",
+    ),
     Field("S3_BUCKET", "Bucket the export is written to (same Region).", None, "acme-rds-exports"),
-    Field("S3_PREFIX", "Prefix inside the bucket, without ':' or a trailing '/'.", "rds2bq",
-          "rds2bq"),
-    Field("KMS_KEY_ID", "KMS key ARN the export is encrypted with.", None,
-          "arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-..."),
-    Field("EXPORT_ROLE_ARN", "Role RDS assumes to write the export (trusts "
-          "export.rds.amazonaws.com).", None, "arn:aws:iam::123456789012:role/rds2bq-export"),
+    Field(
+        "S3_PREFIX", "Prefix inside the bucket, without ':' or a trailing '/'.", "rds2bq", "rds2bq"
+    ),
+    Field(
+        "KMS_KEY_ID",
+        "KMS key ARN the export is encrypted with.",
+        None,
+        "arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-...",
+    ),
+    Field(
+        "EXPORT_ROLE_ARN",
+        "Role RDS assumes to write the export (trusts export.rds.amazonaws.com).",
+        None,
+        "arn:aws:iam::123456789012:role/rds2bq-export",
+    ),
     # --- AWS credentials
-    Field("AWS_AUTH", "web-identity (Google ID token -> AssumeRoleWithWebIdentity), static "
-          "(keys from Secret Manager) or default (boto3's chain, for local use).", "web-identity",
-          "web-identity"),
-    Field("AWS_ROLE_ARN", "Role the orchestrator assumes (web-identity; optional with static).", "",
-          "arn:aws:iam::123456789012:role/rds2bq-orchestrator"),
-    Field("AWS_AUDIENCE", "Audience of the Google ID token exchanged with AWS STS.", "rds2bq",
-          "rds2bq"),
-    Field("AWS_KEYS_SECRET", "Secret holding {\"access_key_id\", \"secret_access_key\"} for "
-          "AWS_AUTH=static.", "", "projects/p/secrets/rds2bq-aws-keys/versions/latest"),
-    Field("AWS_ENDPOINT_URL", "Endpoint override for every AWS service (local stack only).", "",
-          "http://127.0.0.1:5000"),
+    Field(
+        "AWS_AUTH",
+        "web-identity (Google ID token -> AssumeRoleWithWebIdentity), static "
+        "(keys from Secret Manager) or default (boto3's chain, for local use).",
+        "web-identity",
+        "web-identity",
+    ),
+    Field(
+        "AWS_ROLE_ARN",
+        "Role the orchestrator assumes (web-identity; optional with static).",
+        "",
+        "arn:aws:iam::123456789012:role/rds2bq-orchestrator",
+    ),
+    Field(
+        "AWS_AUDIENCE",
+        "Audience of the Google ID token exchanged with AWS STS.",
+        "rds2bq",
+        "rds2bq",
+    ),
+    Field(
+        "AWS_KEYS_SECRET",
+        'Secret holding {"access_key_id", "secret_access_key"} for AWS_AUTH=static.',
+        "",
+        "projects/p/secrets/rds2bq-aws-keys/versions/latest",
+    ),
+    Field(
+        "AWS_ENDPOINT_URL",
+        "Endpoint override for every AWS service (local stack only).",
+        "",
+        "http://127.0.0.1:5000",
+    ),
     # --- Google side
-    Field("GCP_PROJECT", "Google Cloud project of the datasets, configs and topic.", None,
-          "acme-analytics"),
-    Field("BQ_LOCATION", "Location of the dataset and transfer configs.", "asia-northeast1",
-          "asia-northeast1"),
+    Field(
+        "GCP_PROJECT",
+        "Google Cloud project of the datasets, configs and topic.",
+        None,
+        "acme-analytics",
+    ),
+    Field(
+        "BQ_LOCATION",
+        "Location of the dataset and transfer configs.",
+        "asia-northeast1",
+        "asia-northeast1",
+    ),
     Field("BQ_DATASET", "Destination dataset.", None, "rds_shop"),
-    Field("TOPIC", "Pub/Sub topic id for DTS run notifications and our own events.",
-          "rds2bq-events", "rds2bq-events"),
-    Field("DTS_KEYS_SECRET", "Secret holding the DTS reader's {\"access_key_id\", "
-          "\"secret_access_key\"}.", "rds2bq-dts-reader-keys", "rds2bq-dts-reader-keys"),
-    Field("SLACK_WEBHOOK_SECRET", "Secret holding the Slack incoming webhook URL.",
-          "rds2bq-slack-webhook", "rds2bq-slack-webhook"),
-    Field("SECRETS_BACKEND", "secret-manager, or env (RDS2BQ_SECRET_<NAME> variables; local only).",
-          "secret-manager", "secret-manager"),
+    Field(
+        "TOPIC",
+        "Pub/Sub topic id for DTS run notifications and our own events.",
+        "rds2bq-events",
+        "rds2bq-events",
+    ),
+    Field(
+        "DTS_KEYS_SECRET",
+        'Secret holding the DTS reader\'s {"access_key_id", "secret_access_key"}.',
+        "rds2bq-dts-reader-keys",
+        "rds2bq-dts-reader-keys",
+    ),
+    Field(
+        "SLACK_WEBHOOK_SECRET",
+        "Secret holding the Slack incoming webhook URL.",
+        "rds2bq-slack-webhook",
+        "rds2bq-slack-webhook",
+    ),
+    Field(
+        "SECRETS_BACKEND",
+        "secret-manager, or env (RDS2BQ_SECRET_<NAME> variables; local only).",
+        "secret-manager",
+        "secret-manager",
+    ),
     Field("FIRESTORE_DATABASE", "Firestore database of the run ledger.", "(default)", "(default)"),
-    Field("LEDGER_COLLECTION", "Top-level collection of the run ledger.", "rds2bq_runs",
-          "rds2bq_runs"),
+    Field(
+        "LEDGER_COLLECTION", "Top-level collection of the run ledger.", "rds2bq_runs", "rds2bq_runs"
+    ),
     Field("DTS_ENDPOINT", "host:port of a DTS stand-in (local stack only).", "", "127.0.0.1:50051"),
     # --- timing
-    Field("EXPORT_DEADLINE_MINUTES", "An export still running this long after it started is "
-          "flagged late (once).", "360", "360"),
-    Field("VISIBILITY_MARGIN_MINUTES", "Wait after the export completes before starting "
-          "transfers (S3 files take ~5 min to be visible to DTS).", "5", "5"),
+    Field(
+        "EXPORT_DEADLINE_MINUTES",
+        "An export still running this long after it started is flagged late (once).",
+        "360",
+        "360",
+    ),
+    Field(
+        "VISIBILITY_MARGIN_MINUTES",
+        "Wait after the export completes before starting "
+        "transfers (S3 files take ~5 min to be visible to DTS).",
+        "5",
+        "5",
+    ),
     Field("FANOUT_CONCURRENCY", "Transfer runs started at once during the hand-off.", "16", "16"),
-    Field("LEASE_SECONDS", "Hand-off lease; must exceed the poll function's timeout.", "600",
-          "600"),
+    Field(
+        "LEASE_SECONDS", "Hand-off lease; must exceed the poll function's timeout.", "600", "600"
+    ),
     Field("MAX_SLOT_AGE_HOURS", "A start_export slot older than this is refused.", "48", "48"),
 )
 
@@ -154,13 +235,15 @@ class Settings:
         return f"projects/{self.gcp_project}/locations/{self.bq_location}"
 
 
-def load_settings(environ: Mapping[str, str] | None = None,
-                  read_text: Callable[[Path], str] | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None, read_text: Callable[[Path], str] | None = None
+) -> Settings:
     """Build and validate the settings; raise ``ConfigError`` listing every problem at once."""
     env = os.environ if environ is None else environ
     problems: list[str] = []
-    raw = {f.name: env.get(f.env, f.default if f.default is not None else "").strip()
-           for f in FIELDS}
+    raw = {
+        f.name: env.get(f.env, f.default if f.default is not None else "").strip() for f in FIELDS
+    }
     for f in FIELDS:
         if f.default is None and not raw[f.name]:
             problems.append(f"{f.env} is required (e.g. {f.example})")
@@ -178,13 +261,16 @@ def load_settings(environ: Mapping[str, str] | None = None,
 
     def choice(name: str, options: tuple[str, ...]) -> str:
         if raw[name] not in options:
-            problems.append(f"{_BY_NAME[name].env}={raw[name]!r} must be one of "
-                            + ", ".join(options))
+            problems.append(
+                f"{_BY_NAME[name].env}={raw[name]!r} must be one of " + ", ".join(options)
+            )
         return raw[name]
 
     if not _ENV_RE.match(raw["ENV"]):
-        problems.append(f"RDS2BQ_ENV={raw['ENV']!r} must be 1-20 lowercase letters or digits, "
-                        "starting with a letter (it becomes part of the export id)")
+        problems.append(
+            f"RDS2BQ_ENV={raw['ENV']!r} must be 1-20 lowercase letters or digits, "
+            "starting with a letter (it becomes part of the export id)"
+        )
     tz = ZoneInfo("UTC")
     try:
         tz = ZoneInfo(raw["TIMEZONE"])
@@ -199,8 +285,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
         problems.append(f"RDS2BQ_S3_BUCKET={raw['S3_BUCKET']!r} is not a valid bucket name")
     prefix = raw["S3_PREFIX"]
     if ":" in prefix or prefix.endswith("/") or prefix.startswith("/") or "//" in prefix:
-        problems.append(f"RDS2BQ_S3_PREFIX={prefix!r} must not contain ':' or '//', nor start or "
-                        "end with '/' (RDS exports break on them)")
+        problems.append(
+            f"RDS2BQ_S3_PREFIX={prefix!r} must not contain ':' or '//', nor start or "
+            "end with '/' (RDS exports break on them)"
+        )
     if aws_auth == "web-identity" and not raw["AWS_ROLE_ARN"]:
         problems.append("RDS2BQ_AWS_ROLE_ARN is required when RDS2BQ_AWS_AUTH=web-identity")
     if aws_auth == "static" and not raw["AWS_KEYS_SECRET"]:
@@ -219,8 +307,9 @@ def load_settings(environ: Mapping[str, str] | None = None,
     try:
         text = (read_text or (lambda p: p.read_text(encoding="utf-8")))(tables_path)
     except OSError as exc:
-        problems.append(f"RDS2BQ_TABLES_FILE={str(tables_path)!r} cannot be read: "
-                        f"{exc.strerror or exc}")
+        problems.append(
+            f"RDS2BQ_TABLES_FILE={str(tables_path)!r} cannot be read: {exc.strerror or exc}"
+        )
     else:
         tables, table_problems = parse_tables(text)
         problems.extend(f"RDS2BQ_TABLES_FILE {p}" for p in table_problems)
@@ -228,18 +317,37 @@ def load_settings(environ: Mapping[str, str] | None = None,
     if problems:
         raise ConfigError(problems)
     return Settings(
-        env=raw["ENV"], timezone=tz, tables=tables, aws_region=raw["AWS_REGION"],
-        source_kind=source_kind, source_id=raw["SOURCE_ID"], s3_bucket=raw["S3_BUCKET"],
-        s3_prefix=prefix, kms_key_id=raw["KMS_KEY_ID"], export_role_arn=raw["EXPORT_ROLE_ARN"],
-        aws_auth=aws_auth, aws_role_arn=raw["AWS_ROLE_ARN"], aws_audience=raw["AWS_AUDIENCE"],
-        aws_keys_secret=raw["AWS_KEYS_SECRET"], aws_endpoint_url=raw["AWS_ENDPOINT_URL"],
-        gcp_project=raw["GCP_PROJECT"], bq_location=raw["BQ_LOCATION"],
-        bq_dataset=raw["BQ_DATASET"], topic=raw["TOPIC"], dts_keys_secret=raw["DTS_KEYS_SECRET"],
-        slack_webhook_secret=raw["SLACK_WEBHOOK_SECRET"], secrets_backend=secrets_backend,
-        firestore_database=raw["FIRESTORE_DATABASE"], ledger_collection=raw["LEDGER_COLLECTION"],
-        dts_endpoint=raw["DTS_ENDPOINT"], export_deadline_minutes=deadline,
-        visibility_margin_minutes=margin, fanout_concurrency=concurrency, lease_seconds=lease,
-        max_slot_age_hours=max_age, raw=raw,
+        env=raw["ENV"],
+        timezone=tz,
+        tables=tables,
+        aws_region=raw["AWS_REGION"],
+        source_kind=source_kind,
+        source_id=raw["SOURCE_ID"],
+        s3_bucket=raw["S3_BUCKET"],
+        s3_prefix=prefix,
+        kms_key_id=raw["KMS_KEY_ID"],
+        export_role_arn=raw["EXPORT_ROLE_ARN"],
+        aws_auth=aws_auth,
+        aws_role_arn=raw["AWS_ROLE_ARN"],
+        aws_audience=raw["AWS_AUDIENCE"],
+        aws_keys_secret=raw["AWS_KEYS_SECRET"],
+        aws_endpoint_url=raw["AWS_ENDPOINT_URL"],
+        gcp_project=raw["GCP_PROJECT"],
+        bq_location=raw["BQ_LOCATION"],
+        bq_dataset=raw["BQ_DATASET"],
+        topic=raw["TOPIC"],
+        dts_keys_secret=raw["DTS_KEYS_SECRET"],
+        slack_webhook_secret=raw["SLACK_WEBHOOK_SECRET"],
+        secrets_backend=secrets_backend,
+        firestore_database=raw["FIRESTORE_DATABASE"],
+        ledger_collection=raw["LEDGER_COLLECTION"],
+        dts_endpoint=raw["DTS_ENDPOINT"],
+        export_deadline_minutes=deadline,
+        visibility_margin_minutes=margin,
+        fanout_concurrency=concurrency,
+        lease_seconds=lease,
+        max_slot_age_hours=max_age,
+        raw=raw,
     )
 
 
@@ -258,8 +366,9 @@ def parse_tables(text: str) -> tuple[tuple[TableRef, ...], list[str]]:
             problems.append(f"line {number}: {exc}")
             continue
         if ref.key in seen:
-            problems.append(f"line {number}: {ref.key} is listed twice (first on line "
-                            f"{seen[ref.key]})")
+            problems.append(
+                f"line {number}: {ref.key} is listed twice (first on line {seen[ref.key]})"
+            )
             continue
         seen[ref.key] = number
         tables.append(ref)
@@ -267,8 +376,10 @@ def parse_tables(text: str) -> tuple[tuple[TableRef, ...], list[str]]:
         problems.append("lists no table")
     engines = {t.engine for t in tables}
     if len(engines) > 1:
-        problems.append("mixes db.table (MySQL) and db.schema.table (PostgreSQL) entries; one "
-                        "source has one engine")
+        problems.append(
+            "mixes db.table (MySQL) and db.schema.table (PostgreSQL) entries; one "
+            "source has one engine"
+        )
     if sum(len(t.export_only) + 1 for t in tables) > 200_000:
         problems.append("is longer than the 200 KB that RDS ExportOnly accepts")
     return tuple(tables), problems
@@ -276,5 +387,7 @@ def parse_tables(text: str) -> tuple[tuple[TableRef, ...], list[str]]:
 
 def describe_fields() -> list[dict[str, Any]]:
     """Rows for the README and ``--help``: name, default, example, help."""
-    return [{"env": f.env, "flag": f.flag, "default": f.default, "example": f.example,
-             "help": f.help} for f in FIELDS]
+    return [
+        {"env": f.env, "flag": f.flag, "default": f.default, "example": f.example, "help": f.help}
+        for f in FIELDS
+    ]

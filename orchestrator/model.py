@@ -48,7 +48,7 @@ class TableRef:
 
     @property
     def export_targets(self) -> frozenset[str]:
-        """Ways ``export_tables_info`` may name this table (``db.schema.table``; MySQL: schema=db)."""
+        """Names ``export_tables_info`` may use for it (``db.schema.table``; MySQL: schema=db)."""
         return frozenset({f"{self.database}.{self.schema or self.database}.{self.name}", self.key})
 
     @property
@@ -63,8 +63,10 @@ def parse_table_ref(text: str) -> TableRef:
         raise ValueError(f"{text!r} is not db.table or db.schema.table")
     for part in parts:
         if not _NAME_RE.match(part):
-            raise ValueError(f"{text!r}: {part!r} has characters outside A-Z 0-9 $ _, which RDS "
-                             "cannot export partially")
+            raise ValueError(
+                f"{text!r}: {part!r} has characters outside A-Z 0-9 $ _, which RDS "
+                "cannot export partially"
+            )
     if len(parts) == 2:
         return TableRef(parts[0], None, parts[1])
     return TableRef(parts[0], parts[1], parts[2])
@@ -118,7 +120,8 @@ class RunState(StrEnum):
 
 
 TERMINAL_RUN_STATES = frozenset(
-    {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELED})
+    {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELED}
+)
 OPEN_RUN_STATES = tuple(s for s in RunState if s not in TERMINAL_RUN_STATES)
 
 
@@ -136,8 +139,9 @@ class TableState(StrEnum):
         return self in FINAL_TABLE_STATES
 
 
-FINAL_TABLE_STATES = frozenset({TableState.SKIPPED_BY_EXPORT, TableState.SUCCEEDED,
-                                TableState.FAILED, TableState.CANCELLED})
+FINAL_TABLE_STATES = frozenset(
+    {TableState.SKIPPED_BY_EXPORT, TableState.SUCCEEDED, TableState.FAILED, TableState.CANCELLED}
+)
 
 
 class ExportStatus(StrEnum):

@@ -122,8 +122,9 @@ class Ledger(Protocol):
         """Overwrite table documents (used only by the holder of the hand-off lease)."""
         ...
 
-    def update_table(self, run_id: str, key: str,
-                     mutate: Callable[[TableRun], TableRun | None]) -> TableRun | None:
+    def update_table(
+        self, run_id: str, key: str, mutate: Callable[[TableRun], TableRun | None]
+    ) -> TableRun | None:
         """Transactional read-modify-write of one table; None from mutate means no change."""
         ...
 

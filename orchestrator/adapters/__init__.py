@@ -1,0 +1,1 @@
+"""Adapters: vendor SDKs live here only; vendor errors are translated here."""

@@ -1,0 +1,293 @@
+"""AWS: the export source (RDS), export tasks (RDS) and the export's metadata (S3).
+
+Speaks the domain (``describe_export`` -> ExportObservation) and translates botocore errors into
+ours at this boundary, naming the missing permission or the unusable resource.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orchestrator.errors import (
+    AccessDeniedError,
+    ExportQuotaError,
+    KmsKeyError,
+    NoSnapshotError,
+    PermanentError,
+    SourceNotFoundError,
+    TransientError,
+)
+from orchestrator.model import ExportObservation, ExportStatus, Source, TableExportStatus
+
+log = logging.getLogger(__name__)
+
+_THROTTLING = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "RequestThrottled",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "RequestTimeout",
+}
+_NOT_FOUND = {
+    "DBClusterNotFoundFault",
+    "DBClusterSnapshotNotFoundFault",
+    "DBSnapshotNotFound",
+    "DBSnapshotNotFoundFault",
+    "DBInstanceNotFound",
+    "DBInstanceNotFoundFault",
+}
+_ACTION_RE = re.compile(r"not authorized to perform:? ([\w-]+:\w+)")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+
+
+def translate(exc: Exception, action: str) -> Exception:
+    """Map one botocore error to our error family, with a message an operator can act on."""
+    if isinstance(exc, BotoCoreError):  # connection, timeout, credential refresh
+        return TransientError(f"{action}: {exc}")
+    if not isinstance(exc, ClientError):
+        return exc
+    code, message = _code(exc), _message(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in _THROTTLING or status >= 500:
+        return TransientError(f"{action}: {code or status}: {message}")
+    if code in _NOT_FOUND:
+        return SourceNotFoundError(f"{action}: {message}")
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        match = _ACTION_RE.search(message)
+        missing = match.group(1) if match else action
+        return AccessDeniedError(f"the orchestrator role lacks {missing}: {message}")
+    if code in (
+        "IamRoleNotFoundFault",
+        "IamRoleMissingPermissionsFault",
+        "IamRoleNotFound",
+        "IamRoleMissingPermissions",
+    ):
+        return AccessDeniedError(
+            f"the export role cannot be used ({code}): {message}. It must trust "
+            "export.rds.amazonaws.com and allow s3:PutObject*, s3:GetObject*, s3:ListBucket, "
+            "s3:DeleteObject*, s3:GetBucketLocation on the bucket; the orchestrator needs "
+            "iam:PassRole on it"
+        )
+    if code in (
+        "KMSKeyNotAccessibleFault",
+        "KMSKeyNotAccessible",
+        "NotFoundException",
+        "DisabledException",
+        "KMSInvalidStateException",
+    ):
+        return KmsKeyError(
+            f"the KMS key cannot be used for the export ({code}): {message}. Its key policy must "
+            "allow the orchestrator role kms:CreateGrant and kms:DescribeKey"
+        )
+    if "quota" in message.lower() or "limit" in code.lower() or "limit" in message.lower():
+        return ExportQuotaError(f"{action}: {message}")
+    return PermanentError(f"{action}: {code}: {message}")
+
+
+@contextmanager
+def _aws(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, action) from exc
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class AwsExporter:
+    """Implements ``ports.Exporter`` with injected boto3 ``rds`` and ``s3`` clients."""
+
+    def __init__(
+        self, rds: Any, s3: Any, bucket: str, prefix: str, kms_key_id: str, export_role_arn: str
+    ) -> None:
+        self._rds = rds
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._kms_key_id = kms_key_id
+        self._export_role_arn = export_role_arn
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self._prefix, *parts) if p)
+
+    # -------------------------------------------------------------- source
+
+    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
+        if kind in ("cluster", "cluster-snapshot"):
+            with _aws("rds:DescribeDBClusters"):
+                clusters = self._rds.describe_db_clusters(DBClusterIdentifier=source_id)
+            cluster = clusters["DBClusters"][0]
+            if kind == "cluster" and as_of is None:
+                return Source(cluster["DBClusterArn"], "cluster")
+            with _aws("rds:DescribeDBClusterSnapshots"):
+                pages = self._rds.get_paginator("describe_db_cluster_snapshots").paginate(
+                    DBClusterIdentifier=source_id, SnapshotType="automated"
+                )
+                snaps = [
+                    (s["DBClusterSnapshotArn"], s) for p in pages for s in p["DBClusterSnapshots"]
+                ]
+            return self._latest(snaps, source_id, as_of, "cluster-snapshot")
+        with _aws("rds:DescribeDBInstances"):
+            self._rds.describe_db_instances(DBInstanceIdentifier=source_id)
+        with _aws("rds:DescribeDBSnapshots"):
+            pages = self._rds.get_paginator("describe_db_snapshots").paginate(
+                DBInstanceIdentifier=source_id, SnapshotType="automated"
+            )
+            snaps = [(s["DBSnapshotArn"], s) for p in pages for s in p["DBSnapshots"]]
+        return self._latest(snaps, source_id, as_of, "db-snapshot")
+
+    @staticmethod
+    def _latest(
+        snaps: list[tuple[str, dict[str, Any]]], source_id: str, as_of: date | None, kind: str
+    ) -> Source:
+        """The newest *available* automated snapshot (of ``as_of``'s UTC day when given): one
+        still being created is never picked."""
+        usable = []
+        for arn, snap in snaps:
+            created = _aware(snap.get("SnapshotCreateTime"))
+            if snap.get("Status") != "available" or created is None:
+                continue
+            if as_of is not None and created.date() != as_of:
+                continue
+            usable.append((created, arn))
+        if not usable:
+            day = f" taken on {as_of.isoformat()} (UTC)" if as_of else ""
+            raise NoSnapshotError(
+                f"no available automated snapshot of {source_id}{day}; "
+                f"{len(snaps)} automated snapshot(s) exist"
+            )
+        created, arn = max(usable)
+        return Source(arn, kind, created)
+
+    # -------------------------------------------------------------- export tasks
+
+    def running_exports(self) -> int:
+        running = 0
+        with _aws("rds:DescribeExportTasks"):
+            pages = self._rds.get_paginator("describe_export_tasks").paginate(
+                Filters=[{"Name": "status", "Values": ["starting", "in_progress"]}]
+            )
+            for page in pages:
+                running += sum(
+                    1
+                    for t in page.get("ExportTasks", [])
+                    if str(t.get("Status", "")).upper() in ("STARTING", "IN_PROGRESS")
+                )
+        return running
+
+    def start_export(self, task_id: str, source: Source, export_only: Sequence[str]) -> None:
+        try:
+            self._rds.start_export_task(
+                ExportTaskIdentifier=task_id,
+                SourceArn=source.arn,
+                S3BucketName=self._bucket,
+                S3Prefix=self._prefix,
+                IamRoleArn=self._export_role_arn,
+                KmsKeyId=self._kms_key_id,
+                ExportOnly=list(export_only),
+            )
+        except ClientError as exc:
+            if _code(exc) in ("ExportTaskAlreadyExists", "ExportTaskAlreadyExistsFault"):
+                log.info("export task %s already exists: adopted", task_id)
+                return
+            raise translate(exc, "rds:StartExportTask") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "rds:StartExportTask") from exc
+        log.info(
+            "export task %s started from %s (%d tables)", task_id, source.arn, len(export_only)
+        )
+
+    def describe_export(self, task_id: str) -> ExportObservation | None:
+        try:
+            tasks = self._rds.describe_export_tasks(ExportTaskIdentifier=task_id)["ExportTasks"]
+        except ClientError as exc:
+            if _code(exc) in ("ExportTaskNotFound", "ExportTaskNotFoundFault"):
+                return None
+            raise translate(exc, "rds:DescribeExportTasks") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "rds:DescribeExportTasks") from exc
+        if not tasks:
+            return None
+        t = tasks[0]
+        return ExportObservation(
+            task_id=task_id,
+            status=ExportStatus(str(t.get("Status", "STARTING")).upper()),
+            percent=int(t.get("PercentProgress") or 0),
+            extracted_gb=float(t.get("TotalExtractedDataInGB") or 0),
+            failure_cause=str(t.get("FailureCause") or ""),
+            warning=str(t.get("WarningMessage") or ""),
+            source_arn=str(t.get("SourceArn") or ""),
+            snapshot_time=_aware(t.get("SnapshotTime")),
+            task_start_time=_aware(t.get("TaskStartTime")),
+            task_end_time=_aware(t.get("TaskEndTime")),
+        )
+
+    # -------------------------------------------------------------- S3 metadata
+
+    def read_tables_info(self, task_id: str) -> list[TableExportStatus]:
+        prefix = self._key(task_id, f"export_tables_info_{task_id}")
+        entries: list[TableExportStatus] = []
+        with _aws("s3:ListBucket"):
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            )
+            keys = [
+                o["Key"] for p in pages for o in p.get("Contents", []) if o["Key"].endswith(".json")
+            ]
+        for key in sorted(keys):
+            with _aws("s3:GetObject"):
+                body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            try:
+                doc = json.loads(body)
+            except ValueError as exc:
+                raise PermanentError(f"export metadata {key} is not JSON: {exc}") from exc
+            for item in doc.get("perTableStatus", []):
+                entries.append(
+                    TableExportStatus(
+                        target=str(item.get("target", "")),
+                        status=str(item.get("status", "")),
+                        reason=str(
+                            item.get("warningMessage")
+                            or item.get("failureCause")
+                            or item.get("reason")
+                            or ""
+                        ),
+                        size_bytes=int(float(item.get("sizeGB") or 0) * 1024**3),
+                    )
+                )
+        if not keys:
+            raise TransientError(
+                f"no export_tables_info file under s3://{self._bucket}/{prefix}* yet"
+            )
+        return entries
+
+    def export_files_present(self, task_id: str, export_dir: str) -> bool:
+        with _aws("s3:ListBucket"):
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=self._key(task_id, export_dir) + "/"
+            )
+            return any(o["Key"].endswith(".parquet") for p in pages for o in p.get("Contents", []))

@@ -1,0 +1,205 @@
+"""The run ledger in Firestore (Native mode): ``COLLECTION/RUN_ID`` and ``.../tables/TABLE_KEY``.
+
+A run document holds the run's fields plus ``open`` (one equality query finds every open run) and
+the list of its table keys; each table has its own document, so a run of 2,000 tables stays far
+from the 1 MiB document limit and per-table updates never contend on the run document. Times are
+stored as Firestore timestamps (UTC). No secret is ever part of a Run or TableRun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from orchestrator.errors import NotFoundError, PermanentError, TransientError
+from orchestrator.model import Run, RunState, TableRun, TableState, Transition
+
+T = TypeVar("T")
+_BATCH = 400  # under Firestore's 500 writes per batch
+_TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.Aborted,
+    gexc.InternalServerError,
+    gexc.TooManyRequests,
+    gexc.ResourceExhausted,
+)
+TIMEOUT = 30.0
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except _TRANSIENT as exc:
+        raise TransientError(f"Firestore {what}: {exc.message}") from exc
+    except gexc.GoogleAPICallError as exc:
+        raise PermanentError(f"Firestore {what}: {exc.message}") from exc
+
+
+def _plain_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=UTC,
+    )
+
+
+def _to_doc(record: Run | TableRun) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, StrEnum):
+            value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
+        doc[f.name] = value
+    return doc
+
+
+def _from_doc(cls: type[T], doc: dict[str, Any] | None) -> T:
+    doc = doc or {}
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for name, value in doc.items():
+        if name not in known:
+            continue
+        if isinstance(value, datetime):
+            value = _plain_time(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    if cls is Run:
+        values["state"] = RunState(values["state"])
+    elif cls is TableRun:
+        values["state"] = TableState(values["state"])
+    return cls(**values)
+
+
+def _run_doc(run: Run) -> dict[str, Any]:
+    return {**_to_doc(run), "open": run.is_open}
+
+
+class FirestoreLedger:
+    def __init__(
+        self, client: firestore.Client, collection: str = "rds2bq_runs", max_attempts: int = 25
+    ) -> None:
+        self._client = client
+        self._runs = client.collection(collection)
+        self._max_attempts = max_attempts
+
+    def _tables(self, run_id: str) -> Any:
+        return self._runs.document(run_id).collection("tables")
+
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        ref = self._runs.document(run.run_id)
+        with _translated("create run"):
+            try:
+                ref.create(_run_doc(run), timeout=TIMEOUT)
+                return run, True
+            except gexc.Conflict:
+                existing = self.get_run(run.run_id)
+        if existing is None:  # pragma: no cover - deleted between the two calls
+            raise TransientError(f"run {run.run_id} vanished while being created")
+        return existing, False
+
+    def get_run(self, run_id: str) -> Run | None:
+        with _translated("get run"):
+            snap = self._runs.document(run_id).get(timeout=TIMEOUT)
+        return _from_doc(Run, snap.to_dict()) if snap.exists else None
+
+    def open_runs(self) -> list[Run]:
+        query = self._runs.where(filter=FieldFilter("open", "==", True))
+        with _translated("query open runs"):
+            docs = list(query.stream(timeout=TIMEOUT))
+        return sorted((_from_doc(Run, d.to_dict()) for d in docs), key=lambda r: r.run_id)
+
+    def recent_runs(self, limit: int) -> list[Run]:
+        query = self._runs.order_by("run_time", direction=firestore.Query.DESCENDING).limit(limit)
+        with _translated("query recent runs"):
+            return [_from_doc(Run, d.to_dict()) for d in query.stream(timeout=TIMEOUT)]
+
+    def transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
+        ref = self._runs.document(run_id)
+
+        @firestore.transactional
+        def body(txn: firestore.Transaction) -> Transition:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                raise NotFoundError(f"run {run_id} is not in the ledger")
+            result = mutate(_from_doc(Run, snap.to_dict()))
+            if result.run is not None:
+                txn.set(ref, _run_doc(result.run))
+            return result
+
+        with _translated("transition"):
+            return body(self._client.transaction(max_attempts=self._max_attempts))  # type: ignore[no-any-return]
+
+    def add_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        col = self._tables(run_id)
+        items = list(tables)
+        for start in range(0, len(items), _BATCH):
+            chunk = items[start : start + _BATCH]
+            batch = self._client.batch()
+            for table in chunk:
+                batch.create(col.document(table.key), _to_doc(table))
+            with _translated("add tables"):
+                try:
+                    batch.commit(timeout=TIMEOUT)
+                except gexc.Conflict:
+                    # Some already exist (a concurrent or earlier poll wrote them): create the
+                    # others one by one and leave the existing ones untouched.
+                    for table in chunk:
+                        with suppress(gexc.Conflict):
+                            col.document(table.key).create(_to_doc(table), timeout=TIMEOUT)
+
+    def tables(self, run_id: str) -> list[TableRun]:
+        with _translated("read tables"):
+            docs = list(self._tables(run_id).stream(timeout=TIMEOUT))
+        return sorted((_from_doc(TableRun, d.to_dict()) for d in docs), key=lambda t: t.key)
+
+    def put_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        col = self._tables(run_id)
+        items = list(tables)
+        with _translated("write tables"):
+            if len(items) == 1:
+                col.document(items[0].key).set(_to_doc(items[0]), timeout=TIMEOUT)
+                return
+            for start in range(0, len(items), _BATCH):
+                batch = self._client.batch()
+                for table in items[start : start + _BATCH]:
+                    batch.set(col.document(table.key), _to_doc(table))
+                batch.commit(timeout=TIMEOUT)
+
+    def update_table(
+        self, run_id: str, key: str, mutate: Callable[[TableRun], TableRun | None]
+    ) -> TableRun | None:
+        ref = self._tables(run_id).document(key)
+
+        @firestore.transactional
+        def body(txn: firestore.Transaction) -> TableRun | None:
+            snap = ref.get(transaction=txn)
+            if not snap.exists:
+                return None
+            changed = mutate(_from_doc(TableRun, snap.to_dict()))
+            if changed is not None:
+                txn.set(ref, _to_doc(changed))
+            return changed
+
+        with _translated("update table"):
+            return body(self._client.transaction(max_attempts=self._max_attempts))  # type: ignore[no-any-return]

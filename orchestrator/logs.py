@@ -1,0 +1,79 @@
+"""One JSON object per line, as Cloud Logging reads it: severity, message, labels, trace.
+
+Use ``logging`` with lazy ``%s`` arguments and pass the run id as ``extra={"run_id": ...}``; it
+becomes ``logging.googleapis.com/labels.run_id``. functions-framework merges its execution id into
+the labels of such lines, so every line of one invocation correlates for free.
+
+Secrets never reach a log call in the first place; ``redact`` is the last line of defence for
+values we know are secret (registered when they are read) in case one slips into a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value so that ``redact`` removes it from any log line."""
+    if value and len(value) >= 6:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    with _lock:
+        values = tuple(_secrets)
+    for value in values:
+        if value in text:
+            text = text.replace(value, "[REDACTED]")
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        entry: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
+            "message": message,
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "logger": record.name,
+        }
+        labels = {"component": "rds2bq"}
+        run_id = getattr(record, "run_id", None)
+        if run_id:
+            labels["run_id"] = str(run_id)
+        entry["logging.googleapis.com/labels"] = labels
+        trace = getattr(record, "trace", None)
+        if trace:
+            entry["logging.googleapis.com/trace"] = trace
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+def setup(level: int = logging.INFO) -> None:
+    """Install the JSON formatter on the root logger once (idempotent)."""
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("urllib3", "botocore", "google", "grpc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,357 @@
+"""Executes the state machine through the ports: start an export, poll, hand off. No SDK import.
+
+Every method is safe to call twice or concurrently: the ledger's transactions decide who acts, the
+export id is derived from the run time (a second start adopts the first), and the hand-off holds a
+lease so that no table is started twice for one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from orchestrator import machine
+from orchestrator.config import Settings
+from orchestrator.errors import (
+    BadRequestError,
+    ExportQuotaError,
+    PermanentError,
+    TransientError,
+)
+from orchestrator.model import (
+    Event,
+    EventKind,
+    ExportStatus,
+    Run,
+    RunState,
+    Source,
+    TableRun,
+    TableState,
+    Transition,
+    floor_minute,
+)
+from orchestrator.ports import Clock, EventBus, Exporter, Ledger, TransferConfig, TransferRunner
+from orchestrator.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_EXPORTS = 5  # per account, an RDS quota
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class PollReport:
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, run: Run, action: str, **extra: Any) -> None:
+        self.runs.append(
+            {"run_id": run.run_id, "state": run.state.value, "action": action, **extra}
+        )
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        exporter: Callable[[], Exporter],
+        transfers: Callable[[], TransferRunner],
+        events: EventBus,
+        clock: Clock,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        # Exporter and TransferRunner come as factories: an idle poll must not build AWS or DTS
+        # clients (cold start, and no AWS call when no run is open).
+        self.settings = settings
+        self.ledger = ledger
+        self._exporter = exporter
+        self._transfers = transfers
+        self.events = events
+        self.clock = clock
+        self.backoff = backoff
+        self._sleep = sleep
+
+    # ------------------------------------------------------------------ start_export
+
+    def start_export(
+        self,
+        slot: datetime,
+        kind: str = "daily",
+        tables: Sequence[str] | None = None,
+        as_of: date | None = None,
+        parent_run_id: str = "",
+    ) -> Run:
+        """Create the run for ``slot`` if absent and make sure its export is started."""
+        now = self.clock.now()
+        run_time = floor_minute(slot)
+        if run_time > now + FUTURE_SKEW:
+            raise BadRequestError(f"slot {run_time.isoformat()} is in the future")
+        if now - run_time > timedelta(hours=self.settings.max_slot_age_hours):
+            raise BadRequestError(
+                f"slot {run_time.isoformat()} is older than RDS2BQ_MAX_SLOT_AGE_HOURS="
+                f"{self.settings.max_slot_age_hours}; use a rerun to export an older day"
+            )
+        keys = list(tables) if tables is not None else [t.key for t in self.settings.tables]
+        run, created = self.ledger.create_run(
+            machine.new_run(self.settings.env, run_time, kind, keys, now, parent_run_id)
+        )
+        log.info(
+            "run %s %s for slot %s",
+            run.run_id,
+            "created" if created else "already exists",
+            run_time.isoformat(),
+            extra={"run_id": run.run_id},
+        )
+        if run.state is RunState.EXPORT_STARTING:
+            run = self._ensure_export(run, as_of)
+        return run
+
+    def _ensure_export(self, run: Run, as_of: date | None = None) -> Run:
+        """Start the run's export, or adopt it if it already exists. Permanent failures close the
+        run (and say why); transient ones leave it for the next call or poll."""
+        exporter = self._exporter()
+        try:
+            existing = exporter.describe_export(run.export_task_id)
+            if existing is not None:
+                source = Source(
+                    existing.source_arn, self.settings.source_kind, existing.snapshot_time
+                )
+            else:
+                source = exporter.resolve_source(
+                    self.settings.source_kind, self.settings.source_id, as_of
+                )
+                running = exporter.running_exports()
+                if running >= MAX_CONCURRENT_EXPORTS:
+                    raise ExportQuotaError(
+                        f"{running} exports are already running in this AWS account (the limit "
+                        f"is {MAX_CONCURRENT_EXPORTS}); the next poll tries again"
+                    )
+                exporter.start_export(run.export_task_id, source, self._export_only(run))
+        except PermanentError as exc:
+            self._fail_start(run, str(exc))
+            raise
+        result = self._transition(
+            run.run_id, lambda r: machine.export_started(r, source, self.clock.now())
+        )
+        return result.run or self.ledger.get_run(run.run_id) or run
+
+    def _export_only(self, run: Run) -> list[str]:
+        return list(run.tables)
+
+    def _fail_start(self, run: Run, cause: str) -> None:
+        def close(current: Run) -> Transition:
+            if current.state is not RunState.EXPORT_STARTING:
+                return machine.UNCHANGED
+            now = self.clock.now()
+            failed = current.with_(
+                state=RunState.FAILED, failure_cause=cause, closed_at=now, updated_at=now
+            )
+            return Transition(
+                failed,
+                (
+                    Event(
+                        EventKind.EXPORT_FAILED,
+                        run.run_id,
+                        now,
+                        {
+                            "export_task_id": run.export_task_id,
+                            "status": "NOT_STARTED",
+                            "failure_cause": cause,
+                        },
+                    ),
+                ),
+            )
+
+        self._transition(run.run_id, close)
+        log.error(
+            "run %s: the export could not be started: %s",
+            run.run_id,
+            cause,
+            extra={"run_id": run.run_id},
+        )
+
+    # ------------------------------------------------------------------ poll
+
+    def poll(self) -> PollReport:
+        """Advance every open run by one step. One ledger query when nothing is open."""
+        report = PollReport()
+        for run in self.ledger.open_runs():
+            try:
+                self._advance(run, report)
+            except TransientError as exc:
+                log.warning(
+                    "run %s: transient fault, the next poll retries: %s",
+                    run.run_id,
+                    exc,
+                    extra={"run_id": run.run_id},
+                )
+                report.add(run, "retry-later", error=str(exc))
+            except PermanentError as exc:
+                log.error("run %s: %s", run.run_id, exc, extra={"run_id": run.run_id})
+                report.add(run, "failed", error=str(exc))
+        return report
+
+    def _advance(self, run: Run, report: PollReport) -> None:
+        if run.state is RunState.EXPORT_STARTING:
+            run = self._ensure_export(run)
+            report.add(run, "export-started")
+        elif run.state is RunState.EXPORTING:
+            self._follow_export(run, report)
+        elif machine.handoff_due(run, self.clock.now(), self.settings.visibility_margin_minutes):
+            self._handoff(run, report)
+        else:
+            report.add(run, "waiting")
+
+    def _follow_export(self, run: Run, report: PollReport) -> None:
+        exporter = self._exporter()
+        obs = exporter.describe_export(run.export_task_id)
+        if obs is None:
+            log.warning(
+                "run %s: export task %s not found",
+                run.run_id,
+                run.export_task_id,
+                extra={"run_id": run.run_id},
+            )
+            report.add(run, "export-missing")
+            return
+        tables = None
+        if obs.status is ExportStatus.COMPLETE:
+            report_entries = exporter.read_tables_info(run.export_task_id)
+            targets = {t.key: t.export_targets for t in self.settings.tables}
+            tables = machine.classify_tables(run.tables, report_entries, targets)
+            self.ledger.add_tables(run.run_id, tables)
+        now = self.clock.now()
+        result = self._transition(
+            run.run_id,
+            lambda r: machine.observe_export(
+                r, obs, now, deadline_minutes=self.settings.export_deadline_minutes, tables=tables
+            ),
+        )
+        current = result.run or run
+        report.add(current, f"export-{obs.status.value.lower()}", percent=obs.percent)
+        if machine.handoff_due(current, now, self.settings.visibility_margin_minutes):
+            self._handoff(current, report)
+
+    # ------------------------------------------------------------------ hand-off
+
+    def _handoff(self, run: Run, report: PollReport) -> None:
+        owner = uuid.uuid4().hex
+        s = self.settings
+        claim = self._transition(
+            run.run_id,
+            lambda r: machine.claim_handoff(
+                r, self.clock.now(), owner, s.lease_seconds, s.visibility_margin_minutes
+            ),
+        )
+        if claim.run is None or claim.run.handoff_owner != owner:
+            report.add(run, "handoff-held-elsewhere")
+            return
+        run = claim.run
+        log.info("run %s: hand-off claimed", run.run_id, extra={"run_id": run.run_id})
+        tables = {t.key: t for t in self.ledger.tables(run.run_id)}
+        configs = self._transfers().configs_by_table()
+        complete = self._fan_out(run, tables, configs)
+        if not complete:
+            self._transition(
+                run.run_id, lambda r: machine.release_handoff(r, owner, self.clock.now())
+            )
+            report.add(run, "handoff-incomplete")
+            return
+        final = list(tables.values())
+        done = self._transition(
+            run.run_id, lambda r: machine.handoff_finished(r, owner, self.clock.now(), final)
+        )
+        report.add(
+            done.run or run,
+            "handed-off",
+            started=sum(1 for t in final if t.state is TableState.STARTED),
+        )
+
+    def _fan_out(
+        self, run: Run, tables: dict[str, TableRun], configs: dict[str, TransferConfig]
+    ) -> bool:
+        """Start one DTS run per exported table not yet started; True when none is left over.
+
+        Tables are marked STARTING (with their config) before any call: if this invocation dies,
+        the next holder asks DTS whether such a table's run exists before starting it again.
+        """
+        now = self.clock.now()
+        resumed = {k for k, t in tables.items() if t.state is TableState.STARTING}
+        claimed: list[TableRun] = []
+        for key, table in sorted(tables.items()):
+            if table.state not in (TableState.PENDING, TableState.STARTING):
+                continue
+            config = configs.get(key)
+            if config is None:
+                tables[key] = machine.table_start_failed(
+                    table, f"no transfer config for {key}: run `python -m orchestrator sync`", now
+                )
+            elif table.state is TableState.PENDING:
+                tables[key] = table.with_(state=TableState.STARTING, dts_config=config.name)
+            claimed.append(tables[key])
+        self.ledger.put_tables(run.run_id, claimed)
+        work = [t for t in claimed if t.state is TableState.STARTING]
+        log.info(
+            "run %s: starting %d transfer runs (%d resumed), %d at a time",
+            run.run_id,
+            len(work),
+            len(resumed & {t.key for t in work}),
+            self.settings.fanout_concurrency,
+            extra={"run_id": run.run_id},
+        )
+
+        def start(table: TableRun) -> TableRun:
+            result = self._start_one(run, table, table.key in resumed)
+            self.ledger.put_tables(run.run_id, [result])
+            return result
+
+        with ThreadPoolExecutor(max_workers=self.settings.fanout_concurrency) as pool:
+            for result in pool.map(start, work):
+                tables[result.key] = result
+        return all(t.state is not TableState.STARTING for t in tables.values())
+
+    def _start_one(self, run: Run, table: TableRun, resumed: bool) -> TableRun:
+        transfers = self._transfers()
+        try:
+            if resumed:
+                existing = transfers.find_run(table.dts_config, run.run_time)
+                if existing:
+                    log.info(
+                        "run %s: %s was started by an earlier hand-off; adopted",
+                        run.run_id,
+                        table.key,
+                        extra={"run_id": run.run_id},
+                    )
+                    return machine.table_start_recorded(table, existing, self.clock.now())
+            kwargs = {} if self._sleep is None else {"sleep": self._sleep}
+            name = call_with_retry(
+                lambda: transfers.start_run(table.dts_config, run.run_time), self.backoff, **kwargs
+            )
+            return machine.table_start_recorded(table, name, self.clock.now())
+        except TransientError as exc:
+            log.warning(
+                "run %s: %s not started yet (transient: %s); the next poll resumes it",
+                run.run_id,
+                table.key,
+                exc,
+                extra={"run_id": run.run_id},
+            )
+            return table  # still STARTING: resumed, with an existence check, by the next holder
+        except PermanentError as exc:
+            return machine.table_start_failed(
+                table, f"DTS refused the run: {exc}", self.clock.now()
+            )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
+        result = self.ledger.transition(run_id, mutate)
+        if result.events:
+            self.events.publish(result.events)
+        return result

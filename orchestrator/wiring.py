@@ -1,0 +1,125 @@
+"""The one place where settings meet SDK clients. Everything is built lazily, once per instance.
+
+An entry point asks for what its path needs; nothing here imports a vendor SDK at module import,
+so a cold start of ``poll`` with no open run loads Firestore and never boto3.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.model import now_utc
+from orchestrator.ports import EventBus, Exporter, Ledger, Secrets, TransferRunner
+from orchestrator.service import Orchestrator
+
+
+class SystemClock:
+    def now(self) -> Any:
+        return now_utc()
+
+
+class Wiring:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._exporter: Exporter | None = None
+        self._transfers: TransferRunner | None = None
+
+    @cached_property
+    def secrets(self) -> Secrets:
+        from orchestrator.adapters import secrets
+
+        if self.settings.secrets_backend == "env":
+            return secrets.EnvSecrets()
+        from google.cloud import secretmanager
+
+        return secrets.SecretManagerSecrets(
+            secretmanager.SecretManagerServiceClient(), self.settings.gcp_project
+        )
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from google.cloud import firestore
+
+        from orchestrator.adapters.ledger import FirestoreLedger
+
+        client = firestore.Client(
+            project=self.settings.gcp_project, database=self.settings.firestore_database
+        )
+        return FirestoreLedger(client, self.settings.ledger_collection)
+
+    def aws_session(self) -> Any:
+        from orchestrator.adapters import aws_session
+
+        s = self.settings
+        return aws_session.build_session(
+            s.aws_auth,
+            s.aws_region,
+            role_arn=s.aws_role_arn,
+            endpoint_url=s.aws_endpoint_url,
+            token_loader=aws_session.google_id_token_loader(s.aws_audience),
+            static_keys=(lambda: self.secrets.get(s.aws_keys_secret)),
+        )
+
+    def exporter(self) -> Exporter:
+        with self._lock:
+            if self._exporter is None:
+                from orchestrator.adapters.aws import AwsExporter
+                from orchestrator.adapters.aws_session import client
+
+                s = self.settings
+                session = self.aws_session()
+                self._exporter = AwsExporter(
+                    client(session, "rds", s.aws_endpoint_url),
+                    client(session, "s3", s.aws_endpoint_url),
+                    s.s3_bucket,
+                    s.s3_prefix,
+                    s.kms_key_id,
+                    s.export_role_arn,
+                )
+            return self._exporter
+
+    def transfers(self) -> TransferRunner:
+        with self._lock:
+            if self._transfers is None:
+                from orchestrator.adapters.dts import build_transfer_runner
+
+                self._transfers = build_transfer_runner(self.settings, self.secrets)
+            return self._transfers
+
+    @cached_property
+    def events(self) -> EventBus:
+        from orchestrator.adapters.pubsub import build_event_bus
+
+        bus: EventBus = build_event_bus(self.settings)
+        return bus
+
+    @cached_property
+    def service(self) -> Orchestrator:
+        return Orchestrator(
+            self.settings, self.ledger, self.exporter, self.transfers, self.events, SystemClock()
+        )
+
+
+_current: Wiring | None = None
+_current_lock = threading.Lock()
+
+
+def get(environ: Mapping[str, str] | None = None) -> Wiring:
+    """The instance's wiring, built on first use from the environment."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Wiring(load_settings(environ))
+        return _current
+
+
+def reset() -> None:
+    """Forget the cached wiring (tests, and the CLI after changing the environment)."""
+    global _current
+    with _current_lock:
+        _current = None

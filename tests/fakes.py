@@ -1,0 +1,222 @@
+"""In-memory fakes of our own ports (not mocks): they keep state and honour the ports' contracts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from orchestrator.errors import (
+    NoSnapshotError,
+    PermanentError,
+    SourceNotFoundError,
+    TransientError,
+)
+from orchestrator.model import (
+    ExportObservation,
+    ExportStatus,
+    Run,
+    Source,
+    TableExportStatus,
+    TableRun,
+    Transition,
+)
+from orchestrator.ports import TransferConfig
+
+
+@dataclass
+class FixedClock:
+    current: datetime = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+class InMemoryLedger:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.runs: dict[str, Run] = {}
+        self.table_docs: dict[str, dict[str, TableRun]] = {}
+        self.queries = 0
+
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        with self._lock:
+            if run.run_id in self.runs:
+                return self.runs[run.run_id], False
+            self.runs[run.run_id] = run
+            self.table_docs.setdefault(run.run_id, {})
+            return run, True
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._lock:
+            return self.runs.get(run_id)
+
+    def open_runs(self) -> list[Run]:
+        with self._lock:
+            self.queries += 1
+            return sorted((r for r in self.runs.values() if r.is_open), key=lambda r: r.run_id)
+
+    def recent_runs(self, limit: int) -> list[Run]:
+        with self._lock:
+            return sorted(self.runs.values(), key=lambda r: r.run_id, reverse=True)[:limit]
+
+    def transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
+        with self._lock:
+            result = mutate(self.runs[run_id])
+            if result.run is not None:
+                self.runs[run_id] = result.run
+            return result
+
+    def add_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        with self._lock:
+            docs = self.table_docs.setdefault(run_id, {})
+            for table in tables:
+                docs.setdefault(table.key, table)
+
+    def tables(self, run_id: str) -> list[TableRun]:
+        with self._lock:
+            return sorted(self.table_docs.get(run_id, {}).values(), key=lambda t: t.key)
+
+    def put_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        with self._lock:
+            docs = self.table_docs.setdefault(run_id, {})
+            for table in tables:
+                docs[table.key] = table
+
+    def update_table(
+        self, run_id: str, key: str, mutate: Callable[[TableRun], TableRun | None]
+    ) -> TableRun | None:
+        with self._lock:
+            current = self.table_docs.get(run_id, {}).get(key)
+            if current is None:
+                return None
+            changed = mutate(current)
+            if changed is not None:
+                self.table_docs[run_id][key] = changed
+            return changed
+
+
+@dataclass
+class FakeExporter:
+    """An RDS account with one source; exports progress when the test says so."""
+
+    clusters: set[str] = field(default_factory=lambda: {"shop-aurora"})
+    snapshots: list[tuple[str, datetime, str]] = field(default_factory=list)  # (arn, time, status)
+    tasks: dict[str, ExportObservation] = field(default_factory=dict)
+    export_only: dict[str, list[str]] = field(default_factory=dict)
+    tables_info: dict[str, list[TableExportStatus]] = field(default_factory=dict)
+    other_running: int = 0
+    start_calls: int = 0
+    calls: int = 0
+    fail_start: Exception | None = None
+
+    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
+        self.calls += 1
+        if source_id not in self.clusters:
+            raise SourceNotFoundError(f"cluster {source_id} not found")
+        if kind == "cluster":
+            return Source(f"arn:aws:rds:ap-northeast-1:123456789012:cluster:{source_id}", kind)
+        usable = [
+            s
+            for s in self.snapshots
+            if s[2] == "available" and (as_of is None or s[1].date() == as_of)
+        ]
+        if not usable:
+            raise NoSnapshotError(f"no available automated snapshot of {source_id}")
+        arn, time, _ = max(usable, key=lambda s: s[1])
+        return Source(arn, kind, time)
+
+    def running_exports(self) -> int:
+        self.calls += 1
+        running = (ExportStatus.STARTING, ExportStatus.IN_PROGRESS)
+        return self.other_running + sum(1 for t in self.tasks.values() if t.status in running)
+
+    def start_export(self, task_id: str, source: Source, export_only: Sequence[str]) -> None:
+        self.calls += 1
+        self.start_calls += 1
+        if self.fail_start is not None:
+            raise self.fail_start
+        if task_id in self.tasks:
+            return
+        self.tasks[task_id] = ExportObservation(
+            task_id,
+            ExportStatus.STARTING,
+            source_arn=source.arn,
+            snapshot_time=source.snapshot_time,
+        )
+        self.export_only[task_id] = list(export_only)
+
+    def describe_export(self, task_id: str) -> ExportObservation | None:
+        self.calls += 1
+        return self.tasks.get(task_id)
+
+    def read_tables_info(self, task_id: str) -> list[TableExportStatus]:
+        self.calls += 1
+        return list(self.tables_info.get(task_id, []))
+
+    def export_files_present(self, task_id: str, export_dir: str) -> bool:
+        return task_id in self.tasks
+
+    def set_status(self, task_id: str, status: ExportStatus, **fields: object) -> None:
+        current = self.tasks[task_id]
+        self.tasks[task_id] = ExportObservation(**{**current.__dict__, "status": status, **fields})
+
+
+@dataclass
+class FakeTransfers:
+    """DTS with one config per table; counts starts per (config, run time)."""
+
+    configs: dict[str, TransferConfig] = field(default_factory=dict)
+    started: dict[tuple[str, datetime], list[str]] = field(default_factory=dict)
+    transient_failures: int = 0  # the next N start calls fail transiently
+    permanent_for: set[str] = field(default_factory=set)  # config names DTS refuses
+    fail_after: int | None = None  # every start after this many successes fails transiently
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def for_tables(cls, keys: Iterable[str]) -> FakeTransfers:
+        configs = {
+            k: TransferConfig(
+                name=f"projects/p/locations/l/transferConfigs/{i}",
+                display_name=f"rds2bq-prod:{k}",
+                table_key=k,
+                destination_table=k.replace(".", "__"),
+                data_path="s3://x/*",
+                notification_topic="projects/p/topics/t",
+            )
+            for i, k in enumerate(keys)
+        }
+        return cls(configs=configs)
+
+    def configs_by_table(self) -> dict[str, TransferConfig]:
+        return dict(self.configs)
+
+    def start_run(self, config_name: str, run_time: datetime) -> str:
+        with self._lock:
+            if self.transient_failures > 0:
+                self.transient_failures -= 1
+                raise TransientError("UNAVAILABLE")
+            if config_name in self.permanent_for:
+                raise PermanentError("INVALID_ARGUMENT: bad params")
+            total = sum(len(v) for v in self.started.values())
+            if self.fail_after is not None and total >= self.fail_after:
+                raise TransientError("UNAVAILABLE (injected after N starts)")
+            runs = self.started.setdefault((config_name, run_time), [])
+            name = f"{config_name}/runs/r{len(runs)}"
+            runs.append(name)
+            return name
+
+    def find_run(self, config_name: str, run_time: datetime) -> str | None:
+        with self._lock:
+            runs = self.started.get((config_name, run_time))
+            return runs[-1] if runs else None
+
+    def starts_per_config(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for (config, _), runs in self.started.items():
+            counts[config] = counts.get(config, 0) + len(runs)
+        return counts
