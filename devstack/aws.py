@@ -230,6 +230,18 @@ def seed_account(
             DBInstanceClass="db.r6g.large",
         )
     backend = _backend(region)
+    # moto takes an automated snapshot at creation, stamped "now": drop it so that the seeded
+    # history (and nothing else) decides which snapshot is the latest available one.
+    for name in [
+        n for n, s in backend.cluster_snapshots.items() if s.db_cluster_identifier == cluster_id
+    ]:
+        del backend.cluster_snapshots[name]
+    for name in [
+        n
+        for n, s in backend.database_snapshots.items()
+        if s.database.db_instance_identifier == account.instance_id
+    ]:
+        del backend.database_snapshots[name]
     for days in snapshot_days:
         taken = (now - timedelta(days=days)).replace(hour=18, minute=5, second=0, microsecond=0)
         account.snapshots.append(add_cluster_snapshot(cluster_id, taken, "available", region))

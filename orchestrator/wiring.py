@@ -118,6 +118,13 @@ def get(environ: Mapping[str, str] | None = None) -> Wiring:
         return _current
 
 
+def install(wiring: Wiring | None) -> None:
+    """Use this wiring for the entry points (tests, the local stack)."""
+    global _current
+    with _current_lock:
+        _current = wiring
+
+
 def reset() -> None:
     """Forget the cached wiring (tests, and the CLI after changing the environment)."""
     global _current

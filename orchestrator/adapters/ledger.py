@@ -9,6 +9,8 @@ stored as Firestore timestamps (UTC). No secret is ever part of a Run or TableRu
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from orchestrator.errors import NotFoundError, PermanentError, TransientError
 from orchestrator.model import Run, RunState, TableRun, TableState, Transition
 
 T = TypeVar("T")
+R = TypeVar("R")
 _BATCH = 400  # under Firestore's 500 writes per batch
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -135,20 +138,13 @@ class FirestoreLedger:
             return [_from_doc(Run, d.to_dict()) for d in query.stream(timeout=TIMEOUT)]
 
     def transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
-        ref = self._runs.document(run_id)
-
-        @firestore.transactional
-        def body(txn: firestore.Transaction) -> Transition:
-            snap = ref.get(transaction=txn)
-            if not snap.exists:
+        def apply(doc: dict[str, Any] | None) -> tuple[Transition, dict[str, Any] | None]:
+            if doc is None:
                 raise NotFoundError(f"run {run_id} is not in the ledger")
-            result = mutate(_from_doc(Run, snap.to_dict()))
-            if result.run is not None:
-                txn.set(ref, _run_doc(result.run))
-            return result
+            result = mutate(_from_doc(Run, doc))
+            return result, (None if result.run is None else _run_doc(result.run))
 
-        with _translated("transition"):
-            return body(self._client.transaction(max_attempts=self._max_attempts))  # type: ignore[no-any-return]
+        return self._compare_and_set(self._runs.document(run_id), apply, "transition")
 
     def add_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
         col = self._tables(run_id)
@@ -189,17 +185,37 @@ class FirestoreLedger:
     def update_table(
         self, run_id: str, key: str, mutate: Callable[[TableRun], TableRun | None]
     ) -> TableRun | None:
-        ref = self._tables(run_id).document(key)
+        def apply(doc: dict[str, Any] | None) -> tuple[TableRun | None, dict[str, Any] | None]:
+            if doc is None:
+                return None, None
+            changed = mutate(_from_doc(TableRun, doc))
+            return changed, (None if changed is None else _to_doc(changed))
 
-        @firestore.transactional
-        def body(txn: firestore.Transaction) -> TableRun | None:
-            snap = ref.get(transaction=txn)
-            if not snap.exists:
-                return None
-            changed = mutate(_from_doc(TableRun, snap.to_dict()))
-            if changed is not None:
-                txn.set(ref, _to_doc(changed))
-            return changed
+        return self._compare_and_set(self._tables(run_id).document(key), apply, "update table")
 
-        with _translated("update table"):
-            return body(self._client.transaction(max_attempts=self._max_attempts))  # type: ignore[no-any-return]
+    def _compare_and_set(
+        self,
+        ref: Any,
+        apply: Callable[[dict[str, Any] | None], tuple[R, dict[str, Any] | None]],
+        what: str,
+    ) -> R:
+        """Optimistic read-modify-write: the write succeeds only if the document was not updated
+        since it was read (``last_update_time`` precondition); otherwise read again and retry.
+
+        Why not a Firestore transaction: concurrent read-write transactions on one document take
+        locks, and the emulator resolves the resulting upgrade deadlock only by a lock timeout of
+        seconds per attempt. A conditional write never blocks and means the same thing here.
+        """
+        for attempt in range(self._max_attempts):
+            with _translated(what):
+                snap = ref.get(timeout=TIMEOUT)
+                result, doc = apply(snap.to_dict() if snap.exists else None)
+                if doc is None:
+                    return result
+                try:
+                    option = self._client.write_option(last_update_time=snap.update_time)
+                    ref.update(doc, option=option, timeout=TIMEOUT)
+                    return result
+                except (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted):
+                    time.sleep(random.uniform(0, min(0.2, 0.01 * 2**attempt)))
+        raise TransientError(f"Firestore {what}: still contended after {self._max_attempts} tries")

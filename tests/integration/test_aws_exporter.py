@@ -1,0 +1,179 @@
+"""The AWS adapter against moto's server over real HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devstack.aws import (
+    ExportControl,
+    add_db_snapshot,
+    seed_account,
+    table_files,
+)
+from orchestrator.adapters.aws import AwsExporter, translate
+from orchestrator.adapters.aws_session import build_session, client
+from orchestrator.errors import (
+    AccessDeniedError,
+    ExportQuotaError,
+    KmsKeyError,
+    NoSnapshotError,
+    PermanentError,
+    SourceNotFoundError,
+    TransientError,
+)
+from orchestrator.model import ExportStatus, Source
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def account(moto_server: Any) -> Any:
+    return seed_account(moto_server.endpoint, cluster_id="shop-aurora", now=NOW)
+
+
+def exporter_for(account: Any, **overrides: str) -> AwsExporter:
+    session = build_session("default", account.region)
+    return AwsExporter(
+        client(session, "rds", account.endpoint),
+        client(session, "s3", account.endpoint),
+        overrides.get("bucket", account.bucket),
+        account.prefix,
+        overrides.get("kms", account.kms_key_arn),
+        overrides.get("role", account.export_role_arn),
+    )
+
+
+def test_live_cluster_source(account: Any) -> None:
+    source = exporter_for(account).resolve_source("cluster", "shop-aurora")
+    assert source.arn.endswith(":cluster:shop-aurora") and source.snapshot_time is None
+
+
+def test_latest_available_cluster_snapshot_never_one_being_created(account: Any) -> None:
+    source = exporter_for(account).resolve_source("cluster-snapshot", "shop-aurora")
+    assert source.arn == account.snapshots[-1]  # 1 day old; today's is still "creating"
+    assert source.snapshot_time is not None and NOW - source.snapshot_time > timedelta(hours=2)
+
+
+def test_snapshot_as_of_a_date_picks_that_days_snapshot(account: Any) -> None:
+    day = (NOW - timedelta(days=2)).date()
+    source = exporter_for(account).resolve_source("cluster", "shop-aurora", as_of=day)
+    assert source.arn == account.snapshots[1] and source.kind == "cluster-snapshot"
+    with pytest.raises(NoSnapshotError, match="taken on"):
+        exporter_for(account).resolve_source("cluster", "shop-aurora", as_of=NOW.date())
+
+
+def test_db_instance_snapshots(account: Any) -> None:
+    old = add_db_snapshot(account.instance_id, NOW - timedelta(days=1), "available")
+    add_db_snapshot(account.instance_id, NOW - timedelta(minutes=5), "creating")
+    source = exporter_for(account).resolve_source("db-snapshot", account.instance_id)
+    assert source.arn == old
+
+
+def test_unknown_source_is_named(account: Any) -> None:
+    with pytest.raises(SourceNotFoundError, match="no-such-cluster"):
+        exporter_for(account).resolve_source("cluster", "no-such-cluster")
+    with pytest.raises(SourceNotFoundError):
+        exporter_for(account).resolve_source("db-snapshot", "no-such-instance")
+
+
+def test_start_adopts_an_existing_task_and_describes_it(account: Any) -> None:
+    exporter = exporter_for(account)
+    source = exporter.resolve_source("cluster", "shop-aurora")
+    exporter.start_export("rds2bq-test-202611270000", source, ["shop.orders"])
+    exporter.start_export("rds2bq-test-202611270000", source, ["shop.orders"])  # adopted
+    obs = exporter.describe_export("rds2bq-test-202611270000")
+    assert obs is not None and obs.status is ExportStatus.STARTING
+    assert obs.source_arn == source.arn
+    assert exporter.describe_export("rds2bq-test-000000000000") is None
+
+
+def test_unusable_kms_key_and_missing_export_role_are_explained(account: Any) -> None:
+    source = Source(account.snapshots[0], "cluster-snapshot")
+    bad_key = account.kms_key_arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    with pytest.raises(KmsKeyError, match="kms:CreateGrant"):
+        exporter_for(account, kms=bad_key).start_export("rds2bq-test-kms", source, ["shop.a"])
+    with pytest.raises(AccessDeniedError, match="export.rds.amazonaws.com"):
+        exporter_for(account, role="arn:aws:iam::123456789012:role/nope").start_export(
+            "rds2bq-test-role", source, ["shop.a"]
+        )
+
+
+def test_running_exports_are_counted(account: Any) -> None:
+    exporter = exporter_for(account)
+    control = ExportControl(account)
+    before = exporter.running_exports()
+    source = exporter.resolve_source("cluster", "shop-aurora")
+    exporter.start_export("rds2bq-test-count", source, ["shop.orders"])
+    assert exporter.running_exports() == before + 1
+    control.complete("rds2bq-test-count", {})
+    assert exporter.running_exports() == before
+
+
+def test_tables_info_is_read_from_every_file(account: Any) -> None:
+    exporter = exporter_for(account)
+    source = exporter.resolve_source("cluster", "shop-aurora")
+    exporter.start_export("rds2bq-test-info", source, ["shop.orders", "shop.items", "shop.x"])
+    ExportControl(account).complete(
+        "rds2bq-test-info",
+        {
+            "shop.shop.orders": table_files("shop/shop.orders", (1, 2)),
+            "shop.shop.items": table_files("shop/shop.items", old_naming=True),
+        },
+        skipped={"shop.shop.x": "column name contains ';'"},
+    )
+    entries = {e.target: e for e in exporter.read_tables_info("rds2bq-test-info")}
+    assert set(entries) == {"shop.shop.orders", "shop.shop.items", "shop.shop.x"}
+    assert entries["shop.shop.x"].status == "SKIPPED"
+    assert entries["shop.shop.x"].reason == "column name contains ';'"
+    assert exporter.export_files_present("rds2bq-test-info", "shop/shop.orders")
+    assert not exporter.export_files_present("rds2bq-test-info", "shop/shop.x")
+
+
+def test_missing_tables_info_is_transient(account: Any) -> None:
+    with pytest.raises(TransientError, match="export_tables_info"):
+        exporter_for(account).read_tables_info("rds2bq-test-nothing")
+
+
+def error(code: str, message: str = "m", status: int = 400) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "StartExportTask",
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected", "text"),
+    [
+        (error("ThrottlingException", status=400), TransientError, "ThrottlingException"),
+        (error("InternalFailure", status=500), TransientError, "InternalFailure"),
+        (
+            error(
+                "AccessDenied",
+                "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: "
+                "rds:StartExportTask on resource: arn",
+            ),
+            AccessDeniedError,
+            "lacks rds:StartExportTask",
+        ),
+        (error("DBClusterNotFoundFault"), SourceNotFoundError, "m"),
+        (error("KMSKeyNotAccessibleFault"), KmsKeyError, "kms:DescribeKey"),
+        (error("IamRoleMissingPermissions"), AccessDeniedError, "iam:PassRole"),
+        (
+            error("InvalidParameterCombination", "Export task quota exceeded"),
+            ExportQuotaError,
+            "quota",
+        ),
+        (error("InvalidExportOnly", "bad name"), PermanentError, "InvalidExportOnly"),
+    ],
+)
+def test_error_translation(exc: ClientError, expected: type, text: str) -> None:
+    translated = translate(exc, "rds:StartExportTask")
+    assert type(translated) is expected and text in str(translated)

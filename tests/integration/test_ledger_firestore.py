@@ -1,0 +1,115 @@
+"""The run ledger against the official Firestore emulator."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orchestrator import machine
+from orchestrator.adapters.ledger import FirestoreLedger
+from orchestrator.model import RunState, TableRun, TableState, Transition
+from tests.stack import firestore_client
+
+pytestmark = pytest.mark.integration
+RUN_TIME = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ledger(firestore_emulator: Any) -> FirestoreLedger:
+    client = firestore_client(firestore_emulator.host)
+    return FirestoreLedger(client, f"runs_{uuid.uuid4().hex[:8]}")
+
+
+def new_run(keys: tuple[str, ...] = ("shop.orders",), minute: int = 0) -> Any:
+    return machine.new_run("prod", RUN_TIME + timedelta(minutes=minute), "daily", keys, RUN_TIME)
+
+
+def test_create_is_idempotent_and_round_trips_every_field(ledger: FirestoreLedger) -> None:
+    run = new_run().with_(snapshot_time=RUN_TIME - timedelta(hours=6), percent=3)
+    stored, created = ledger.create_run(run)
+    again, created_again = ledger.create_run(run.with_(percent=99))
+    assert created and not created_again
+    assert again == run == ledger.get_run(run.run_id)
+    assert ledger.get_run("209901010000") is None
+
+
+def test_concurrent_creates_make_one_run(ledger: FirestoreLedger) -> None:
+    run = new_run()
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: ledger.create_run(run), range(10)))
+    assert sum(1 for _, created in results if created) == 1
+
+
+def test_concurrent_transitions_serialize(ledger: FirestoreLedger) -> None:
+    run = new_run()
+    ledger.create_run(run)
+
+    def bump(current: Any) -> Transition:
+        return Transition(current.with_(percent=current.percent + 1))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: ledger.transition(run.run_id, bump), range(16)))
+    stored = ledger.get_run(run.run_id)
+    assert stored is not None and stored.percent == 16
+
+
+def test_only_one_concurrent_claim_wins(ledger: FirestoreLedger) -> None:
+    run = new_run().with_(state=RunState.EXPORTED, export_completed_at=RUN_TIME)
+    ledger.create_run(run)
+    at = RUN_TIME + timedelta(minutes=10)
+    with ThreadPoolExecutor(10) as pool:
+        claims = list(
+            pool.map(
+                lambda i: ledger.transition(
+                    run.run_id, lambda r: machine.claim_handoff(r, at, f"owner-{i}", 600, 5)
+                ),
+                range(10),
+            )
+        )
+    winners = [c.run.handoff_owner for c in claims if c.run is not None]
+    assert len(winners) == 1
+    stored = ledger.get_run(run.run_id)
+    assert stored is not None and stored.handoff_owner == winners[0]
+
+
+def test_open_runs_and_recent_runs(ledger: FirestoreLedger) -> None:
+    for minute in range(3):
+        ledger.create_run(new_run(minute=minute))
+    ledger.transition("202611271501", lambda r: Transition(r.with_(state=RunState.SUCCEEDED)))
+    assert [r.run_id for r in ledger.open_runs()] == ["202611271500", "202611271502"]
+    assert [r.run_id for r in ledger.recent_runs(2)] == ["202611271502", "202611271501"]
+
+
+def test_two_thousand_tables(ledger: FirestoreLedger) -> None:
+    keys = tuple(f"shop.t{i:04d}" for i in range(2000))
+    run = new_run(keys)
+    ledger.create_run(run)
+    tables = [TableRun(k) for k in keys]
+    ledger.add_tables(run.run_id, tables)
+    # a second add (a concurrent poll) leaves existing documents alone
+    ledger.put_tables(run.run_id, [tables[0].with_(state=TableState.STARTED, dts_run="r")])
+    ledger.add_tables(run.run_id, tables)
+    stored = ledger.tables(run.run_id)
+    assert len(stored) == 2000
+    assert stored[0].state is TableState.STARTED and stored[1].state is TableState.PENDING
+
+
+def test_update_table_is_transactional(ledger: FirestoreLedger) -> None:
+    run = new_run()
+    ledger.create_run(run)
+    ledger.add_tables(run.run_id, [TableRun("shop.orders", TableState.STARTED, dts_run="r1")])
+    done = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+
+    def finish(t: TableRun) -> TableRun | None:
+        return machine.table_finished(t, "r1", TableState.SUCCEEDED, 0, "", None, done)
+
+    with ThreadPoolExecutor(5) as pool:
+        results = list(
+            pool.map(lambda _: ledger.update_table(run.run_id, "shop.orders", finish), range(5))
+        )
+    assert sum(1 for r in results if r is not None) == 1
+    assert ledger.update_table(run.run_id, "shop.nope", finish) is None
