@@ -1,1 +1,1 @@
-"""Adapters: vendor SDKs live here only; vendor errors are translated here."""
+"""Adapters: the only modules that import vendor SDKs; each translates its vendor's errors."""

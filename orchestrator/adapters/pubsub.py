@@ -1,0 +1,127 @@
+"""Pub/Sub: publish our events to the notification topic (the ``EventBus`` port).
+
+Messages are encoded by ``notifications.encode_event`` so the consumer parses exactly what is
+produced here. ``publish`` returns only when Pub/Sub has accepted every message, or raises:
+TransientError when a retry may work (unavailable, deadline, throttled), PermanentError when it
+cannot (topic missing, no permission, bad request). A failure after some messages went out means
+a retry publishes those again: consumers de-duplicate (delivery is at least once anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from google.api_core import exceptions as gexc
+
+from orchestrator.errors import PermanentError, TransientError
+from orchestrator.model import Event
+from orchestrator.notifications import encode_event
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+# Codes (HTTP-style, as google.api_core exposes them) worth retrying.
+_TRANSIENT_CODES = frozenset({408, 409, 429, 499, 500, 502, 503, 504})
+
+
+class PublishFuture(Protocol):
+    def result(self, timeout: float | None = None) -> Any: ...
+
+
+class Publisher(Protocol):
+    """What we use of ``google.cloud.pubsub_v1.PublisherClient``."""
+
+    def publish(self, topic: str, data: bytes, **kwargs: Any) -> Any: ...
+
+
+class PubsubEventBus:
+    """Publishes events to one topic; every call bounded by ``timeout`` seconds in all."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        topic_path: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._publisher = publisher
+        self._topic = topic_path
+        self._timeout = timeout
+        self._clock = clock
+
+    @property
+    def topic_path(self) -> str:
+        return self._topic
+
+    def publish(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        deadline = self._clock() + self._timeout
+        # Encode everything first: an event we cannot encode must not leave the batch half sent.
+        encoded = []
+        for event in events:
+            try:
+                encoded.append((event, *encode_event(event)))
+            except (ValueError, TypeError) as exc:
+                raise PermanentError(
+                    f"the {event.kind} event of run {event.run_id} cannot be encoded: {exc}"
+                ) from exc
+        pending: list[tuple[Event, PublishFuture]] = []
+        for event, data, attributes in encoded:
+            try:
+                # The per-RPC timeout bounds the client's own retries of the publish call.
+                future = self._publisher.publish(
+                    self._topic, data, timeout=self._timeout, **attributes
+                )
+            except gexc.GoogleAPICallError as exc:
+                raise _translate(exc, self._topic, event) from exc
+            pending.append((event, future))
+        # Await every future, even after a failure, so none is left running unobserved; the
+        # first failure is the one reported.
+        failure: Exception | None = None
+        for event, future in pending:
+            try:
+                future.result(timeout=max(deadline - self._clock(), 0.0))
+            except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+                failure = failure or _translate(exc, self._topic, event)
+            except TimeoutError:
+                failure = failure or TransientError(
+                    f"Pub/Sub did not confirm the {event.kind} event of run {event.run_id} on "
+                    f"{self._topic} within {self._timeout:.0f}s"
+                )
+        if failure is not None:
+            raise failure
+        logger.debug("published %d event(s) to %s", len(pending), self._topic)
+
+
+def build_event_bus(
+    settings: Settings, publisher: Publisher | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> PubsubEventBus:
+    """The bus for ``settings.topic_path``; the client honours ``PUBSUB_EMULATOR_HOST``."""
+    if publisher is None:
+        from google.cloud.pubsub_v1 import PublisherClient
+
+        publisher = PublisherClient()
+    return PubsubEventBus(publisher, settings.topic_path, timeout=timeout)
+
+
+def _translate(exc: Exception, topic: str, event: Event) -> TransientError | PermanentError:
+    what = f"publishing the {event.kind} event of run {event.run_id} to {topic}"
+    if isinstance(exc, gexc.NotFound):
+        return PermanentError(f"{what}: the topic does not exist")
+    if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
+        return PermanentError(f"{what}: permission denied (needs roles/pubsub.publisher)")
+    if isinstance(exc, gexc.RetryError):
+        return TransientError(f"{what}: gave up retrying ({exc.message})")
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and code in _TRANSIENT_CODES:
+        return TransientError(f"{what}: {type(exc).__name__}: {getattr(exc, 'message', exc)}")
+    return PermanentError(f"{what}: {type(exc).__name__}: {getattr(exc, 'message', exc)}")

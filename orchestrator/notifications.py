@@ -1,0 +1,396 @@
+"""Pure parsing of what arrives on the notification topic, and encoding of what we publish there.
+
+Two kinds of message share the topic:
+
+- BigQuery DTS run notifications: attributes ``eventType=TRANSFER_RUN_FINISHED`` and
+  ``payloadFormat=JSON_API_V1``; data is the TransferRun as camelCase JSON. Its ``params`` may echo
+  ``access_key_id`` (and whatever else the config holds), so only ``data_path`` and
+  ``destination_table_name_template`` are kept: what is never parsed cannot leak later.
+- Our own events: attribute ``rds2bqEvent=<EventKind>``, data ``{"runId", "at", "data"}``.
+
+Anything else is a ``MalformedMessageError`` with a short reason. Parsing raises nothing else, so
+the caller can log the reason, acknowledge the message and move on (a retry cannot fix it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.errors import BadRequestError
+from orchestrator.model import Event, EventKind, TableState
+
+# DTS messages are a few KB; anything this large is not one of ours and is refused before decoding.
+MAX_DATA_BYTES = 1_000_000
+
+EVENT_ATTRIBUTE = "rds2bqEvent"
+RUN_ID_ATTRIBUTE = "runId"  # duplicated from the data so subscriptions and logs can filter on it
+DTS_EVENT_TYPE = "TRANSFER_RUN_FINISHED"
+DTS_PAYLOAD_FORMAT = "JSON_API_V1"
+
+# The only params we keep. Everything else (keys, secrets, future params) is dropped at parse time.
+KEPT_PARAMS = ("data_path", "destination_table_name_template")
+
+_RUN_NAME_RE = re.compile(
+    r"projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
+    r"/transferConfigs/(?P<config>[^/]+)/runs/(?P<run>[^/]+)"
+)
+_RUN_ID_RE = re.compile(r"\d{12}")
+_TIMESTAMP_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+)
+# Params whose values are scrubbed from error text if DTS echoes them there.
+_SECRET_PARAM_RE = re.compile(r"key|secret|password|token|credential", re.IGNORECASE)
+# AWS access key ids (long-term AKIA, temporary ASIA): scrubbed from error text DTS forwards.
+_AWS_KEY_ID_RE = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
+_REDACTED = "[redacted]"
+
+
+class MalformedMessageError(BadRequestError):
+    """A message on the notification topic that is neither a DTS run notification nor our event.
+
+    ``reason`` is short and never quotes the message data (which may hold anything, secrets
+    included); only attribute values, clipped, are named.
+    """
+
+    def __init__(self, reason: str, message_id: str = "") -> None:
+        self.reason = reason
+        self.message_id = message_id
+        super().__init__(f"malformed message {message_id or '(no id)'}: {reason}")
+
+
+@dataclass(frozen=True)
+class PubsubMessage:
+    """A Pub/Sub message as delivered: the raw data, its attributes, id and publish time."""
+
+    data: bytes
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    message_id: str = ""
+    publish_time: datetime | None = None
+
+
+class DtsRunState(StrEnum):
+    """Final TransferRun states a notification is sent for (CANCELLED with two Ls, as DTS)."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def table_state(self) -> TableState:
+        return TableState(self.value)
+
+
+@dataclass(frozen=True)
+class TransferRunFinished:
+    """A DTS run-finished notification, reduced to what rds2bq needs. Holds no secret."""
+
+    config_name: str  # projects/P/locations/L/transferConfigs/C
+    run_name: str  # config_name + /runs/R
+    run_time: datetime  # aware UTC: the requested_run_time of a manual run
+    state: DtsRunState
+    error_code: int = 0
+    error_message: str = ""  # with AWS key ids and echoed key params scrubbed
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    destination_dataset: str = ""
+    data_source_id: str = ""
+    data_path: str = ""
+    destination_table_name_template: str = ""
+
+    @property
+    def project(self) -> str:
+        return self._parts()["project"] or ""
+
+    @property
+    def location(self) -> str:
+        """'' for run names without a location (legacy US names)."""
+        return self._parts()["location"] or ""
+
+    @property
+    def config_id(self) -> str:
+        return self._parts()["config"] or ""
+
+    @property
+    def run_id(self) -> str:
+        """DTS's own id of the run (the last segment of ``run_name``), not our run id."""
+        return self._parts()["run"] or ""
+
+    def _parts(self) -> dict[str, str | None]:
+        match = _RUN_NAME_RE.fullmatch(self.run_name)
+        return (
+            match.groupdict() if match else {"project": "", "location": "", "config": "", "run": ""}
+        )
+
+
+ParsedMessage = TransferRunFinished | Event
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_message(message: PubsubMessage) -> ParsedMessage:
+    """Classify and parse one message. Raises only ``MalformedMessageError``."""
+    mid = getattr(message, "message_id", "")
+    mid = mid if isinstance(mid, str) else ""
+    try:
+        return _parse(message, mid)
+    except MalformedMessageError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # Belt and braces: the parsers below check types first, but a surprise in input shape must
+        # still become "malformed" (acknowledged), never a crash that Pub/Sub would redeliver.
+        raise MalformedMessageError(f"unreadable message ({type(exc).__name__})", mid) from None
+
+
+def message_from_push(body: object) -> PubsubMessage:
+    """Decode a Pub/Sub push body or a CloudEvent's data: ``{"message": {"data": base64,
+    "attributes", "messageId", "publishTime"}, "subscription"}``. Raises only
+    ``MalformedMessageError``."""
+    message = body.get("message") if isinstance(body, Mapping) else None
+    if not isinstance(message, Mapping):
+        raise MalformedMessageError("push body has no 'message' object")
+    mid = message.get("messageId", message.get("message_id", ""))
+    mid = mid if isinstance(mid, str) else ""
+    encoded = message.get("data", "")
+    if not isinstance(encoded, str | bytes):
+        raise MalformedMessageError("'data' is not base64 text", mid)
+    # Base64 is 4/3 of the decoded size: refuse an oversized payload before decoding it.
+    if len(encoded) > (MAX_DATA_BYTES * 4) // 3 + 4:
+        raise MalformedMessageError(f"data larger than {MAX_DATA_BYTES} bytes", mid)
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedMessageError("'data' is not valid base64", mid) from None
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise MalformedMessageError("'attributes' is not a map of strings", mid)
+    published = message.get("publishTime", message.get("publish_time"))
+    publish_time = None
+    if published is not None:
+        publish_time = _timestamp(published, "publishTime", mid)
+    return PubsubMessage(data, dict(attributes), mid, publish_time)
+
+
+def encode_event(event: Event) -> tuple[bytes, dict[str, str]]:
+    """Our event as Pub/Sub data and attributes; ``parse_message`` turns it back into ``event``.
+
+    Datetimes inside ``event.data`` become RFC 3339 UTC strings (they come back as strings).
+    Raises ValueError for what the parser would refuse (bad run id, naive time, oversize).
+    """
+    if not _RUN_ID_RE.fullmatch(event.run_id):
+        raise ValueError(f"{event.run_id!r} is not a run id (YYYYMMDDHHMM)")
+    body = {"runId": event.run_id, "at": format_timestamp(event.at), "data": event.data}
+    data = json.dumps(body, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    encoded = data.encode("utf-8")
+    if len(encoded) > MAX_DATA_BYTES:
+        raise ValueError(
+            f"{event.kind} event for run {event.run_id} is {len(encoded)} bytes; "
+            f"the limit is {MAX_DATA_BYTES}"
+        )
+    return encoded, {EVENT_ATTRIBUTE: str(event.kind), RUN_ID_ATTRIBUTE: event.run_id}
+
+
+def format_timestamp(dt: datetime) -> str:
+    """RFC 3339 in UTC with a Z, microseconds when present."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime: a time zone is required")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """RFC 3339 (as protobuf JSON writes it, up to nanoseconds) -> aware UTC. ValueError if not."""
+    match = _TIMESTAMP_RE.fullmatch(text) if len(text) <= 40 else None
+    if match is None:
+        raise ValueError("not an RFC 3339 timestamp with a time zone")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))  # nanoseconds are truncated to micros
+    if zone in ("Z", "z"):
+        tz = UTC
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+    value = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=tz
+    )
+    return value.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _parse(message: PubsubMessage, mid: str) -> ParsedMessage:
+    data = message.data
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedMessageError("data is not bytes", mid)
+    if len(data) > MAX_DATA_BYTES:  # checked before any decoding: a 5 MB body costs nothing
+        raise MalformedMessageError(f"data larger than {MAX_DATA_BYTES} bytes", mid)
+    attributes = message.attributes
+    if not isinstance(attributes, Mapping):
+        raise MalformedMessageError("attributes are not a map", mid)
+    if EVENT_ATTRIBUTE in attributes:
+        return _parse_event(bytes(data), attributes, mid)
+    event_type = attributes.get("eventType")
+    if event_type is None:
+        raise MalformedMessageError(f"neither an {EVENT_ATTRIBUTE} nor an eventType attribute", mid)
+    if event_type != DTS_EVENT_TYPE:
+        raise MalformedMessageError(f"unknown event type {_clip(event_type)}", mid)
+    payload_format = attributes.get("payloadFormat")
+    if payload_format != DTS_PAYLOAD_FORMAT:
+        raise MalformedMessageError(f"unsupported payloadFormat {_clip(payload_format)}", mid)
+    return _parse_transfer_run(bytes(data), mid)
+
+
+def _json_object(data: bytes, mid: str) -> dict[str, Any]:
+    if not data:
+        raise MalformedMessageError("empty data", mid)
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedMessageError("data is not UTF-8", mid) from None
+    except (ValueError, RecursionError):
+        raise MalformedMessageError("data is not JSON", mid) from None
+    if not isinstance(value, dict):
+        raise MalformedMessageError("data is not a JSON object", mid)
+    return value
+
+
+def _parse_transfer_run(data: bytes, mid: str) -> TransferRunFinished:
+    run = _json_object(data, mid)
+    name = _required_str(run, "name", mid)
+    match = _RUN_NAME_RE.fullmatch(name)
+    if match is None:
+        raise MalformedMessageError(
+            "'name' is not projects/P/[locations/L/]transferConfigs/C/runs/R", mid
+        )
+    state_text = _required_str(run, "state", mid)
+    try:
+        state = DtsRunState(state_text)
+    except ValueError:
+        raise MalformedMessageError(
+            f"state {_clip(state_text)} is not a finished state", mid
+        ) from None
+    params = run.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise MalformedMessageError("'params' is not an object", mid)
+    code, message = _error_status(run.get("errorStatus"), mid)
+    return TransferRunFinished(
+        config_name=name.rsplit("/runs/", 1)[0],
+        run_name=name,
+        run_time=_timestamp(_required(run, "runTime", mid), "runTime", mid),
+        state=state,
+        error_code=code,
+        error_message=_scrub(message, params),
+        start_time=_optional_timestamp(run, "startTime", mid),
+        end_time=_optional_timestamp(run, "endTime", mid),
+        destination_dataset=_optional_str(run, "destinationDatasetId", mid),
+        data_source_id=_optional_str(run, "dataSourceId", mid),
+        data_path=_optional_str(params, "data_path", mid),
+        destination_table_name_template=_optional_str(
+            params, "destination_table_name_template", mid
+        ),
+    )
+
+
+def _error_status(status: object, mid: str) -> tuple[int, str]:
+    if status is None:
+        return 0, ""
+    if not isinstance(status, dict):
+        raise MalformedMessageError("'errorStatus' is not an object", mid)
+    code = status.get("code", 0)
+    if isinstance(code, str) and code.isdigit() and len(code) < 10:
+        code = int(code)  # tolerated: int32 may arrive quoted from some JSON writers
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise MalformedMessageError("'errorStatus.code' is not a number", mid)
+    message = status.get("message", "")
+    if not isinstance(message, str):
+        raise MalformedMessageError("'errorStatus.message' is not text", mid)
+    return code, message
+
+
+def _scrub(text: str, params: Mapping[str, Any]) -> str:
+    """Remove echoed credentials from DTS's error text before the params are dropped."""
+    for key, value in params.items():
+        if _SECRET_PARAM_RE.search(key) and isinstance(value, str) and len(value) >= 4:
+            text = text.replace(value, _REDACTED)
+    return _AWS_KEY_ID_RE.sub(_REDACTED, text)
+
+
+def _parse_event(data: bytes, attributes: Mapping[str, str], mid: str) -> Event:
+    kind_text = attributes[EVENT_ATTRIBUTE]
+    try:
+        kind = EventKind(kind_text)
+    except ValueError:
+        raise MalformedMessageError(f"unknown {EVENT_ATTRIBUTE} {_clip(kind_text)}", mid) from None
+    body = _json_object(data, mid)
+    run_id = _required_str(body, "runId", mid)
+    if not _RUN_ID_RE.fullmatch(run_id):
+        raise MalformedMessageError("'runId' is not YYYYMMDDHHMM", mid)
+    at = _timestamp(_required(body, "at", mid), "at", mid)
+    payload = body.get("data", {})
+    if not isinstance(payload, dict):
+        raise MalformedMessageError("'data' is not an object", mid)
+    return Event(kind=kind, run_id=run_id, at=at, data=payload)
+
+
+def _required(obj: Mapping[str, Any], key: str, mid: str) -> object:
+    value = obj.get(key)
+    if value is None or value == "":
+        raise MalformedMessageError(f"missing '{key}'", mid)
+    return value
+
+
+def _required_str(obj: Mapping[str, Any], key: str, mid: str) -> str:
+    value = _required(obj, key, mid)
+    if not isinstance(value, str):
+        raise MalformedMessageError(f"'{key}' is not text", mid)
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str, mid: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedMessageError(f"'{key}' is not text", mid)
+    return value
+
+
+def _optional_timestamp(obj: Mapping[str, Any], key: str, mid: str) -> datetime | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    return _timestamp(value, key, mid)
+
+
+def _timestamp(value: object, key: str, mid: str) -> datetime:
+    if not isinstance(value, str):
+        raise MalformedMessageError(f"'{key}' is not a timestamp", mid)
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError):
+        raise MalformedMessageError(f"'{key}' is not an RFC 3339 timestamp", mid) from None
+
+
+def _clip(value: object, limit: int = 64) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, tuple | frozenset | set):
+        return sorted(value) if isinstance(value, frozenset | set) else list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable in event data")
