@@ -1,0 +1,151 @@
+"""BigQuery destination tables: DTS needs each one to exist before a config's first run.
+
+Implements ``sync.DestinationTables``. The client (``google.cloud.bigquery.Client``) is injected.
+
+Tables are created WITHOUT a schema, on purpose:
+
+- Parquet is self-describing. DTS's own docs ask for a schema up front only for CSV and JSON
+  ("For CSV and JSON files, you must also define the table schema", Cloud Storage / S3 transfer
+  prerequisites); for Avro, Parquet and ORC the load takes the schema from the files.
+- Our loads are WRITE_TRUNCATE: each run replaces the table's data, and the load job sets the
+  schema from the files it reads, which are the source's DDL as RDS exported it.
+- A schema written here would be a second copy of the source's DDL, and it would drift: a column
+  added in Aurora would then fail (or be dropped from) the load instead of just appearing.
+
+If a source change ever makes a load refuse the existing table's schema, dropping the table and
+running ``sync`` again recreates it empty, and the next run loads it afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+from google.cloud import bigquery
+
+from orchestrator.config import Settings
+from orchestrator.errors import PermanentError, TransientError
+
+TIMEOUT = 30.0
+# retries are the caller's; None turns the client's off (its annotations say Retry only)
+_NO_RETRY: Any = None
+_TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.TooManyRequests,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.BadGateway,
+    gexc.GatewayTimeout,
+    auth_exc.TransportError,
+)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except _TRANSIENT as exc:
+        raise TransientError(f"BigQuery {what}: {_message(exc)}") from exc
+    except (gexc.GoogleAPICallError, auth_exc.GoogleAuthError) as exc:
+        raise PermanentError(f"BigQuery {what}: {_message(exc)}") from exc
+
+
+def _message(exc: Exception) -> str:
+    return str(getattr(exc, "message", None) or exc)
+
+
+class BigQueryTables:
+    """Destination tables in one dataset, which must exist in the configs' location."""
+
+    def __init__(
+        self,
+        client: bigquery.Client,
+        *,
+        project: str,
+        dataset: str,
+        location: str,
+        timeout: float = TIMEOUT,
+    ) -> None:
+        self._client = client
+        self.project = project
+        self.dataset = dataset
+        self.location = location
+        self.timeout = timeout
+
+    def _table_ref(self, table_id: str) -> str:
+        return f"{self.project}.{self.dataset}.{table_id}"
+
+    def check_dataset(self) -> None:
+        """The dataset exists, in the configs' location (DTS refuses a mismatch at run time)."""
+        ref = f"{self.project}.{self.dataset}"
+        try:
+            with _translated(f"get dataset {ref}"):
+                dataset = self._client.get_dataset(ref, retry=_NO_RETRY, timeout=self.timeout)
+        except PermanentError as exc:
+            if isinstance(exc.__cause__, gexc.NotFound):
+                raise PermanentError(
+                    f"dataset {ref} does not exist: create it in {self.location} (see infra/)"
+                ) from exc
+            raise
+        if (dataset.location or "").lower() != self.location.lower():
+            raise PermanentError(
+                f"dataset {ref} is in {dataset.location}, but the transfer "
+                f"configs are in {self.location} (RDS2BQ_BQ_LOCATION): they "
+                "must match"
+            )
+
+    def missing(self, table_ids: Sequence[str]) -> list[str]:
+        self.check_dataset()
+        absent: list[str] = []
+        for table_id in table_ids:
+            try:
+                with _translated(f"get table {self._table_ref(table_id)}"):
+                    self._client.get_table(
+                        self._table_ref(table_id), retry=_NO_RETRY, timeout=self.timeout
+                    )
+            except PermanentError as exc:
+                if not isinstance(exc.__cause__, gexc.NotFound):
+                    raise
+                absent.append(table_id)
+        return absent
+
+    def create(self, table_ids: Sequence[str]) -> list[str]:
+        created: list[str] = []
+        for table_id in table_ids:
+            table = bigquery.Table(self._table_ref(table_id))  # no schema: see the module doc
+            table.description = "Loaded by rds2bq from an RDS export (BigQuery DTS, amazon_s3)."
+            try:
+                with _translated(f"create table {self._table_ref(table_id)}"):
+                    self._client.create_table(
+                        table, exists_ok=False, retry=_NO_RETRY, timeout=self.timeout
+                    )
+            except PermanentError as exc:
+                if not isinstance(exc.__cause__, gexc.Conflict):
+                    raise
+                continue  # created meanwhile by someone else: what we wanted
+            created.append(table_id)
+        return created
+
+
+def build_destination_tables(settings: Settings, endpoint: str = "") -> BigQueryTables:
+    """The adapter for these settings; ``endpoint`` (local stack only) points the client at the
+    BigQuery stand-in, with anonymous credentials."""
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        client = bigquery.Client(
+            project=settings.gcp_project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint},
+        )
+    else:
+        client = bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
+    return BigQueryTables(
+        client,
+        project=settings.gcp_project,
+        dataset=settings.bq_dataset,
+        location=settings.bq_location,
+    )

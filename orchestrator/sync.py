@@ -1,0 +1,411 @@
+"""Keep one DTS transfer config per configured table, as the settings say it should be.
+
+``desired_configs`` and ``plan`` are pure; ``apply`` executes a plan through the ``ConfigStore``
+and ``DestinationTables`` protocols defined here (the DTS and BigQuery adapters implement them);
+``sync`` is the one call the CLI makes. A second sync after an apply plans nothing.
+
+Ownership: a config is ours only if its display name is ``rds2bq-{env}:{table_key}``. Anything
+else in the project and location (another env, a hand-made transfer) is listed as unmanaged and
+never touched. Nothing is deleted without ``prune``.
+
+Secrets: the DTS reader's keys are read once, used only in the create/update calls, and never
+printed. Plans and results name *which* fields drifted (``access key (rotated)``), never values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from orchestrator import logs
+from orchestrator.config import Settings
+from orchestrator.errors import PermanentError, Rds2bqError
+from orchestrator.model import RUN_ID_FORMAT, TableRef
+from orchestrator.ports import Secrets, TransferConfig
+
+log = logging.getLogger(__name__)
+
+MANAGED_PREFIX = "rds2bq-"
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def display_name_for(env: str, table_key: str) -> str:
+    return f"{MANAGED_PREFIX}{env}:{table_key}"
+
+
+def table_key_of(display_name: str, env: str) -> str | None:
+    """The table key of one of *our* configs, or None when the config is not ours."""
+    prefix = display_name_for(env, "")
+    if not display_name.startswith(prefix):
+        return None
+    return display_name[len(prefix) :] or None
+
+
+def data_path_for(settings: Settings, table: TableRef) -> str:
+    """``s3://BUCKET/PREFIX/rds2bq-ENV-{run_time|"%Y%m%d%H%M"}/DB/SCHEMA.TABLE/*.parquet``.
+
+    The run-time template resolves (in UTC) to the export id of exactly the run that started the
+    transfer, so no config is rewritten per run. One ``*`` spans every batch folder and both file
+    namings; the literal prefix ends with the table's folder and its ``/`` so that S3 lists
+    neither ``db.orders_items`` nor another run's export.
+    """
+    export_id = f'rds2bq-{settings.env}-{{run_time|"{RUN_ID_FORMAT}"}}'
+    parts = [settings.s3_prefix, export_id, table.export_dir, "*.parquet"]
+    return f"s3://{settings.s3_bucket}/" + "/".join(p for p in parts if p)
+
+
+def desired_configs(settings: Settings) -> dict[str, TransferConfig]:
+    """What every configured table's transfer config should be, keyed by table key."""
+    return {
+        t.key: TransferConfig(
+            name="",
+            display_name=display_name_for(settings.env, t.key),
+            table_key=t.key,
+            destination_table=t.bq_table,
+            data_path=data_path_for(settings, t),
+            notification_topic=settings.topic_path,
+            file_format="PARQUET",
+            write_disposition="WRITE_TRUNCATE",
+            auto_scheduling_disabled=True,
+        )
+        for t in settings.tables
+    }
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@dataclass(frozen=True)
+class AccessKeys:
+    """The DTS reader's static AWS keys (DTS accepts no role or federation for S3)."""
+
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+
+
+def parse_access_keys(text: str, secret_name: str) -> AccessKeys:
+    """Parse the secret ``{"access_key_id", "secret_access_key"}``. Errors name the secret and the
+    missing key, never the content (a JSON error would quote it, hence ``from None``)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise PermanentError(
+            f"secret {secret_name} is not JSON with access_key_id and secret_access_key"
+        ) from None
+    if not isinstance(value, dict):
+        raise PermanentError(f"secret {secret_name} must be a JSON object")
+    missing = [
+        k
+        for k in ("access_key_id", "secret_access_key")
+        if not isinstance(value.get(k), str) or not value[k].strip()
+    ]
+    if missing:
+        raise PermanentError(f"secret {secret_name} lacks " + " and ".join(missing))
+    keys = AccessKeys(value["access_key_id"].strip(), value["secret_access_key"].strip())
+    logs.register_secret(keys.secret_access_key)
+    return keys
+
+
+def load_access_keys(secrets: Secrets, secret_name: str) -> AccessKeys:
+    return parse_access_keys(secrets.get(secret_name), secret_name)
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+class ConfigStore(Protocol):
+    """Transfer configs in one project and location (the DTS adapter implements it)."""
+
+    def list_configs(self) -> list[TransferConfig]:
+        """Every ``amazon_s3`` config; ``table_key`` is '' for configs that are not ours."""
+        ...
+
+    def create_config(self, config: TransferConfig, keys: AccessKeys) -> TransferConfig: ...
+
+    def update_config(self, name: str, config: TransferConfig, keys: AccessKeys) -> TransferConfig:
+        """Rewrite every field we manage on config ``name`` (the keys included)."""
+        ...
+
+    def delete_config(self, config: TransferConfig) -> None:
+        """Delete one of our configs; refuses a config that is not ours."""
+        ...
+
+
+class DestinationTables(Protocol):
+    """BigQuery destination tables (the BigQuery adapter implements it)."""
+
+    def missing(self, table_ids: Sequence[str]) -> list[str]:
+        """Which of these tables do not exist. Raises PermanentError if the dataset is absent."""
+        ...
+
+    def create(self, table_ids: Sequence[str]) -> list[str]:
+        """Create these tables (an existing one is not an error); return those created."""
+        ...
+
+
+# --------------------------------------------------------------------------- planning
+
+
+class Drift(StrEnum):
+    """A managed field whose actual value differs from the desired one."""
+
+    DATA_PATH = "data_path"
+    TOPIC = "notification topic"
+    FILE_FORMAT = "file_format"
+    WRITE_DISPOSITION = "write_disposition"
+    AUTO_SCHEDULING = "auto-scheduling"
+    DESTINATION_TABLE = "destination table"
+    ACCESS_KEY = "access key (rotated)"
+
+
+def drift_of(
+    actual: TransferConfig, desired: TransferConfig, access_key_id: str
+) -> tuple[Drift, ...]:
+    checks = (
+        (Drift.DATA_PATH, actual.data_path != desired.data_path),
+        (Drift.TOPIC, actual.notification_topic != desired.notification_topic),
+        (Drift.FILE_FORMAT, actual.file_format != desired.file_format),
+        (Drift.WRITE_DISPOSITION, actual.write_disposition != desired.write_disposition),
+        (
+            Drift.AUTO_SCHEDULING,
+            actual.auto_scheduling_disabled != desired.auto_scheduling_disabled,
+        ),
+        (Drift.DESTINATION_TABLE, actual.destination_table != desired.destination_table),
+        (Drift.ACCESS_KEY, actual.access_key_id != access_key_id),
+    )
+    return tuple(d for d, differs in checks if differs)
+
+
+@dataclass(frozen=True)
+class ConfigUpdate:
+    current: TransferConfig
+    desired: TransferConfig
+    drift: tuple[Drift, ...]
+
+    def __repr__(self) -> str:
+        return f"ConfigUpdate({self.desired.table_key!r}, drift={[str(d) for d in self.drift]})"
+
+
+@dataclass(frozen=True)
+class ConfigRemoval:
+    """One of our configs with no place in the settings (deleted only with ``prune``)."""
+
+    config: TransferConfig
+    reason: str
+
+    def __repr__(self) -> str:
+        return f"ConfigRemoval({_label(self.config)!r}, {self.reason!r})"
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    create: tuple[TransferConfig, ...] = ()
+    update: tuple[ConfigUpdate, ...] = ()
+    delete: tuple[ConfigRemoval, ...] = ()
+    kept: tuple[ConfigRemoval, ...] = ()  # would be deleted with prune
+    unchanged: tuple[TransferConfig, ...] = ()
+    unmanaged: int = 0  # configs in the location that are not ours: never touched
+    create_tables: tuple[str, ...] = ()  # destination tables that do not exist yet
+
+    @property
+    def is_noop(self) -> bool:
+        return not (self.create or self.update or self.delete or self.create_tables)
+
+    def __repr__(self) -> str:
+        # TransferConfig's own repr shows access_key_id: a plan in a log line names keys only
+        return (
+            f"SyncPlan(create={[c.table_key for c in self.create]}, update={list(self.update)}, "
+            f"delete={list(self.delete)}, kept={list(self.kept)}, "
+            f"unchanged={[c.table_key for c in self.unchanged]}, unmanaged={self.unmanaged}, "
+            f"create_tables={list(self.create_tables)})"
+        )
+
+
+def primary_config(configs: Iterable[TransferConfig]) -> TransferConfig:
+    """Of several configs for one table, the one we use: the first by name, so that the fan-out
+    and sync always agree (the others are duplicates, left over from an interrupted create)."""
+    return min(configs, key=lambda c: c.name)
+
+
+def plan(
+    desired: Mapping[str, TransferConfig],
+    actual: Iterable[TransferConfig],
+    current_access_key_id: str,
+    prune: bool,
+    *,
+    env: str,
+    missing_tables: Sequence[str] = (),
+) -> SyncPlan:
+    """Compare what should exist with what does: pure, no I/O."""
+    ours: dict[str, list[TransferConfig]] = {}
+    unmanaged = 0
+    for config in actual:
+        key = table_key_of(config.display_name, env)
+        if key is None:
+            unmanaged += 1
+            continue
+        ours.setdefault(key, []).append(config)
+
+    create: list[TransferConfig] = []
+    update: list[ConfigUpdate] = []
+    unchanged: list[TransferConfig] = []
+    removals: list[ConfigRemoval] = []
+    for key, want in sorted(desired.items()):
+        found = ours.get(key)
+        if not found:
+            create.append(want)
+            continue
+        current = primary_config(found)
+        removals.extend(
+            ConfigRemoval(c, f"duplicate of {current.name}") for c in found if c is not current
+        )
+        drift = drift_of(current, want, current_access_key_id)
+        if drift:
+            update.append(ConfigUpdate(current, want, drift))
+        else:
+            unchanged.append(current)
+    for key, found in sorted(ours.items()):
+        if key not in desired:
+            removals.extend(ConfigRemoval(c, "table not in the tables file") for c in found)
+
+    return SyncPlan(
+        create=tuple(create),
+        update=tuple(update),
+        delete=tuple(removals) if prune else (),
+        kept=() if prune else tuple(removals),
+        unchanged=tuple(unchanged),
+        unmanaged=unmanaged,
+        create_tables=tuple(sorted(set(missing_tables))),
+    )
+
+
+# --------------------------------------------------------------------------- applying
+
+
+@dataclass
+class SyncResult:
+    created: list[str] = field(default_factory=list)  # table keys
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # config names
+    tables_created: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def apply(
+    plan: SyncPlan, store: ConfigStore, keys: AccessKeys, tables: DestinationTables | None = None
+) -> SyncResult:
+    """Carry out a plan. Each step stands alone: one failure is recorded and the rest still runs,
+    so a re-run only has the failed steps left to do. Tables come first: DTS needs the
+    destination table to exist before a config's first run."""
+    result = SyncResult()
+    if tables is not None and plan.create_tables:
+        try:
+            result.tables_created = tables.create(plan.create_tables)
+        except Rds2bqError as exc:
+            result.failures.append(("destination tables", str(exc)))
+    for config in plan.create:
+        try:
+            store.create_config(config, keys)
+        except Rds2bqError as exc:
+            result.failures.append((f"create {config.table_key}", str(exc)))
+        else:
+            result.created.append(config.table_key)
+            log.info("sync: created the transfer config of %s", config.table_key)
+    for change in plan.update:
+        key = change.desired.table_key
+        try:
+            store.update_config(change.current.name, change.desired, keys)
+        except Rds2bqError as exc:
+            result.failures.append((f"update {key}", str(exc)))
+        else:
+            result.updated.append(key)
+            log.info("sync: updated the transfer config of %s (%s)", key, ", ".join(change.drift))
+    for removal in plan.delete:
+        try:
+            store.delete_config(removal.config)
+        except Rds2bqError as exc:
+            result.failures.append((f"delete {removal.config.name}", str(exc)))
+        else:
+            result.deleted.append(removal.config.name)
+            log.info("sync: deleted %s (%s)", removal.config.name, removal.reason)
+    return result
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    plan: SyncPlan
+    result: SyncResult | None  # None for a dry run
+
+
+def sync(
+    settings: Settings,
+    store: ConfigStore,
+    tables: DestinationTables,
+    secrets: Secrets,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> SyncOutcome:
+    """Read the keys, list configs and tables, plan, and (unless ``dry_run``) apply."""
+    keys = load_access_keys(secrets, settings.dts_keys_secret)
+    desired = desired_configs(settings)
+    missing = tables.missing([c.destination_table for c in desired.values()])
+    the_plan = plan(
+        desired,
+        store.list_configs(),
+        keys.access_key_id,
+        prune,
+        env=settings.env,
+        missing_tables=missing,
+    )
+    if dry_run or the_plan.is_noop:
+        return SyncOutcome(the_plan, None if dry_run else SyncResult())
+    return SyncOutcome(the_plan, apply(the_plan, store, keys, tables))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_plan(plan: SyncPlan) -> str:
+    """The plan for people (``sync --dry-run``): what changes and which fields, never a value of
+    a key."""
+    lines: list[str] = []
+    lines += [f"  + table   {t}" for t in plan.create_tables]
+    lines += [
+        f"  + create  {c.table_key} -> {c.destination_table}  {c.data_path}" for c in plan.create
+    ]
+    lines += [f"  ~ update  {u.desired.table_key}: {', '.join(u.drift)}" for u in plan.update]
+    lines += [f"  - delete  {_label(r.config)} ({r.reason})" for r in plan.delete]
+    lines += [f"  ! kept    {_label(r.config)} ({r.reason}; --prune deletes it)" for r in plan.kept]
+    summary = (
+        f"{len(plan.create)} to create, {len(plan.update)} to update, "
+        f"{len(plan.delete)} to delete, {len(plan.unchanged)} unchanged, "
+        f"{len(plan.create_tables)} tables to create, {plan.unmanaged} unmanaged "
+        "configs left alone"
+    )
+    if plan.is_noop:
+        summary = "Nothing to do: " + summary
+    return "\n".join(["DTS transfer configs:", *lines, summary])
+
+
+def render_result(result: SyncResult) -> str:
+    lines = [
+        f"created {len(result.created)}, updated {len(result.updated)}, deleted "
+        f"{len(result.deleted)} configs; created {len(result.tables_created)} tables"
+    ]
+    lines += [f"  FAILED {what}: {why}" for what, why in result.failures]
+    return "\n".join(lines)
+
+
+def _label(config: TransferConfig) -> str:
+    return f"{config.table_key or config.display_name} [{config.name}]"

@@ -1,0 +1,261 @@
+"""The DTS adapter against the stand-in over gRPC: ownership, runs, adoption, error translation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from google.api_core import exceptions as gexc
+
+from devstack.dts_standin import DtsStandin
+from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
+from orchestrator.errors import PermanentError, TransientError
+from orchestrator.ports import TransferConfig
+from orchestrator.sync import AccessKeys, desired_configs
+from tests.integration.conftest import make_settings
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = make_settings()
+PARENT = SETTINGS.dts_parent
+KEYS = AccessKeys("AKIAADAPTERTEST", "adapter-secret-value")
+RUN_TIME = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=1)
+
+
+@pytest.fixture
+def transfers(dts_client: Any) -> DtsTransfers:
+    return build_transfer_runner(SETTINGS, client=dts_client)
+
+
+@pytest.fixture
+def configs(transfers: DtsTransfers) -> dict[str, TransferConfig]:
+    """Our two tables' configs, created through the adapter."""
+    return {k: transfers.create_config(c, KEYS) for k, c in desired_configs(SETTINGS).items()}
+
+
+def raw_config(display_name: str) -> dict[str, Any]:
+    return {
+        "display_name": display_name,
+        "data_source_id": "amazon_s3",
+        "destination_dataset_id": "elsewhere",
+        "params": {
+            "data_path": "s3://other/*.csv",
+            "destination_table_name_template": "t",
+            "access_key_id": "AKIAOTHER",
+            "secret_access_key": "other",
+            "file_format": "CSV",
+        },
+    }
+
+
+def test_configs_by_table_lists_only_ours_across_pages(
+    dts_standin: DtsStandin,
+    dts_client: Any,
+    transfers: DtsTransfers,
+    configs: dict[str, TransferConfig],
+) -> None:
+    # GIVEN our configs next to another env's and a hand-made one, and one config per page
+    for name in ("rds2bq-staging:shop.orders", "Nightly CSV load"):
+        dts_client.create_transfer_config(
+            request={"parent": PARENT, "transfer_config": raw_config(name)}, retry=None, timeout=5
+        )
+    dts_standin.max_page_size = 1
+    # WHEN the fan-out asks for our configs
+    found = transfers.configs_by_table()
+    # THEN it sees exactly ours, as we created them
+    assert found == configs
+    desired = desired_configs(SETTINGS)["shop.orders"]
+    orders = found["shop.orders"]
+    assert (orders.data_path, orders.destination_table, orders.notification_topic) == (
+        desired.data_path,
+        desired.destination_table,
+        desired.notification_topic,
+    )
+    assert (orders.file_format, orders.write_disposition, orders.auto_scheduling_disabled) == (
+        "PARQUET",
+        "WRITE_TRUNCATE",
+        True,
+    )
+    assert orders.access_key_id == KEYS.access_key_id
+    listed = transfers.list_configs()
+    assert len(listed) == 4 and sum(1 for c in listed if not c.table_key) == 2
+    assert len(dts_standin.calls_of("ListTransferConfigs")) >= 4  # paginated
+
+
+def test_duplicates_resolve_to_the_first_by_name(
+    transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    extra = transfers.create_config(desired_configs(SETTINGS)["shop.orders"], KEYS)
+    chosen = transfers.configs_by_table()["shop.orders"]
+    assert chosen.name == min(extra.name, configs["shop.orders"].name)
+
+
+def test_start_run_and_find_run(
+    dts_standin: DtsStandin, transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    orders = configs["shop.orders"].name
+    items = configs["shop.orders_items"].name
+    started = transfers.start_run(orders, RUN_TIME)
+    assert started.startswith(orders + "/runs/")
+    assert dts_standin.run(started).run.run_time == RUN_TIME
+    assert transfers.find_run(orders, RUN_TIME) == started
+    assert transfers.find_run(orders, RUN_TIME - timedelta(days=1)) is None
+    assert transfers.find_run(items, RUN_TIME) is None
+
+
+def test_find_run_adopts_what_a_crashed_fan_out_started(
+    dts_standin: DtsStandin, transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    # GIVEN a fan-out that started the first table's run and then lost DTS
+    names = [configs[k].name for k in sorted(configs)]
+    dts_standin.faults.fail_after_starts(1)
+    first = transfers.start_run(names[0], RUN_TIME)
+    with pytest.raises(TransientError):
+        transfers.start_run(names[1], RUN_TIME)
+    # WHEN the next holder asks before starting again THEN it adopts one and starts the other
+    dts_standin.faults.clear()
+    assert transfers.find_run(names[0], RUN_TIME) == first
+    assert transfers.find_run(names[1], RUN_TIME) is None
+
+
+def test_deadline_exceeded_adopts_the_run_it_did_start(
+    dts_standin: DtsStandin, dts_client: Any, configs: dict[str, TransferConfig]
+) -> None:
+    # GIVEN DTS starts the run but answers after our deadline
+    transfers = DtsTransfers(dts_client, parent=PARENT, env="prod", dataset="rds_shop", timeout=0.3)
+    name = configs["shop.orders"].name
+    dts_standin.faults.slow_next(1, seconds=1.0, method="StartManualTransferRuns")
+    # WHEN we start it THEN we get that run, not an error that a retry would turn into a second
+    started = transfers.start_run(name, RUN_TIME)
+    assert [r.name for r in dts_standin.runs(name)] == [started]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    ],
+)
+def test_transient_faults_become_transient_errors(
+    dts_standin: DtsStandin,
+    transfers: DtsTransfers,
+    configs: dict[str, TransferConfig],
+    code: grpc.StatusCode,
+) -> None:
+    dts_standin.faults.fail_next(1, code, method="StartManualTransferRuns")
+    with pytest.raises(TransientError) as caught:
+        transfers.start_run(configs["shop.orders"].name, RUN_TIME)
+    assert isinstance(caught.value.__cause__, gexc.GoogleAPICallError)
+    assert len(dts_standin.calls_of("StartManualTransferRuns")) == 1  # no hidden library retry
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAUTHENTICATED,
+    ],
+)
+def test_other_faults_become_permanent_errors_with_dts_message(
+    dts_standin: DtsStandin, transfers: DtsTransfers, code: grpc.StatusCode
+) -> None:
+    dts_standin.faults.fail_next(1, code, message="The caller does not have permission")
+    with pytest.raises(PermanentError, match="The caller does not have permission") as caught:
+        transfers.configs_by_table()
+    assert not isinstance(caught.value, TransientError)
+    assert isinstance(caught.value.__cause__, gexc.GoogleAPICallError)
+
+
+def test_real_refusals_are_permanent(
+    transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    with pytest.raises(PermanentError, match="not found"):
+        transfers.start_run(f"{PARENT}/transferConfigs/gone", RUN_TIME)
+    with pytest.raises(PermanentError, match="in the future"):
+        transfers.start_run(configs["shop.orders"].name, datetime.now(UTC) + timedelta(hours=1))
+
+
+def test_a_slow_list_is_transient(dts_standin: DtsStandin, dts_client: Any) -> None:
+    transfers = DtsTransfers(dts_client, parent=PARENT, env="prod", dataset="rds_shop", timeout=0.3)
+    dts_standin.faults.slow_next(1, seconds=1.0, method="ListTransferConfigs")
+    with pytest.raises(TransientError):
+        transfers.configs_by_table()
+
+
+def test_update_rewrites_every_managed_field_with_the_new_keys(
+    dts_standin: DtsStandin, transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    current = configs["shop.orders"]
+    desired = desired_configs(make_settings(topic="other-topic"))["shop.orders"]
+    rotated = AccessKeys("AKIAROTATED", "rotated-secret")
+    updated = transfers.update_config(current.name, desired, rotated)
+    assert updated.notification_topic.endswith("/topics/other-topic")
+    assert updated.access_key_id == "AKIAROTATED"
+    assert dts_standin.stored_params(current.name)["secret_access_key"] == "rotated-secret"
+
+
+def test_delete_touches_only_ours_and_is_idempotent(
+    dts_standin: DtsStandin, transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    foreign = TransferConfig(
+        name=f"{PARENT}/transferConfigs/x",
+        display_name="Nightly CSV load",
+        table_key="",
+        destination_table="t",
+        data_path="",
+        notification_topic="",
+    )
+    with pytest.raises(PermanentError, match="not an rds2bq-prod config"):
+        transfers.delete_config(foreign)
+    assert dts_standin.calls_of("DeleteTransferConfig") == []
+    transfers.delete_config(configs["shop.orders"])
+    transfers.delete_config(configs["shop.orders"])  # already gone: fine
+    assert set(transfers.configs_by_table()) == {"shop.orders_items"}
+
+
+@pytest.fixture
+def sdk_debug_records() -> Iterator[list[logging.LogRecord]]:
+    """Everything the google SDK loggers emit at DEBUG (what GOOGLE_SDK_PYTHON_LOGGING_SCOPE
+    would turn on)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    google = logging.getLogger("google")
+    handler, level = Keep(logging.DEBUG), google.level
+    google.addHandler(handler)
+    google.setLevel(logging.DEBUG)
+    yield records
+    google.removeHandler(handler)
+    google.setLevel(level)
+
+
+def test_sdk_payload_logging_never_sees_the_secret(
+    dts_client: Any, transfers: DtsTransfers, sdk_debug_records: list[logging.LogRecord]
+) -> None:
+    # WHEN a config is created through the adapter with the SDK's DEBUG logging on
+    transfers.create_config(desired_configs(SETTINGS)["shop.orders"], KEYS)
+    assert not any(KEYS.secret_access_key in str(vars(r)) for r in sdk_debug_records)
+    # THEN nothing leaked; and the check is real: unpinned, the transport logs the payload
+    pinned = logging.getLogger(
+        "google.cloud.bigquery_datatransfer_v1.services.data_transfer_service.transports"
+    )
+    level = pinned.level
+    pinned.setLevel(logging.NOTSET)
+    try:
+        transfers.create_config(desired_configs(SETTINGS)["shop.orders_items"], KEYS)
+    finally:
+        pinned.setLevel(level)
+    assert any(KEYS.secret_access_key in str(vars(r)) for r in sdk_debug_records)
