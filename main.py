@@ -5,6 +5,7 @@ No SDK is imported here; ``orchestrator.wiring`` builds clients lazily for the p
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import functions_framework
@@ -35,3 +36,19 @@ def poll(request: Any) -> http.Reply:
         return wiring.get().service.poll()
 
     return http.handle(act)
+
+
+@functions_framework.cloud_event
+def notify(cloud_event: Any) -> None:
+    """Each message on the notification topic: DTS run-finished, or one of our events.
+
+    Returns normally for anything handled or permanently unhandleable (acknowledged); raises only
+    for transient faults, so that the platform retries."""
+    from orchestrator.notifications import MalformedMessageError, message_from_push
+
+    try:
+        message = message_from_push(cloud_event.data)
+    except MalformedMessageError as exc:
+        logging.getLogger("main").warning("dropped an undecodable event: %s", exc.reason)
+        return
+    wiring.get().notify_service.handle(message)

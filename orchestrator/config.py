@@ -164,6 +164,18 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "LEDGER_COLLECTION", "Top-level collection of the run ledger.", "rds2bq_runs", "rds2bq_runs"
     ),
+    Field(
+        "DTS_SERVICE_ACCOUNT",
+        "Service account the transfer configs run as (sync); empty: whoever runs sync.",
+        "",
+        "rds2bq-dts@acme-analytics.iam.gserviceaccount.com",
+    ),
+    Field(
+        "BQ_ENDPOINT",
+        "BigQuery API endpoint override (local stack only).",
+        "",
+        "http://127.0.0.1:9050",
+    ),
     Field("DTS_ENDPOINT", "host:port of a DTS stand-in (local stack only).", "", "127.0.0.1:50051"),
     # --- timing
     Field(
@@ -184,6 +196,13 @@ FIELDS: tuple[Field, ...] = (
         "LEASE_SECONDS", "Hand-off lease; must exceed the poll function's timeout.", "600", "600"
     ),
     Field("MAX_SLOT_AGE_HOURS", "A start_export slot older than this is refused.", "48", "48"),
+    Field(
+        "NOTIFY_MAX_AGE_HOURS",
+        "notify drops (with a log line) messages older than this, so "
+        "a retried event cannot loop for Pub/Sub's 7 days.",
+        "24",
+        "24",
+    ),
 )
 
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -219,11 +238,14 @@ class Settings:
     firestore_database: str
     ledger_collection: str
     dts_endpoint: str
+    dts_service_account: str
+    bq_endpoint: str
     export_deadline_minutes: int
     visibility_margin_minutes: int
     fanout_concurrency: int
     lease_seconds: int
     max_slot_age_hours: int
+    notify_max_age_hours: int
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -301,6 +323,7 @@ def load_settings(
     concurrency = integer("FANOUT_CONCURRENCY", 1, 128)
     lease = integer("LEASE_SECONDS", 30, 3600)
     max_age = integer("MAX_SLOT_AGE_HOURS", 1, 24 * 30)
+    notify_age = integer("NOTIFY_MAX_AGE_HOURS", 1, 24 * 7)
 
     tables: tuple[TableRef, ...] = ()
     tables_path = Path(raw["TABLES_FILE"])
@@ -342,11 +365,14 @@ def load_settings(
         firestore_database=raw["FIRESTORE_DATABASE"],
         ledger_collection=raw["LEDGER_COLLECTION"],
         dts_endpoint=raw["DTS_ENDPOINT"],
+        dts_service_account=raw["DTS_SERVICE_ACCOUNT"],
+        bq_endpoint=raw["BQ_ENDPOINT"],
         export_deadline_minutes=deadline,
         visibility_margin_minutes=margin,
         fanout_concurrency=concurrency,
         lease_seconds=lease,
         max_slot_age_hours=max_age,
+        notify_max_age_hours=notify_age,
         raw=raw,
     )
 

@@ -5,10 +5,10 @@ No vendor SDK is imported here or by anything that imports only this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from orchestrator.model import (
     Event,
@@ -65,7 +65,8 @@ class TransferConfig:
     file_format: str = "PARQUET"
     write_disposition: str = "WRITE_TRUNCATE"
     auto_scheduling_disabled: bool = True
-    access_key_id: str = ""  # compared for rotation, never logged or printed
+    # compared for rotation; kept out of repr so that no log line or plan printout carries it
+    access_key_id: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,27 @@ class Ledger(Protocol):
         """Transactional read-modify-write of one table; None from mutate means no change."""
         ...
 
+    def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
+        """The run's table whose transfer config is ``dts_config``."""
+        ...
+
+    def claim_once(self, key: str, now: datetime) -> bool:
+        """Record ``key`` as handled; False if it already was (at-least-once de-duplication)."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """Undo ``claim_once`` (the handling failed transiently and will be retried)."""
+        ...
+
 
 class EventBus(Protocol):
     def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class Notifier(Protocol):
+    """Posts a Slack payload (``{"text", "blocks"}``). Raises TransientError or PermanentError."""
+
+    def post(self, payload: Mapping[str, Any]) -> None: ...
 
 
 class Secrets(Protocol):
@@ -145,3 +164,13 @@ class RecordingEventBus:
 
     def publish(self, events: Sequence[Event]) -> None:
         self.events.extend(events)
+
+
+@dataclass
+class RecordingNotifier:
+    """A Notifier that keeps the payloads (tests, ``--dry-run``)."""
+
+    payloads: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def post(self, payload: Mapping[str, Any]) -> None:
+        self.payloads.append(payload)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.model import now_utc
-from orchestrator.ports import EventBus, Exporter, Ledger, Secrets, TransferRunner
+from orchestrator.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
 from orchestrator.service import Orchestrator
+
+if TYPE_CHECKING:
+    from orchestrator.notify import NotifyService
 
 
 class SystemClock:
@@ -97,6 +100,18 @@ class Wiring:
 
         bus: EventBus = build_event_bus(self.settings)
         return bus
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from orchestrator.adapters.slack_webhook import SlackWebhookNotifier
+
+        return SlackWebhookNotifier.from_settings(self.settings, self.secrets)
+
+    @cached_property
+    def notify_service(self) -> NotifyService:
+        from orchestrator.notify import NotifyService
+
+        return NotifyService(self.settings, self.ledger, self.notifier, self.events, SystemClock())
 
     @cached_property
     def service(self) -> Orchestrator:

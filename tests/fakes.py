@@ -42,6 +42,7 @@ class InMemoryLedger:
         self.runs: dict[str, Run] = {}
         self.table_docs: dict[str, dict[str, TableRun]] = {}
         self.queries = 0
+        self.claimed: set[str] = set()
 
     def create_run(self, run: Run) -> tuple[Run, bool]:
         with self._lock:
@@ -98,6 +99,24 @@ class InMemoryLedger:
             if changed is not None:
                 self.table_docs[run_id][key] = changed
             return changed
+
+    def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
+        with self._lock:
+            for table in self.table_docs.get(run_id, {}).values():
+                if table.dts_config == dts_config:
+                    return table
+            return None
+
+    def claim_once(self, key: str, now: datetime) -> bool:
+        with self._lock:
+            if key in self.claimed:
+                return False
+            self.claimed.add(key)
+            return True
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self.claimed.discard(key)
 
 
 @dataclass

@@ -130,9 +130,10 @@ class BigQueryTables:
         return created
 
 
-def build_destination_tables(settings: Settings, endpoint: str = "") -> BigQueryTables:
+def build_destination_tables(settings: Settings, endpoint: str | None = None) -> BigQueryTables:
     """The adapter for these settings; ``endpoint`` (local stack only) points the client at the
-    BigQuery stand-in, with anonymous credentials."""
+    BigQuery stand-in, with anonymous credentials; it defaults to ``RDS2BQ_BQ_ENDPOINT``."""
+    endpoint = settings.bq_endpoint if endpoint is None else endpoint
     if endpoint:
         from google.auth.credentials import AnonymousCredentials
 

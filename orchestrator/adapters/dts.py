@@ -279,4 +279,5 @@ def build_transfer_runner(
         parent=settings.dts_parent,
         env=settings.env,
         dataset=settings.bq_dataset,
+        service_account=settings.dts_service_account,
     )

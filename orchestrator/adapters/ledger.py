@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ _TRANSIENT = (
     gexc.ResourceExhausted,
 )
 TIMEOUT = 30.0
+DEDUPE_RETENTION = timedelta(days=8)  # longer than Pub/Sub's 7-day retry window
 
 
 @contextmanager
@@ -104,6 +105,7 @@ class FirestoreLedger:
     ) -> None:
         self._client = client
         self._runs = client.collection(collection)
+        self._dedupe = client.collection(f"{collection}_dedupe")
         self._max_attempts = max_attempts
 
     def _tables(self, run_id: str) -> Any:
@@ -192,6 +194,26 @@ class FirestoreLedger:
             return changed, (None if changed is None else _to_doc(changed))
 
         return self._compare_and_set(self._tables(run_id).document(key), apply, "update table")
+
+    def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
+        query = self._tables(run_id).where(filter=FieldFilter("dts_config", "==", dts_config))
+        with _translated("find table"):
+            docs = list(query.limit(1).stream(timeout=TIMEOUT))
+        return _from_doc(TableRun, docs[0].to_dict()) if docs else None
+
+    def claim_once(self, key: str, now: datetime) -> bool:
+        # ``expire_at`` lets a Firestore TTL policy clean these up after the retry window.
+        doc = {"claimed_at": now, "expire_at": now + DEDUPE_RETENTION}
+        with _translated("claim message"):
+            try:
+                self._dedupe.document(key).create(doc, timeout=TIMEOUT)
+                return True
+            except gexc.Conflict:
+                return False
+
+    def forget(self, key: str) -> None:
+        with _translated("forget message"):
+            self._dedupe.document(key).delete(timeout=TIMEOUT)
 
     def _compare_and_set(
         self,

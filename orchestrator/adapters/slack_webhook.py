@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import PermanentError, TransientError
@@ -38,12 +38,6 @@ logger = logging.getLogger(__name__)
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _MAX_REPLY_BYTES = 64 * 1024
 _REPLY_TEXT_LIMIT = 300
-
-
-class Notifier(Protocol):
-    """Posts a Slack payload (``{"text", "blocks"}``). Raises TransientError or PermanentError."""
-
-    def post(self, payload: Mapping[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,178 @@
+"""What the ``notify`` function does with each message on the notification topic.
+
+- A DTS run-finished message updates its table in the ledger; a failure is posted at once; when
+  the last table of a run finishes, the run is closed and RUN_CLOSED is published (its message is
+  the run's one summary).
+- Our own events (export started, failed, late, tables skipped, hand-off done, run closed) are
+  rendered and posted, so one channel tells the whole story of a day.
+
+Delivery is at least once, possibly concurrent: every message is claimed once by a key derived
+from its content (a redelivery or a duplicate publish has the same key), and a table's final state
+is recorded by a conditional write, so nothing is posted twice. Transient faults raise (the
+platform retries); permanent ones are logged and acknowledged; old messages are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from orchestrator import machine, slack
+from orchestrator.config import Settings
+from orchestrator.errors import PermanentError, TransientError
+from orchestrator.model import Event, EventKind, RunState, TableState, run_id_for
+from orchestrator.notifications import (
+    MalformedMessageError,
+    PubsubMessage,
+    TransferRunFinished,
+    parse_message,
+)
+from orchestrator.ports import Clock, EventBus, Ledger, Notifier
+
+log = logging.getLogger(__name__)
+_FAILED = (TableState.FAILED, TableState.CANCELLED)
+# Kinds rendered with every table of the run (the others need only the run document).
+_NEEDS_TABLES = (
+    EventKind.RUN_CLOSED,
+    EventKind.HANDOFF_DONE,
+    EventKind.TABLES_SKIPPED,
+    EventKind.TABLE_FAILED,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message, for the log line and the tests."""
+
+    action: str  # posted | recorded | duplicate | dropped-malformed | dropped-old | unknown-run
+    run_id: str = ""
+    detail: str = ""
+
+
+class NotifyService:
+    def __init__(
+        self, settings: Settings, ledger: Ledger, notifier: Notifier, events: EventBus, clock: Clock
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.notifier = notifier
+        self.events = events
+        self.clock = clock
+        self.ctx = slack.SlackContext.from_settings(settings)
+
+    def handle(self, message: PubsubMessage) -> Outcome:
+        try:
+            parsed = parse_message(message)
+        except MalformedMessageError as exc:
+            log.warning(
+                "dropped a malformed message %s: %s", message.message_id or "(no id)", exc.reason
+            )
+            return Outcome("dropped-malformed", detail=exc.reason)
+        now = self.clock.now()
+        published = message.publish_time
+        if published is not None and now - published > timedelta(
+            hours=self.settings.notify_max_age_hours
+        ):
+            log.warning(
+                "dropped message %s published at %s: older than RDS2BQ_NOTIFY_MAX_AGE_HOURS=%s",
+                message.message_id,
+                published.isoformat(),
+                self.settings.notify_max_age_hours,
+            )
+            return Outcome("dropped-old")
+        key = _dedupe_key(parsed)
+        if not self.ledger.claim_once(key, now):
+            log.info("duplicate message %s ignored", message.message_id)
+            return Outcome("duplicate")
+        try:
+            if isinstance(parsed, TransferRunFinished):
+                return self._transfer_finished(parsed)
+            return self._event(parsed)
+        except TransientError:
+            self.ledger.forget(key)  # let the platform's retry handle it again
+            raise
+        except PermanentError as exc:
+            log.error("message %s could not be handled: %s", message.message_id, exc)
+            return Outcome("failed", detail=str(exc))
+
+    # ------------------------------------------------------------------ DTS runs
+
+    def _transfer_finished(self, note: TransferRunFinished) -> Outcome:
+        run_id = run_id_for(note.run_time)  # the run time we requested is our run key
+        run = self.ledger.get_run(run_id)
+        table = self.ledger.find_table(run_id, note.config_name) if run else None
+        if run is None or table is None:
+            log.warning(
+                "transfer run %s (config %s, run time %s) matches no run we started",
+                note.run_name,
+                note.config_name,
+                note.run_time.isoformat(),
+            )
+            self._post(slack.unknown_run(self.ctx, note))
+            return Outcome("unknown-run", run_id)
+        state = note.state.table_state
+        updated = self.ledger.update_table(
+            run_id,
+            table.key,
+            lambda t: machine.table_finished(
+                t,
+                note.run_name,
+                state,
+                note.error_code,
+                note.error_message,
+                note.start_time,
+                note.end_time,
+            ),
+        )
+        if updated is None:
+            return Outcome("duplicate", run_id, f"{table.key} already {table.state.value}")
+        log.info("run %s: %s %s", run_id, table.key, state.value, extra={"run_id": run_id})
+        if state in _FAILED:
+            self._post(slack.table_failed(self.ctx, run, updated))
+        self._close_if_done(run_id)
+        return Outcome("posted" if state in _FAILED else "recorded", run_id, table.key)
+
+    def _close_if_done(self, run_id: str) -> None:
+        tables = self.ledger.tables(run_id)
+        now = self.clock.now()
+        result = self.ledger.transition(run_id, lambda r: machine.close_if_done(r, tables, now))
+        if result.events:
+            self.events.publish(result.events)
+
+    # ------------------------------------------------------------------ our events
+
+    def _event(self, event: Event) -> Outcome:
+        run = self.ledger.get_run(event.run_id)
+        if run is None:
+            log.warning("event %s for unknown run %s ignored", event.kind, event.run_id)
+            return Outcome("unknown-run", event.run_id)
+        tables = self.ledger.tables(run.run_id) if event.kind in _NEEDS_TABLES else []
+        if event.kind is EventKind.RUN_CLOSED and run.state is RunState.FAILED and not tables:
+            return Outcome("recorded", run.run_id, "export failure already reported")
+        self._post(slack.for_event(self.ctx, event, run, tables))
+        return Outcome("posted", run.run_id, event.kind.value)
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        try:
+            self.notifier.post(payload)
+        except PermanentError as exc:
+            # Slack refused the message for good (bad payload, revoked webhook): retrying cannot
+            # help, and the ledger already holds the truth.
+            log.error("Slack refused a message: %s", exc)
+
+
+def _dedupe_key(parsed: TransferRunFinished | Event) -> str:
+    if isinstance(parsed, TransferRunFinished):
+        basis = f"dts|{parsed.run_name}|{parsed.state}"
+    else:
+        data = json.dumps(parsed.data, sort_keys=True, default=str)
+        basis = f"event|{parsed.run_id}|{parsed.kind}|{parsed.at.isoformat()}|{data}"
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+def message_age(message: PubsubMessage, now: datetime) -> timedelta | None:
+    return None if message.publish_time is None else now - message.publish_time

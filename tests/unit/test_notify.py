@@ -1,0 +1,255 @@
+"""notify over in-memory fakes: ledger updates, one post per failure, one summary, no secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import PermanentError, TransientError
+from orchestrator.model import Event, EventKind, RunState, TableState
+from orchestrator.notifications import PubsubMessage, encode_event
+from orchestrator.notify import NotifyService
+from orchestrator.ports import RecordingEventBus, RecordingNotifier
+from tests.unit.test_service import SLOT, World, names
+
+CANARY_KEY = "AKIACANARY9999999999"
+CANARY_SECRET = "CANARYsecretNEVERshow1234567890abcdef"
+
+
+def dts_message(
+    config: str,
+    run_name: str,
+    state: str,
+    error: str = "",
+    message_id: str = "m1",
+    run_time: datetime = SLOT,
+    published: datetime | None = None,
+) -> PubsubMessage:
+    data = {
+        "name": run_name,
+        "runTime": run_time.isoformat().replace("+00:00", "Z"),
+        "scheduleTime": run_time.isoformat().replace("+00:00", "Z"),
+        "startTime": (run_time + timedelta(minutes=10)).isoformat().replace("+00:00", "Z"),
+        "endTime": (run_time + timedelta(minutes=14)).isoformat().replace("+00:00", "Z"),
+        "state": state,
+        "destinationDatasetId": "rds_shop",
+        "dataSourceId": "amazon_s3",
+        "params": {
+            "data_path": "s3://b/p/*.parquet",
+            "access_key_id": CANARY_KEY,
+            "secret_access_key": CANARY_SECRET,
+            "destination_table_name_template": "shop__t",
+        },
+    }
+    if error:
+        data["errorStatus"] = {"code": 9, "message": error}
+    return PubsubMessage(
+        json.dumps(data).encode(),
+        {"eventType": "TRANSFER_RUN_FINISHED", "payloadFormat": "JSON_API_V1"},
+        message_id,
+        published,
+    )
+
+
+def event_message(event: Event, message_id: str = "e1") -> PubsubMessage:
+    data, attributes = encode_event(event)
+    return PubsubMessage(data, attributes, message_id)
+
+
+class Notify:
+    """A handed-off run of ``n`` tables and a notify service beside it."""
+
+    def __init__(self, n: int) -> None:
+        self.world = w = World(names(n))
+        w.service.start_export(SLOT)
+        w.complete(names(n))
+        w.service.poll()
+        w.clock.advance(minutes=5)
+        w.service.poll()
+        self.slack = RecordingNotifier()
+        self.published = RecordingEventBus()
+        self.service = NotifyService(w.settings, w.ledger, self.slack, self.published, w.clock)
+        self.tables = {t.key: t for t in w.ledger.tables("202611271500")}
+
+    def finish(self, key: str, state: str, error: str = "", mid: str = "") -> Any:
+        table = self.tables[key]
+        return self.service.handle(
+            dts_message(table.dts_config, table.dts_run, state, error, mid or f"m-{key}-{state}")
+        )
+
+    def deliver_published(self) -> None:
+        """What Pub/Sub would do with the events notify itself published."""
+        for i, event in enumerate(self.published.events):
+            self.service.handle(event_message(event, f"published-{i}"))
+        self.published.events.clear()
+
+
+def test_success_is_recorded_without_a_post() -> None:
+    n = Notify(2)
+    outcome = n.finish("shop.t0000", "SUCCEEDED")
+    assert outcome.action == "recorded"
+    assert n.world.ledger.table_docs["202611271500"]["shop.t0000"].state is TableState.SUCCEEDED
+    assert n.slack.payloads == []
+
+
+def test_a_failure_is_posted_at_once_with_dts_reason_and_never_twice() -> None:
+    n = Notify(2)
+    n.finish("shop.t0001", "FAILED", "Access Denied listing s3://b/p/", mid="a")
+    n.finish("shop.t0001", "FAILED", "Access Denied listing s3://b/p/", mid="a")  # redelivered
+    n.finish("shop.t0001", "FAILED", "Access Denied listing s3://b/p/", mid="b")  # re-published
+    assert len(n.slack.payloads) == 1
+    assert "Access Denied" in json.dumps(n.slack.payloads[0])
+    table = n.world.ledger.table_docs["202611271500"]["shop.t0001"]
+    assert (table.state, table.error_code) == (TableState.FAILED, 9)
+
+
+def test_fifty_tables_three_failures_give_three_posts_and_one_summary() -> None:
+    n = Notify(50)
+    failing = {"shop.t0007", "shop.t0021", "shop.t0042"}
+    messages = []
+    for key in sorted(n.tables):
+        state = "FAILED" if key in failing else "SUCCEEDED"
+        table = n.tables[key]
+        messages.append(
+            dts_message(
+                table.dts_config,
+                table.dts_run,
+                state,
+                "boom" if state == "FAILED" else "",
+                f"m-{key}",
+            )
+        )
+    for message in messages:
+        n.service.handle(message)
+    assert [e.kind for e in n.published.events] == [EventKind.RUN_CLOSED]
+    n.deliver_published()
+    assert len(n.slack.payloads) == 4
+    summary = json.dumps(n.slack.payloads[-1])
+    assert "47" in summary and "3" in summary
+    assert n.world.ledger.runs["202611271500"].state is RunState.PARTIAL
+    # replaying every message posts nothing new
+    for message in messages:
+        n.service.handle(message)
+    n.deliver_published()
+    assert len(n.slack.payloads) == 4
+
+
+def test_unknown_run_is_reported_once_and_does_not_crash() -> None:
+    n = Notify(1)
+    stray = dts_message(
+        "projects/p/locations/l/transferConfigs/manual",
+        "projects/p/locations/l/transferConfigs/manual/runs/x",
+        "SUCCEEDED",
+        run_time=SLOT - timedelta(days=3),
+    )
+    assert n.service.handle(stray).action == "unknown-run"
+    assert n.service.handle(stray).action == "duplicate"
+    assert len(n.slack.payloads) == 1
+    assert "did not start" in n.slack.payloads[0]["text"]
+
+
+@pytest.mark.parametrize("data", [b"", b"not json", b'{"name": 1}', b"{" * 5_000_000])
+def test_malformed_messages_are_dropped_with_one_log_line(
+    data: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    n = Notify(1)
+    caplog.set_level(logging.WARNING)
+    message = PubsubMessage(data, {"eventType": "TRANSFER_RUN_FINISHED"}, "bad")
+    assert n.service.handle(message).action == "dropped-malformed"
+    assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 1
+    assert n.slack.payloads == []
+
+
+def test_old_messages_are_dropped() -> None:
+    n = Notify(1)
+    table = n.tables["shop.t0000"]
+    old = dts_message(
+        table.dts_config,
+        table.dts_run,
+        "FAILED",
+        "x",
+        published=n.world.clock.now() - timedelta(hours=25),
+    )
+    assert n.service.handle(old).action == "dropped-old"
+    assert n.slack.payloads == []
+
+
+class FlakySlack:
+    def __init__(self, error: Exception, times: int) -> None:
+        self.error, self.times, self.payloads = error, times, []
+
+    def post(self, payload: Any) -> None:
+        if self.times > 0:
+            self.times -= 1
+            raise self.error
+        self.payloads.append(payload)
+
+
+def test_transient_slack_fault_raises_so_the_platform_retries_and_then_posts_once() -> None:
+    n = Notify(1)
+    n.service.notifier = FlakySlack(TransientError("Slack 503"), times=1)
+    event = Event(EventKind.EXPORT_LATE, "202611271500", SLOT, {"deadline_minutes": 60})
+    with pytest.raises(TransientError):
+        n.service.handle(event_message(event))
+    assert n.service.handle(event_message(event)).action == "posted"
+    assert len(n.service.notifier.payloads) == 1
+
+
+def test_permanent_slack_refusal_is_logged_and_acknowledged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    n = Notify(1)
+    n.service.notifier = FlakySlack(PermanentError("Slack said 400 invalid_payload"), times=5)
+    event = Event(EventKind.EXPORT_LATE, "202611271500", SLOT, {})
+    assert n.service.handle(event_message(event)).action == "posted"
+    assert any("invalid_payload" in r.getMessage() for r in caplog.records)
+
+
+def test_every_event_kind_renders(caplog: pytest.LogCaptureFixture) -> None:
+    n = Notify(2)
+    for i, kind in enumerate(EventKind):
+        data: dict[str, Any] = {
+            "table": "shop.t0000",
+            "tables": [{"table": "shop.t0001", "reason": "skipped"}],
+            "status": "FAILED",
+            "failure_cause": "cause",
+            "deadline_minutes": 60,
+        }
+        n.service.handle(event_message(Event(kind, "202611271500", SLOT, data), f"k{i}"))
+    assert len(n.slack.payloads) == len(EventKind)
+
+
+def test_canary_secrets_never_reach_a_log_a_ledger_document_or_slack(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    n = Notify(3)
+    for key in sorted(n.tables):
+        n.finish(key, "FAILED", f"denied for access key {CANARY_KEY}")
+    n.deliver_published()
+    stray = dts_message(
+        "projects/p/locations/l/transferConfigs/x",
+        "projects/p/locations/l/transferConfigs/x/runs/y",
+        "FAILED",
+        f"bad key {CANARY_KEY}",
+        run_time=SLOT - timedelta(days=1),
+    )
+    n.service.handle(stray)
+    assert len(n.slack.payloads) == 3 + 1 + 1
+    ledger = n.world.ledger
+    documents = json.dumps(
+        [asdict(r) for r in ledger.runs.values()]
+        + [asdict(t) for d in ledger.table_docs.values() for t in d.values()],
+        default=str,
+    )
+    everything = "\n".join(
+        [documents, json.dumps(n.slack.payloads), *(r.getMessage() for r in caplog.records)]
+    )
+    assert CANARY_KEY not in everything and CANARY_SECRET not in everything
+    assert n.world.ledger.runs["202611271500"].state is RunState.FAILED
+    assert datetime.now(UTC)  # keep the import honest
