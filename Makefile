@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check-prereqs clean
+.PHONY: demo stack test lint typecheck check-prereqs clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -29,7 +29,10 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 demo: check-prereqs $(STAMP)
-	$(PY) -m orchestrator demo
+	$(PY) -m devstack.demo
+
+stack: check-prereqs $(STAMP)
+	$(PY) -m devstack.stack
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,415 @@
+"""The whole product on one machine: every wire peer, every function, wired as in production.
+
+- AWS: moto's server (in this process, so the harness can drive exports like RDS would).
+- Run ledger and events: the official Firestore and Pub/Sub emulators.
+- DTS and BigQuery: the stand-ins (gRPC with the library's protos; REST), in this process.
+- Slack: the webhook stand-in, in this process.
+- The five functions: each its own ``functions-framework`` process on localhost, configured only
+  through environment variables, as Cloud Functions would run them.
+- The notification topic pushes to ``notify`` through a push subscription.
+
+``python -m orchestrator stack`` keeps it up for experiments; the demo and the e2e tests use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack import processes
+from devstack.aws import Account, ExportControl, MotoServer, seed_account, start_moto
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "rds2bq-local"
+DATASET = "rds_shop"
+LOCATION = "asia-northeast1"
+SLACK_SECRET = "rds2bq-slack-webhook"
+DTS_KEYS_SECRET = "rds2bq-dts-reader-keys"
+HTTP_FUNCTIONS = ("start_export", "poll", "rerun", "status")
+FUNCTIONS = (*HTTP_FUNCTIONS, "notify")
+DEFAULT_TABLES = (
+    "shop.orders",
+    "shop.order_items",
+    "shop.customers",
+    "shop.products",
+    "shop.inventory",
+    "shop.payments",
+    "shop.shipments",
+    "shop.returns",
+    "shop.coupons",
+    "shop.reviews",
+    "shop.suppliers",
+    "shop.audit_log",
+)
+
+
+@dataclass
+class LocalStack:
+    account: Account
+    moto: MotoServer
+    firestore: processes.Service
+    pubsub: processes.Service
+    dts: Any
+    bigquery: Any
+    slack: Any
+    env: dict[str, str]
+    tables: list[str]
+    work_dir: Path
+    functions: dict[str, processes.Service] = field(default_factory=dict)
+    _stopped: bool = False
+
+    @property
+    def topic_path(self) -> str:
+        return f"projects/{PROJECT}/topics/{self.env['RDS2BQ_TOPIC']}"
+
+    def url(self, function: str) -> str:
+        return f"http://127.0.0.1:{self.functions[function].port}/"
+
+    @property
+    def control(self) -> ExportControl:
+        return ExportControl(self.account)
+
+    def settings(self) -> Any:
+        from orchestrator.config import load_settings
+
+        return load_settings(self.env)
+
+    def apply_env(self) -> None:
+        """Point this process's clients (and the CLI) at the stack."""
+        os.environ.update(self.env)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for service in self.functions.values():
+            service.stop()
+        for stop in (
+            self.dts.stop,
+            self.bigquery.stop,
+            self.slack.stop,
+            self.moto.stop,
+            self.pubsub.stop,
+            self.firestore.stop,
+        ):
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 - stop what can be stopped
+                print(f"warning: stopping failed: {exc}", file=sys.stderr)
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_stack(
+    tables: Iterable[str] = DEFAULT_TABLES,
+    *,
+    on_slack: Callable[[dict[str, Any]], None] | None = None,
+    functions: Iterable[str] = FUNCTIONS,
+    finish_delay: float | None = 1.0,
+    extra_env: Mapping[str, str] | None = None,
+    sync: bool = True,
+    log: Callable[[str], None] = lambda _: None,
+) -> LocalStack:
+    """Start everything; on any failure, stop what was started and raise."""
+    from devstack import bigquery_standin, dts_standin, slack_standin
+
+    started: list[Callable[[], None]] = []
+    try:
+        log("starting the Firestore and Pub/Sub emulators and moto's server")
+        with ThreadPoolExecutor(2) as pool:
+            fs_future = pool.submit(processes.start_firestore_emulator)
+            ps_future = pool.submit(processes.start_pubsub_emulator, PROJECT)
+            moto = start_moto()
+            started.append(moto.stop)
+            firestore = fs_future.result()
+            started.append(firestore.stop)
+            pubsub = ps_future.result()
+            started.append(pubsub.stop)
+        account = seed_account(moto.endpoint)
+        slack = slack_standin.start(on_payload=on_slack)
+        started.append(slack.stop)
+        dts = dts_standin.start(
+            0, moto.endpoint, pubsub.host, finish_delay=finish_delay, s3_region=account.region
+        )
+        started.append(dts.stop)
+        bigquery = bigquery_standin.start_bigquery()
+        started.append(bigquery.stop)
+        bigquery.add_dataset(PROJECT, DATASET, LOCATION)
+        work_dir = Path(tempfile.mkdtemp(prefix="rds2bq-stack-"))
+        tables_file = work_dir / "tables.txt"
+        tables = list(tables)
+        tables_file.write_text("# tables exported every day\n" + "\n".join(tables) + "\n")
+        env = stack_env(
+            account, firestore, pubsub, dts, bigquery, slack, tables_file, extra_env or {}
+        )
+        stack = LocalStack(
+            account, moto, firestore, pubsub, dts, bigquery, slack, env, tables, work_dir
+        )
+        started.clear()  # from here on, stack.stop() owns everything
+    except BaseException:
+        for stop in reversed(started):
+            stop()
+        raise
+    try:
+        _create_topic(stack)
+        log("starting the functions under functions-framework")
+        wanted = [f for f in functions if f in defined_functions()]
+        stack.functions = start_functions(env, wanted, work_dir)
+        if "notify" in stack.functions:
+            _push_to_notify(stack)
+        if sync:
+            log("syncing the transfer configs (python -m orchestrator sync)")
+            run_sync(stack)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def stack_env(
+    account: Account,
+    firestore: processes.Service,
+    pubsub: processes.Service,
+    dts: Any,
+    bigquery: Any,
+    slack: Any,
+    tables_file: Path,
+    extra: Mapping[str, str],
+) -> dict[str, str]:
+    keys = json.dumps(
+        {
+            "access_key_id": "AKIALOCALDTSREADER01",
+            "secret_access_key": "local-dts-reader-secret-key-0000000000",
+        }
+    )
+    return {
+        **account.settings_env(),
+        "RDS2BQ_ENV": "demo",
+        "RDS2BQ_AWS_AUTH": "default",
+        "RDS2BQ_SOURCE_KIND": "cluster",
+        "RDS2BQ_GCP_PROJECT": PROJECT,
+        "RDS2BQ_BQ_DATASET": DATASET,
+        "RDS2BQ_BQ_LOCATION": LOCATION,
+        "RDS2BQ_TOPIC": "rds2bq-events",
+        "RDS2BQ_TABLES_FILE": str(tables_file),
+        "RDS2BQ_SECRETS_BACKEND": "env",
+        "RDS2BQ_SLACK_WEBHOOK_SECRET": SLACK_SECRET,
+        "RDS2BQ_DTS_KEYS_SECRET": DTS_KEYS_SECRET,
+        "RDS2BQ_SECRET_RDS2BQ_SLACK_WEBHOOK": slack.url,
+        "RDS2BQ_SECRET_RDS2BQ_DTS_READER_KEYS": keys,
+        "RDS2BQ_DTS_ENDPOINT": dts.target,
+        "RDS2BQ_BQ_ENDPOINT": bigquery.endpoint,
+        "RDS2BQ_VISIBILITY_MARGIN_MINUTES": "0",
+        "FIRESTORE_EMULATOR_HOST": firestore.host,
+        "PUBSUB_EMULATOR_HOST": pubsub.host,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": account.region,
+        **extra,
+    }
+
+
+def defined_functions() -> set[str]:
+    """The entry points main.py defines (read, not imported: importing would set up logging)."""
+    import ast
+
+    tree = ast.parse((ROOT / "main.py").read_text())
+    return {
+        node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.decorator_list
+    }
+
+
+def start_functions(
+    env: Mapping[str, str], names: Iterable[str], work_dir: Path
+) -> dict[str, processes.Service]:
+    """Each function in its own functions-framework process, like Cloud Functions runs them."""
+    child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    services: dict[str, processes.Service] = {}
+    try:
+        for name in names:
+            port = processes.free_port()
+            log_path = work_dir / f"{name}.log"
+            with log_path.open("wb") as out:
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "functions_framework",
+                        "--target",
+                        name,
+                        "--source",
+                        str(ROOT / "main.py"),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    cwd=ROOT,
+                    env=child_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            services[name] = processes.Service(name, port, proc, log_path)
+        for service in services.values():
+            process = service.process
+            assert process is not None
+            processes.wait_for_port(service.port, 60, alive=lambda p=process: p.poll() is None)
+    except BaseException:
+        for service in services.values():
+            service.stop()
+        raise
+    return services
+
+
+def _create_topic(stack: LocalStack) -> None:
+    from google.cloud import pubsub_v1
+
+    os.environ["PUBSUB_EMULATOR_HOST"] = stack.pubsub.host
+    pubsub_v1.PublisherClient().create_topic(request={"name": stack.topic_path}, timeout=30)
+
+
+def _push_to_notify(stack: LocalStack) -> None:
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    subscriber.create_subscription(
+        request={
+            "name": f"projects/{PROJECT}/subscriptions/rds2bq-notify",
+            "topic": stack.topic_path,
+            "push_config": {"push_endpoint": stack.url("notify")},
+            "ack_deadline_seconds": 60,
+        },
+        timeout=30,
+    )
+
+
+def run_sync(stack: LocalStack) -> str:
+    from orchestrator import sync
+    from orchestrator.adapters.bigquery import build_destination_tables
+    from orchestrator.adapters.dts import build_transfer_runner
+    from orchestrator.adapters.secrets import EnvSecrets
+
+    settings = stack.settings()
+    outcome = sync.sync(
+        settings,
+        build_transfer_runner(settings),
+        build_destination_tables(settings),
+        EnvSecrets(stack.env),
+    )
+    if outcome.result is not None and not outcome.result.ok:
+        raise RuntimeError("sync failed:\n" + sync.render_result(outcome.result))
+    return sync.render_plan(outcome.plan)
+
+
+def call(
+    stack: LocalStack,
+    function: str,
+    body: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    method: str = "POST",
+    query: str = "",
+) -> tuple[int, Any]:
+    """Call an HTTP function as Cloud Scheduler or an operator would."""
+    import requests
+
+    url = stack.url(function) + (f"?{query}" if query else "")
+    response = requests.request(method, url, json=body, headers=dict(headers or {}), timeout=60)
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = response.text
+    return response.status_code, payload
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.3
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# --------------------------------------------------------------------------- make stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator stack", description="Keep the local stack up for experiments."
+    )
+    parser.parse_args(argv)
+    from orchestrator.slack import render_text
+
+    def show(payload: dict[str, Any]) -> None:
+        print("\n--- Slack ---\n" + render_text(payload) + "\n", flush=True)
+
+    stack = start_stack(on_slack=show, log=lambda m: print(f"… {m}", flush=True))
+    done = threading.Event()
+
+    def stop(*_: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        print(_instructions(stack), flush=True)
+        done.wait()
+    finally:
+        print("stopping the local stack …", flush=True)
+        stack.stop()
+    return 0
+
+
+def _instructions(stack: LocalStack) -> str:
+    exports = "\n".join(
+        f"export {k}={json.dumps(v)}"
+        for k, v in sorted(stack.env.items())
+        if not k.startswith("RDS2BQ_SECRET_")
+    )
+    return f"""
+The local stack is up. Ctrl-C stops everything.
+
+Functions:
+  start_export  {stack.url("start_export")}
+  poll          {stack.url("poll")}
+  rerun         {stack.url("rerun")}
+  status        {stack.url("status")}
+  notify        {stack.url("notify")}   (pushed to by the Pub/Sub emulator)
+
+Try:
+  curl -s -X POST {stack.url("start_export")} -H 'Content-Type: application/json' \\
+       -d "{{\\"slot\\": \\"$(date -u +%Y-%m-%dT%H:%M:00Z)\\"}}"
+  curl -s -X POST {stack.url("poll")}
+  curl -s '{stack.url("status")}'
+
+The CLI against this stack (paste these first):
+{exports}
+  python -m orchestrator status
+  python -m orchestrator poll
+
+Function logs: {stack.work_dir}/*.log
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
