@@ -16,7 +16,9 @@ def test_readme_starts_with_make_demo_and_make_test() -> None:
 
 def test_every_setting_is_documented_with_its_default_and_flag() -> None:
     for field in FIELDS:
-        row = next((line for line in README.splitlines() if f"`{field.env}`" in line), "")
+        row = next(
+            (line for line in README.splitlines() if line.startswith(f"| `{field.env}`")), ""
+        )
         assert row, f"{field.env} is not documented in README.md"
         assert f"`{field.flag}`" in row
         if field.default:
