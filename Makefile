@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test lint typecheck check-prereqs clean
+.PHONY: demo stack test test-unit lint typecheck check-prereqs clean
+
+include mk/infra.mk
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -18,8 +20,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 check-prereqs:
 	@bash scripts/check-prereqs.sh
 
-test: check-prereqs $(STAMP)
+test: check-prereqs $(STAMP) infra-tools
 	$(PY) -m pytest
+
+# No wire peers needed (Cloud Build runs this before deploying).
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,5 +40,5 @@ demo: check-prereqs $(STAMP)
 stack: check-prereqs $(STAMP)
 	$(PY) -m devstack.stack
 
-clean:
+clean: infra-clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
