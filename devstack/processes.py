@@ -87,14 +87,14 @@ def _spawn(name: str, args: list[str], port: int, timeout: float = 90.0) -> Serv
     return service
 
 
-def start_firestore_emulator(port: int | None = None) -> Service:
+def start_firestore_emulator(port: int | None = None, import_data: str = "") -> Service:
+    """``import_data``: the ``*.overall_export_metadata`` file of an export to load on start."""
     port = port or free_port()
     gcloud = require_gcloud()
-    return _spawn(
-        "firestore",
-        [gcloud, "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"],
-        port,
-    )
+    args = [gcloud, "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"]
+    if import_data:
+        args.append(f"--import-data={import_data}")
+    return _spawn("firestore", args, port)
 
 
 def start_pubsub_emulator(project: str, port: int | None = None) -> Service:

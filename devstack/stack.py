@@ -68,6 +68,7 @@ class LocalStack:
     tables: list[str]
     work_dir: Path
     functions: dict[str, processes.Service] = field(default_factory=dict)
+    aws_proxy: Any = None  # a ThrottlingProxy in front of moto, for the drills
     _stopped: bool = False
 
     @property
@@ -90,12 +91,48 @@ class LocalStack:
         """Point this process's clients (and the CLI) at the stack."""
         os.environ.update(self.env)
 
+    def restart_function(self, name: str, kill: bool = False) -> None:
+        """Stop (or SIGKILL) one function's process and start a fresh one on the same port."""
+        old = self.functions[name]
+        if kill and old.process is not None:
+            os.killpg(old.process.pid, signal.SIGKILL)
+            old.process.wait(10)
+        old.stop()
+        self.functions[name] = start_functions(
+            self.env, [name], self.work_dir, ports={name: old.port}
+        )[name]
+
+    def restart_firestore(self, down_seconds: float = 0.0) -> None:
+        """Save the emulator's data, stop it, and start it again on the same port with that data,
+        as a managed database comes back after an outage. (The emulator saves on request only:
+        its ``--export-on-exit`` does not run when it is stopped by a signal.)"""
+        import requests
+
+        export_dir = tempfile.mkdtemp(prefix="rds2bq-firestore-")
+        response = requests.post(
+            f"http://{self.firestore.host}/emulator/v1/projects/{PROJECT}:export",
+            json={
+                "database": f"projects/{PROJECT}/databases/(default)",
+                "export_directory": export_dir,
+            },
+            timeout=60,
+        )
+        response.raise_for_status()
+        self.firestore.stop()
+        time.sleep(down_seconds)
+        metadata = sorted(Path(export_dir).rglob("*.overall_export_metadata"))
+        self.firestore = processes.start_firestore_emulator(
+            self.firestore.port, import_data=str(metadata[-1])
+        )
+
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         for service in self.functions.values():
             service.stop()
+        if self.aws_proxy is not None:
+            self.aws_proxy.stop()
         for stop in (
             self.dts.stop,
             self.bigquery.stop,
@@ -106,7 +143,7 @@ class LocalStack:
         ):
             try:
                 stop()
-            except Exception as exc:  # noqa: BLE001 - stop what can be stopped
+            except Exception as exc:  # stop what can be stopped
                 print(f"warning: stopping failed: {exc}", file=sys.stderr)
 
     def __enter__(self) -> LocalStack:
@@ -124,6 +161,7 @@ def start_stack(
     finish_delay: float | None = 1.0,
     extra_env: Mapping[str, str] | None = None,
     sync: bool = True,
+    aws_proxy: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> LocalStack:
     """Start everything; on any failure, stop what was started and raise."""
@@ -155,11 +193,35 @@ def start_stack(
         tables_file = work_dir / "tables.txt"
         tables = list(tables)
         tables_file.write_text("# tables exported every day\n" + "\n".join(tables) + "\n")
+        proxy = None
+        if aws_proxy:
+            from devstack.faults import ThrottlingProxy
+
+            proxy = ThrottlingProxy(moto.endpoint)
+            started.append(proxy.stop)
+        overrides = {"RDS2BQ_AWS_ENDPOINT_URL": proxy.endpoint} if proxy else {}
         env = stack_env(
-            account, firestore, pubsub, dts, bigquery, slack, tables_file, extra_env or {}
+            account,
+            firestore,
+            pubsub,
+            dts,
+            bigquery,
+            slack,
+            tables_file,
+            {**overrides, **(extra_env or {})},
         )
         stack = LocalStack(
-            account, moto, firestore, pubsub, dts, bigquery, slack, env, tables, work_dir
+            account,
+            moto,
+            firestore,
+            pubsub,
+            dts,
+            bigquery,
+            slack,
+            env,
+            tables,
+            work_dir,
+            aws_proxy=proxy,
         )
         started.clear()  # from here on, stack.stop() owns everything
     except BaseException:
@@ -237,16 +299,19 @@ def defined_functions() -> set[str]:
 
 
 def start_functions(
-    env: Mapping[str, str], names: Iterable[str], work_dir: Path
+    env: Mapping[str, str],
+    names: Iterable[str],
+    work_dir: Path,
+    ports: Mapping[str, int] | None = None,
 ) -> dict[str, processes.Service]:
     """Each function in its own functions-framework process, like Cloud Functions runs them."""
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     services: dict[str, processes.Service] = {}
     try:
         for name in names:
-            port = processes.free_port()
+            port = (ports or {}).get(name) or processes.free_port()
             log_path = work_dir / f"{name}.log"
-            with log_path.open("wb") as out:
+            with log_path.open("ab") as out:
                 proc = subprocess.Popen(
                     [
                         sys.executable,
@@ -331,7 +396,18 @@ def call(
     import requests
 
     url = stack.url(function) + (f"?{query}" if query else "")
-    response = requests.request(method, url, json=body, headers=dict(headers or {}), timeout=60)
+    for attempt in range(3):
+        try:
+            response = requests.request(
+                method, url, json=body, headers=dict(headers or {}), timeout=60
+            )
+            break
+        except requests.ConnectionError:
+            # A function process that was just (re)started may reset the first connection while
+            # its worker boots; Cloud Scheduler and Pub/Sub retry such failures too.
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
     try:
         payload = response.json()
     except ValueError:
