@@ -52,3 +52,21 @@ def notify(cloud_event: Any) -> None:
         logging.getLogger("main").warning("dropped an undecodable event: %s", exc.reason)
         return
     wiring.get().notify_service.handle(message)
+
+
+@functions_framework.http
+def rerun(request: Any) -> http.Reply:
+    """Operator (IAM): re-transfer tables of a run from its export, or re-export (as of a day)."""
+    from orchestrator.rerun import RERUN_FIELDS, RerunRequest
+
+    def act() -> Any:
+        body = RerunRequest.from_body(http.json_body(request, set(RERUN_FIELDS)))
+        return wiring.get().reruns.rerun(body)
+
+    return http.handle(act)
+
+
+@functions_framework.http
+def status(request: Any) -> http.Reply:
+    """Operator (IAM): GET ?run_id=... for one run with its tables, or the recent runs."""
+    return http.handle(lambda: wiring.get().status.query(request.args))

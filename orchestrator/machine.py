@@ -383,3 +383,96 @@ def _summary(run: Run, tables: Sequence[TableRun]) -> dict[str, object]:
         "snapshot_time": run.snapshot_time,
         "failure_cause": run.failure_cause,
     }
+
+
+# --------------------------------------------------------------------------- re-transfer
+#
+# A re-transfer starts a new DTS run of a table of a closed (or still transferring) run, from the
+# same export. The table is claimed first (STARTING, with no DTS run name: a notification of the
+# new run is then accepted by ``table_finished`` whatever its timing), the DTS run is started, and
+# the claim is turned into STARTED with the new run's name. ``handed_off_at`` keeps meaning "the
+# hand-off's fan-out is over": a reopened run has it set, so ``close_if_done`` closes it again when
+# its tables are final, and a poll never fans out a re-transfer's tables.
+
+RETRANSFERABLE = frozenset({TableState.SUCCEEDED, TableState.FAILED, TableState.CANCELLED})
+
+
+def retransfer_claim_is_stale(table: TableRun, now: datetime, stale_after: timedelta) -> bool:
+    """A re-transfer claim whose holder died before recording its DTS run (the claim time is
+    ``started_at``). A fan-out's STARTING (no ``started_at``) is never stale here: polls own it."""
+    return (
+        table.state is TableState.STARTING
+        and not table.dts_run
+        and table.started_at is not None
+        and now - table.started_at >= stale_after
+    )
+
+
+def claim_retransfer(
+    table: TableRun, config_name: str, now: datetime, stale_after: timedelta
+) -> TableRun | None:
+    """Claim a finished table (or an abandoned claim) for a re-transfer; None if it is in flight,
+    pending, or was never exported."""
+    if table.state not in RETRANSFERABLE and not retransfer_claim_is_stale(table, now, stale_after):
+        return None
+    return table.with_(
+        state=TableState.STARTING,
+        dts_config=config_name,
+        dts_run="",
+        started_at=now,
+        finished_at=None,
+        reason="re-transfer requested",
+        error_code=0,
+        error_message="",
+    )
+
+
+def _holds_claim(table: TableRun, claimed_at: datetime) -> bool:
+    return table.state is TableState.STARTING and table.started_at == claimed_at
+
+
+def retransfer_started(
+    table: TableRun, claimed_at: datetime, run_name: str, now: datetime
+) -> TableRun | None:
+    """Record the new DTS run of a claimed table: STARTED, attempts + 1. If the run's notification
+    came first (the table is already final with this run), only the attempt is counted."""
+    if _holds_claim(table, claimed_at):
+        return table_start_recorded(table, run_name, now).with_(finished_at=None)
+    if table.dts_run == run_name and table.state.is_final:
+        return table.with_(attempts=table.attempts + 1)
+    return None
+
+
+def retransfer_refused(
+    table: TableRun, claimed_at: datetime, reason: str, now: datetime
+) -> TableRun | None:
+    """DTS refused the new run for good: the table is FAILED again, with the reason."""
+    if not _holds_claim(table, claimed_at):
+        return None
+    return table_start_failed(table, reason, now)
+
+
+def release_retransfer(
+    table: TableRun, claimed_at: datetime, previous: TableRun
+) -> TableRun | None:
+    """Give a claim back (DTS was not reached): the table is as it was before the claim."""
+    return previous if _holds_claim(table, claimed_at) else None
+
+
+def reopen(run: Run, now: datetime) -> Transition:
+    """A closed, handed-off run goes back to TRANSFERRING for a re-transfer, so that notify closes
+    it again (and posts a new summary) when its tables are final. An open run is left alone."""
+    closed_with_tables = (RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED)
+    if run.state not in closed_with_tables or run.handed_off_at is None:
+        return UNCHANGED
+    return Transition(run.with_(state=RunState.TRANSFERRING, closed_at=None, updated_at=now))
+
+
+def cancel_unstarted(run: Run, cause: str, now: datetime) -> Transition:
+    """Close a run whose export was never started (a rerun that could not start it now), so that
+    no poll starts it later with other parameters. Silent: the caller was told at once."""
+    if run.state is not RunState.EXPORT_STARTING:
+        return UNCHANGED
+    return Transition(
+        run.with_(state=RunState.CANCELED, failure_cause=cause, closed_at=now, updated_at=now)
+    )

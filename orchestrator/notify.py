@@ -90,14 +90,17 @@ class NotifyService:
             return Outcome("duplicate")
         try:
             if isinstance(parsed, TransferRunFinished):
-                return self._transfer_finished(parsed)
-            return self._event(parsed)
+                outcome = self._transfer_finished(parsed)
+            else:
+                outcome = self._event(parsed)
         except TransientError:
             self.ledger.forget(key)  # let the platform's retry handle it again
             raise
         except PermanentError as exc:
             log.error("message %s could not be handled: %s", message.message_id, exc)
-            return Outcome("failed", detail=str(exc))
+            outcome = Outcome("failed", detail=str(exc))
+        self.ledger.mark_done(key)
+        return outcome
 
     # ------------------------------------------------------------------ DTS runs
 
@@ -129,7 +132,10 @@ class NotifyService:
             ),
         )
         if updated is None:
-            return Outcome("duplicate", run_id, f"{table.key} already {table.state.value}")
+            if table.dts_run != note.run_name or table.state is not state:
+                return Outcome("duplicate", run_id, f"{table.key}: an older attempt")
+            # Recorded by an earlier delivery whose Slack post failed transiently: post now.
+            updated = table
         log.info("run %s: %s %s", run_id, table.key, state.value, extra={"run_id": run_id})
         if state in _FAILED:
             self._post(slack.table_failed(self.ctx, run, updated))

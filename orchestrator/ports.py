@@ -134,11 +134,22 @@ class Ledger(Protocol):
         ...
 
     def claim_once(self, key: str, now: datetime) -> bool:
-        """Record ``key`` as handled; False if it already was (at-least-once de-duplication)."""
+        """Claim ``key`` for handling; False if it is done, or claimed by a live handler. A claim
+        not marked done within a lease (its handler died) can be claimed again."""
+        ...
+
+    def mark_done(self, key: str) -> None:
+        """The handling of ``key`` finished: it is never handled again."""
         ...
 
     def forget(self, key: str) -> None:
         """Undo ``claim_once`` (the handling failed transiently and will be retried)."""
+        ...
+
+    def remember(self, key: str, value: str, now: datetime) -> tuple[str, bool]:
+        """Store ``value`` under ``key`` unless a value is already there. Returns (the stored
+        value, whether this call stored it): first writer wins (idempotency keys). ``forget``
+        removes it."""
         ...
 
 

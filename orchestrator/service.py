@@ -205,6 +205,8 @@ class Orchestrator:
             self._follow_export(run, report)
         elif machine.handoff_due(run, self.clock.now(), self.settings.visibility_margin_minutes):
             self._handoff(run, report)
+        elif run.state is RunState.TRANSFERRING and run.handed_off_at is None:
+            report.add(run, "handoff-held-elsewhere")  # another poll holds the lease
         else:
             report.add(run, "waiting")
 

@@ -18,6 +18,8 @@ from orchestrator.service import Orchestrator
 
 if TYPE_CHECKING:
     from orchestrator.notify import NotifyService
+    from orchestrator.rerun import Reruns
+    from orchestrator.status import StatusReader
 
 
 class SystemClock:
@@ -118,6 +120,26 @@ class Wiring:
         return Orchestrator(
             self.settings, self.ledger, self.exporter, self.transfers, self.events, SystemClock()
         )
+
+    @cached_property
+    def reruns(self) -> Reruns:
+        from orchestrator.rerun import Reruns
+
+        return Reruns(
+            self.settings,
+            self.ledger,
+            self.exporter,
+            self.transfers,
+            self.events,
+            SystemClock(),
+            self.service,
+        )
+
+    @cached_property
+    def status(self) -> StatusReader:
+        from orchestrator.status import StatusReader
+
+        return StatusReader(self.ledger, SystemClock())
 
 
 _current: Wiring | None = None

@@ -43,6 +43,7 @@ class InMemoryLedger:
         self.table_docs: dict[str, dict[str, TableRun]] = {}
         self.queries = 0
         self.claimed: set[str] = set()
+        self.remembered: dict[str, str] = {}
 
     def create_run(self, run: Run) -> tuple[Run, bool]:
         with self._lock:
@@ -114,9 +115,21 @@ class InMemoryLedger:
             self.claimed.add(key)
             return True
 
+    def mark_done(self, key: str) -> None:
+        with self._lock:
+            self.claimed.add(key)
+
     def forget(self, key: str) -> None:
         with self._lock:
             self.claimed.discard(key)
+            self.remembered.pop(key, None)
+
+    def remember(self, key: str, value: str, now: datetime) -> tuple[str, bool]:
+        with self._lock:
+            if key in self.remembered:
+                return self.remembered[key], False
+            self.remembered[key] = value
+            return value, True
 
 
 @dataclass

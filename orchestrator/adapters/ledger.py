@@ -37,6 +37,7 @@ _TRANSIENT = (
 )
 TIMEOUT = 30.0
 DEDUPE_RETENTION = timedelta(days=8)  # longer than Pub/Sub's 7-day retry window
+CLAIM_LEASE = timedelta(minutes=10)  # longer than notify's timeout: a live handler keeps it
 
 
 @contextmanager
@@ -203,17 +204,46 @@ class FirestoreLedger:
 
     def claim_once(self, key: str, now: datetime) -> bool:
         # ``expire_at`` lets a Firestore TTL policy clean these up after the retry window.
-        doc = {"claimed_at": now, "expire_at": now + DEDUPE_RETENTION}
+        ref = self._dedupe.document(key)
+        doc = {"claimed_at": now, "done": False, "expire_at": now + DEDUPE_RETENTION}
         with _translated("claim message"):
             try:
-                self._dedupe.document(key).create(doc, timeout=TIMEOUT)
+                ref.create(doc, timeout=TIMEOUT)
                 return True
             except gexc.Conflict:
-                return False
+                pass
+
+        def take_over(current: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+            # A claim never marked done within the lease belongs to a handler that died.
+            if current is None or current.get("done", True):
+                return False, None
+            claimed = _plain_time(current.get("claimed_at"))
+            if claimed is not None and now - claimed < CLAIM_LEASE:
+                return False, None
+            return True, doc
+
+        return self._compare_and_set(ref, take_over, "claim message")
+
+    def mark_done(self, key: str) -> None:
+        with _translated("mark message done"):
+            self._dedupe.document(key).update({"done": True}, timeout=TIMEOUT)
 
     def forget(self, key: str) -> None:
         with _translated("forget message"):
             self._dedupe.document(key).delete(timeout=TIMEOUT)
+
+    def remember(self, key: str, value: str, now: datetime) -> tuple[str, bool]:
+        # Same collection (and TTL) as ``claim_once``: an idempotency key lives as long as a
+        # message id does.
+        ref = self._dedupe.document(key)
+        doc = {"value": value, "claimed_at": now, "expire_at": now + DEDUPE_RETENTION}
+        with _translated("remember request"):
+            try:
+                ref.create(doc, timeout=TIMEOUT)
+                return value, True
+            except gexc.Conflict:
+                stored = ref.get(timeout=TIMEOUT).to_dict() or {}
+        return str(stored.get("value", "")), False
 
     def _compare_and_set(
         self,

@@ -97,7 +97,7 @@ def test_unusable_kms_key_and_missing_export_role_are_explained(account: Any) ->
     bad_key = account.kms_key_arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
     with pytest.raises(KmsKeyError, match="kms:CreateGrant"):
         exporter_for(account, kms=bad_key).start_export("rds2bq-test-kms", source, ["shop.a"])
-    with pytest.raises(AccessDeniedError, match="export.rds.amazonaws.com"):
+    with pytest.raises(AccessDeniedError, match=r"export\.rds\.amazonaws\.com"):
         exporter_for(account, role="arn:aws:iam::123456789012:role/nope").start_export(
             "rds2bq-test-role", source, ["shop.a"]
         )

@@ -30,7 +30,7 @@ def new_run(keys: tuple[str, ...] = ("shop.orders",), minute: int = 0) -> Any:
 
 def test_create_is_idempotent_and_round_trips_every_field(ledger: FirestoreLedger) -> None:
     run = new_run().with_(snapshot_time=RUN_TIME - timedelta(hours=6), percent=3)
-    stored, created = ledger.create_run(run)
+    _, created = ledger.create_run(run)
     again, created_again = ledger.create_run(run.with_(percent=99))
     assert created and not created_again
     assert again == run == ledger.get_run(run.run_id)
@@ -113,3 +113,14 @@ def test_update_table_is_transactional(ledger: FirestoreLedger) -> None:
         )
     assert sum(1 for r in results if r is not None) == 1
     assert ledger.update_table(run.run_id, "shop.nope", finish) is None
+
+
+def test_a_claim_is_taken_over_only_after_its_lease(ledger: FirestoreLedger) -> None:
+    now = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+    assert ledger.claim_once("k", now)
+    assert not ledger.claim_once("k", now + timedelta(minutes=5))  # a live handler has it
+    assert ledger.claim_once("k", now + timedelta(minutes=11))  # its handler died
+    ledger.mark_done("k")
+    assert not ledger.claim_once("k", now + timedelta(days=1))
+    ledger.forget("k")
+    assert ledger.claim_once("k", now + timedelta(days=1))

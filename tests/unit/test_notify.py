@@ -253,3 +253,17 @@ def test_canary_secrets_never_reach_a_log_a_ledger_document_or_slack(
     assert CANARY_KEY not in everything and CANARY_SECRET not in everything
     assert n.world.ledger.runs["202611271500"].state is RunState.FAILED
     assert datetime.now(UTC)  # keep the import honest
+
+
+def test_a_failure_whose_post_failed_transiently_is_posted_on_redelivery() -> None:
+    # GIVEN Slack answering 503 to the first post of a table failure
+    n = Notify(2)
+    n.service.notifier = FlakySlack(TransientError("Slack 503"), times=1)
+    # WHEN the message is delivered, fails, and is redelivered by the platform
+    with pytest.raises(TransientError):
+        n.finish("shop.t0001", "FAILED", "boom", mid="x")
+    assert n.world.ledger.table_docs["202611271500"]["shop.t0001"].state is TableState.FAILED
+    n.finish("shop.t0001", "FAILED", "boom", mid="x")
+    n.finish("shop.t0001", "FAILED", "boom", mid="x")
+    # THEN the failure is posted exactly once: nothing lost, nothing duplicated
+    assert len(n.service.notifier.payloads) == 1

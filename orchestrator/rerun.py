@@ -1,0 +1,828 @@
+"""Manual reruns: re-transfer tables of a run from its export, or re-export (as of a day).
+
+- **Re-transfer** (``mode: transfer``, the default when a ``run_id`` is named): new DTS runs for the
+  named tables, or for every failed one, with ``requested_run_time`` = the run's ORIGINAL run time,
+  so each config's ``data_path`` template resolves to that run's export. No new export; the
+  export's files must still be in S3. The tables go back to STARTED (attempts + 1) and the run
+  back to TRANSFERRING: notify closes it again and posts a new summary.
+- **Re-export** (``mode: export``, implied by ``as_of``): a new run whose run time is the minute it
+  was asked for (so a new export id), for every table, the named ones, or a run's failed ones;
+  with ``as_of`` it exports the retained automated snapshot of that UTC day.
+
+Every request is checked in full before anything changes, and refused with its reason: unknown
+table (400), unknown run (404), export files gone (409), a conflicting run in flight (409), five
+exports running (503), no retained snapshot of that day (404). ``dry_run`` runs every check and
+changes nothing. Repeats start nothing twice: a re-transfer refuses tables already started, a
+re-export asked twice in one minute is the same run (and another while the first is exporting is
+refused), and a ``request_id`` makes any repeat return the first answer.
+
+No SDK import: everything goes through the ports, like the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from orchestrator import machine
+from orchestrator.config import Settings
+from orchestrator.errors import (
+    BadRequestError,
+    ConflictError,
+    ExportQuotaError,
+    NotFoundError,
+    PermanentError,
+    Rds2bqError,
+    TransferConfigMissingError,
+    TransientError,
+)
+from orchestrator.model import (
+    Run,
+    RunState,
+    TableRun,
+    TableState,
+    Transition,
+    export_task_id,
+    floor_minute,
+    run_id_for,
+    run_time_of,
+)
+from orchestrator.ports import Clock, EventBus, Exporter, Ledger, TransferRunner
+from orchestrator.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from orchestrator.service import MAX_CONCURRENT_EXPORTS, Orchestrator
+
+log = logging.getLogger(__name__)
+
+RERUN_FIELDS = frozenset(
+    {"run_id", "mode", "tables", "failed", "as_of", "dry_run", "request_id", "force"}
+)
+MAX_TABLES = 2000
+NEWER_RUNS_CHECKED = 30  # how far back a re-transfer looks for newer loads of its tables
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NOT_LOADED = (TableState.FAILED, TableState.CANCELLED)
+_IN_FLIGHT = (TableState.PENDING, TableState.STARTING, TableState.STARTED)
+_EXPORTING = (RunState.EXPORT_STARTING, RunState.EXPORTING, RunState.EXPORTED)
+
+
+class Mode(StrEnum):
+    TRANSFER = "transfer"
+    EXPORT = "export"
+
+
+class ExportFilesGoneError(ConflictError):
+    """The run's export no longer holds a table's files (deleted, or expired by a lifecycle rule):
+    only a re-export can load it again (HTTP 409)."""
+
+
+# --------------------------------------------------------------------------- the request
+
+
+@dataclass(frozen=True)
+class RerunRequest:
+    mode: Mode
+    run_id: str = ""
+    tables: tuple[str, ...] = ()
+    failed: bool = False
+    as_of: date | None = None
+    dry_run: bool = False
+    request_id: str = ""
+    force: bool = False  # re-transfer an older export although a newer run loaded the table
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RerunRequest:
+        """Validate a JSON body (already checked for unknown fields); BadRequestError says why."""
+        run_id = _string(body, "run_id")
+        if run_id:
+            try:
+                run_time_of(run_id)
+            except ValueError as exc:
+                raise BadRequestError(str(exc)) from exc
+        tables = _tables(body.get("tables"))
+        failed = _flag(body, "failed")
+        as_of = _date(body.get("as_of"))
+        mode_text = _string(body, "mode")
+        if mode_text:
+            try:
+                mode = Mode(mode_text)
+            except ValueError:
+                raise BadRequestError(
+                    f"mode={mode_text!r} must be 'transfer' (from the same export) or "
+                    "'export' (a new export)"
+                ) from None
+        elif as_of is not None:
+            mode = Mode.EXPORT
+        elif run_id:
+            mode = Mode.TRANSFER
+        else:
+            raise BadRequestError(
+                "nothing to rerun: name a run_id to re-transfer its tables, or send "
+                '"mode": "export" for a new export'
+            )
+        request_id = _string(body, "request_id")
+        if request_id and not _REQUEST_ID_RE.match(request_id):
+            raise BadRequestError("request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        if tables and failed:
+            raise BadRequestError("send either tables or failed: true, not both")
+        if failed and not run_id:
+            raise BadRequestError("failed: true needs the run_id whose failed tables to rerun")
+        if mode is Mode.TRANSFER:
+            if not run_id:
+                raise BadRequestError("a re-transfer needs the run_id of the export to reuse")
+            if as_of is not None:
+                raise BadRequestError(
+                    "as_of exports an older snapshot: it needs mode export, not transfer"
+                )
+            if not tables and not failed:
+                raise BadRequestError(
+                    f'name the tables of run {run_id} to re-transfer ("tables": [...]) or '
+                    'send "failed": true'
+                )
+        return cls(
+            mode=mode,
+            run_id=run_id,
+            tables=tables,
+            failed=failed,
+            as_of=as_of,
+            dry_run=_flag(body, "dry_run"),
+            request_id=request_id,
+            force=_flag(body, "force"),
+        )
+
+    def fingerprint(self) -> str:
+        """The request's meaning (not its id or dry_run): a reused request_id must match it."""
+        canonical = {
+            "mode": self.mode.value,
+            "run_id": self.run_id,
+            "tables": sorted(self.tables),
+            "failed": self.failed,
+            "as_of": self.as_of.isoformat() if self.as_of else "",
+            "force": self.force,
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _string(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequestError(f"{name} must be a string")
+    return value.strip()
+
+
+def _flag(body: Mapping[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequestError(f"{name} must be true or false")
+    return value
+
+
+def _tables(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise BadRequestError('tables must be a list of table names, e.g. ["shop.orders"]')
+    if not value:
+        raise BadRequestError("tables is empty: name at least one table, or leave it out")
+    if len(value) > MAX_TABLES:
+        raise BadRequestError(f"at most {MAX_TABLES} tables per request")
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
+def _date(value: Any) -> date | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequestError("as_of must be a date string YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise BadRequestError(f"as_of={value!r} is not a date YYYY-MM-DD") from None
+
+
+# --------------------------------------------------------------------------- the answer
+
+
+@dataclass(frozen=True)
+class TableOutcome:
+    table: str
+    # would-start | started | not-started | refused-by-dts | would-export | exporting | requested
+    action: str
+    detail: str = ""
+    dts_run: str = ""
+
+
+@dataclass(frozen=True)
+class RerunResult:
+    mode: Mode
+    run_id: str  # re-transfer: the run reused; re-export: the new run
+    dry_run: bool
+    message: str
+    tables: tuple[TableOutcome, ...] = ()
+    state: str = ""  # the run's state after the request ('' for a dry-run re-export)
+    parent_run_id: str = ""
+    export_task_id: str = ""
+    source_arn: str = ""
+    snapshot_time: datetime | None = None
+    repeated: bool = False  # a repeat of an earlier identical request: nothing new was started
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def started(self) -> int:
+        return sum(1 for t in self.tables if t.action in ("started", "exporting"))
+
+    @property
+    def refused_by_dts(self) -> int:
+        return sum(1 for t in self.tables if t.action == "refused-by-dts")
+
+    @property
+    def not_started(self) -> int:
+        return sum(1 for t in self.tables if t.action == "not-started")
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class Reruns:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        exporter: Callable[[], Exporter],
+        transfers: Callable[[], TransferRunner],
+        events: EventBus,
+        clock: Clock,
+        service: Orchestrator,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self._exporter = exporter
+        self._transfers = transfers
+        self.events = events
+        self.clock = clock
+        self.service = service
+        self.backoff = backoff
+        self._sleep = sleep
+
+    def rerun(self, request: RerunRequest) -> RerunResult:
+        now = self.clock.now()
+        if request.request_id and not request.dry_run:
+            return self._once(request, now)
+        return self._dispatch(request, now)
+
+    def _dispatch(self, request: RerunRequest, now: datetime) -> RerunResult:
+        if request.mode is Mode.TRANSFER:
+            return self._retransfer(request, now)
+        return self._reexport(request, now)
+
+    # ------------------------------------------------------------------ idempotency key
+
+    def _once(self, request: RerunRequest, now: datetime) -> RerunResult:
+        key = "rerun-" + hashlib.sha256(request.request_id.encode()).hexdigest()
+        target = request.run_id if request.mode is Mode.TRANSFER else run_id_for(now)
+        fingerprint = request.fingerprint()
+        stored, created = self.ledger.remember(key, f"{target}|{fingerprint}", now)
+        if not created:
+            target, _, stored_fingerprint = stored.partition("|")
+            if stored_fingerprint != fingerprint:
+                raise ConflictError(
+                    f"request_id {request.request_id!r} was already used for a different request"
+                )
+            return self._repeated(request, target)
+        try:
+            return self._dispatch(request, now)
+        except BaseException:
+            self.ledger.forget(key)  # nothing happened: the same request_id may be tried again
+            raise
+
+    def _repeated(self, request: RerunRequest, run_id: str) -> RerunResult:
+        run = self.ledger.get_run(run_id)
+        docs = {t.key: t for t in self.ledger.tables(run_id)} if run else {}
+        keys = request.tables or (run.tables if run else ())
+        if request.failed:  # the tables it re-transferred: rerun, or not loaded
+            keys = tuple(
+                k
+                for k in keys
+                if k in docs and (docs[k].attempts > 1 or docs[k].state is not TableState.SUCCEEDED)
+            )
+        outcomes = tuple(
+            TableOutcome(
+                k,
+                "requested",
+                docs[k].state.value if k in docs else "",
+                docs[k].dts_run if k in docs else "",
+            )
+            for k in keys
+        )
+        return RerunResult(
+            mode=request.mode,
+            run_id=run_id,
+            dry_run=False,
+            message=(
+                f"request {request.request_id!r} was already handled (run {run_id}): "
+                "nothing new was started"
+            ),
+            tables=outcomes,
+            state=run.state.value if run else "",
+            parent_run_id=run.parent_run_id if run else "",
+            export_task_id=run.export_task_id if run else "",
+            repeated=True,
+        )
+
+    # ------------------------------------------------------------------ re-transfer
+
+    def _retransfer(self, request: RerunRequest, now: datetime) -> RerunResult:
+        run = self._run(request.run_id)
+        self._check_transferable(run)
+        docs = {t.key: t for t in self.ledger.tables(run.run_id)}
+        keys = self._transfer_keys(request, run, docs)
+        if not keys:
+            return RerunResult(
+                mode=Mode.TRANSFER,
+                run_id=run.run_id,
+                dry_run=request.dry_run,
+                message=f"run {run.run_id} has no failed table: nothing to re-transfer",
+                state=run.state.value,
+                export_task_id=run.export_task_id,
+            )
+        stale_after = timedelta(seconds=self.settings.lease_seconds)
+        refusals = [r for k in keys if (r := _table_refusal(k, docs.get(k), now, stale_after))]
+        refusals += self._runs_in_the_way(run, keys)
+        if not request.force:
+            refusals += self._newer_loads(run, keys)
+        if refusals:
+            raise ConflictError("re-transfer refused: " + "; ".join(refusals))
+        configs = self._transfers().configs_by_table()
+        missing = [k for k in keys if k not in configs]
+        if missing:
+            raise TransferConfigMissingError(
+                f"no transfer config for {', '.join(missing)}: run `python -m orchestrator sync`"
+            )
+        refs = {t.key: t for t in self.settings.tables}
+        exporter = self._exporter()
+        gone = [
+            k
+            for k in keys
+            if not exporter.export_files_present(run.export_task_id, refs[k].export_dir)
+        ]
+        if gone:
+            raise ExportFilesGoneError(
+                f"the files of {', '.join(gone)} are no longer in export {run.export_task_id} "
+                f"(s3://{self.settings.s3_bucket}/{self.settings.s3_prefix}/...): re-export "
+                f'instead ("mode": "export", "run_id": "{run.run_id}")'
+            )
+        if request.dry_run:
+            return RerunResult(
+                mode=Mode.TRANSFER,
+                run_id=run.run_id,
+                dry_run=True,
+                message=(
+                    f"would start {len(keys)} DTS run(s) from export {run.export_task_id} "
+                    f"(requested_run_time {run.run_time.isoformat()}), no new export; "
+                    f"run {run.run_id} would be {RunState.TRANSFERRING.value} again"
+                ),
+                tables=tuple(
+                    TableOutcome(k, "would-start", f"config {configs[k].name}") for k in keys
+                ),
+                state=run.state.value,
+                export_task_id=run.export_task_id,
+            )
+        claims = self._claim(run, keys, {k: configs[k].name for k in keys}, now)
+        workers = max(1, min(self.settings.fanout_concurrency, len(claims)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(lambda c: self._start_one(run, *c), claims))
+        return self._after_start(run, outcomes)
+
+    def _run(self, run_id: str) -> Run:
+        run = self.ledger.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id} is not in the ledger")
+        return run
+
+    @staticmethod
+    def _check_transferable(run: Run) -> None:
+        if run.state in _EXPORTING:
+            raise ConflictError(
+                f"run {run.run_id} is {run.state.value}: its tables are transferred by its "
+                "hand-off once the export completes; nothing to re-transfer yet"
+            )
+        if run.state is RunState.TRANSFERRING and run.handed_off_at is None:
+            raise ConflictError(
+                f"run {run.run_id} is being handed off right now: wait for the hand-off to end"
+            )
+        if run.state is RunState.CANCELED or run.export_completed_at is None:
+            cause = run.failure_cause or f"ended {run.state.value}"
+            raise ConflictError(
+                f"run {run.run_id} has no export to reuse ({cause}); re-export instead: "
+                f'"mode": "export", "run_id": "{run.run_id}"'
+            )
+
+    def _transfer_keys(
+        self, request: RerunRequest, run: Run, docs: Mapping[str, TableRun]
+    ) -> list[str]:
+        if request.failed:
+            return [k for k in run.tables if k in docs and docs[k].state in _NOT_LOADED]
+        configured = {t.key for t in self.settings.tables}
+        not_in_run = [k for k in request.tables if k not in run.tables]
+        if not_in_run:
+            raise BadRequestError(
+                f"unknown table(s) for run {run.run_id}: {', '.join(not_in_run)} (its tables: "
+                f"{_clip(run.tables)})"
+            )
+        unconfigured = [k for k in request.tables if k not in configured]
+        if unconfigured:
+            raise BadRequestError(
+                f"{', '.join(unconfigured)} no longer in the tables file (RDS2BQ_TABLES_FILE): "
+                "there is no transfer config to rerun"
+            )
+        return list(request.tables)
+
+    def _runs_in_the_way(self, run: Run | None, keys: Sequence[str]) -> list[str]:
+        """Other open runs that will load, or are loading, any of these tables."""
+        refusals = []
+        for other in self.ledger.open_runs():
+            if run is not None and other.run_id == run.run_id:
+                continue
+            shared = sorted(set(keys) & set(other.tables))
+            if not shared:
+                continue
+            if other.state in _EXPORTING or (
+                other.state is RunState.TRANSFERRING and other.handed_off_at is None
+            ):
+                refusals.append(
+                    f"run {other.run_id} ({other.kind}, {other.state.value}) is still exporting "
+                    f"{_clip(shared)} and will load them when it completes: wait for it"
+                )
+                continue
+            busy = [
+                t.key
+                for t in self.ledger.tables(other.run_id)
+                if t.key in shared and t.state in _IN_FLIGHT
+            ]
+            if busy:
+                refusals.append(
+                    f"run {other.run_id} is transferring {_clip(busy)} right now (never two "
+                    "runs of one table at once): wait for it"
+                )
+        return refusals
+
+    def _newer_loads(self, run: Run, keys: Sequence[str]) -> list[str]:
+        refusals = []
+        for other in self.ledger.recent_runs(NEWER_RUNS_CHECKED):
+            if other.run_time <= run.run_time:
+                continue
+            loaded = [
+                t.key
+                for t in self.ledger.tables(other.run_id)
+                if t.key in keys and t.state is TableState.SUCCEEDED
+            ]
+            if loaded:
+                refusals.append(
+                    f"{_clip(loaded)} loaded by the newer run {other.run_id}: re-transferring "
+                    f"run {run.run_id}'s older export would replace newer data (send "
+                    '"force": true if that is what you want)'
+                )
+        return refusals
+
+    def _claim(
+        self, run: Run, keys: Sequence[str], config_names: Mapping[str, str], now: datetime
+    ) -> list[tuple[TableRun, TableRun]]:
+        """Claim every table (compare-and-set): (the table before, the claim). All or none."""
+        stale_after = timedelta(seconds=self.settings.lease_seconds)
+        claims: list[tuple[TableRun, TableRun]] = []
+        for key in keys:
+            seen: list[TableRun] = []
+
+            def claim(
+                table: TableRun, key: str = key, seen: list[TableRun] = seen
+            ) -> TableRun | None:
+                seen.append(table)
+                return machine.claim_retransfer(table, config_names[key], now, stale_after)
+
+            claimed = self.ledger.update_table(run.run_id, key, claim)
+            if claimed is None:
+                for previous, taken in claims:
+                    self._release(run, previous, taken)
+                raise ConflictError(
+                    f"{key} was claimed by another re-transfer a moment ago: see "
+                    f"`python -m orchestrator status {run.run_id}`"
+                )
+            claims.append((seen[-1], claimed))
+        log.info(
+            "run %s: re-transfer of %s claimed",
+            run.run_id,
+            ", ".join(keys),
+            extra={"run_id": run.run_id},
+        )
+        return claims
+
+    def _release(self, run: Run, previous: TableRun, claim: TableRun) -> None:
+        claimed_at = claim.started_at
+        if claimed_at is None:  # pragma: no cover - a claim always has its time
+            return
+        self.ledger.update_table(
+            run.run_id, claim.key, lambda t: machine.release_retransfer(t, claimed_at, previous)
+        )
+
+    def _start_one(self, run: Run, previous: TableRun, claim: TableRun) -> TableOutcome:
+        claimed_at = claim.started_at
+        assert claimed_at is not None  # set by claim_retransfer
+        transfers = self._transfers()
+        kwargs = {} if self._sleep is None else {"sleep": self._sleep}
+        try:
+            name = call_with_retry(
+                lambda: transfers.start_run(claim.dts_config, run.run_time), self.backoff, **kwargs
+            )
+            if previous.dts_run and name == previous.dts_run:
+                # After a deadline the adapter looks for a run of this run time; finding only
+                # the earlier one means the new run was not started.
+                raise TransientError(f"DTS answered with the earlier run {name}")
+        except TransientError as exc:
+            self._release(run, previous, claim)
+            log.warning(
+                "run %s: %s not re-transferred (transient: %s)",
+                run.run_id,
+                claim.key,
+                exc,
+                extra={"run_id": run.run_id},
+            )
+            return TableOutcome(
+                claim.key, "not-started", f"DTS unavailable, nothing started: {exc}; try again"
+            )
+        except PermanentError as exc:
+            reason = f"DTS refused the re-transfer: {exc}"
+            self.ledger.update_table(
+                run.run_id,
+                claim.key,
+                lambda t: machine.retransfer_refused(t, claimed_at, reason, self.clock.now()),
+            )
+            return TableOutcome(claim.key, "refused-by-dts", reason)
+        self.ledger.update_table(
+            run.run_id,
+            claim.key,
+            lambda t: machine.retransfer_started(t, claimed_at, name, self.clock.now()),
+        )
+        log.info(
+            "run %s: %s re-transferred as %s",
+            run.run_id,
+            claim.key,
+            name,
+            extra={"run_id": run.run_id},
+        )
+        return TableOutcome(claim.key, "started", dts_run=name)
+
+    def _after_start(self, run: Run, outcomes: Sequence[TableOutcome]) -> RerunResult:
+        started = [o for o in outcomes if o.action == "started"]
+        if not started:
+            reasons = "; ".join(f"{o.table}: {o.detail}" for o in outcomes)
+            if any(o.action == "refused-by-dts" for o in outcomes):
+                raise PermanentError(f"nothing re-transferred: {reasons}")
+            raise TransientError(f"nothing re-transferred: {reasons}")
+        # Reopen so that notify closes the run again; then close it at once if every started run
+        # has already finished (its notification may have come before the reopen).
+        self._transition(run.run_id, lambda r: machine.reopen(r, self.clock.now()))
+        tables = self.ledger.tables(run.run_id)
+        self._transition(run.run_id, lambda r: machine.close_if_done(r, tables, self.clock.now()))
+        current = self.ledger.get_run(run.run_id) or run
+        message = (
+            f"{len(started)} of {len(outcomes)} table(s) of run {run.run_id} re-transferred from "
+            f"export {run.export_task_id} (no new export); the run is "
+            f"{current.state.value} and closes again, with a new summary, when they finish"
+        )
+        return RerunResult(
+            mode=Mode.TRANSFER,
+            run_id=run.run_id,
+            dry_run=False,
+            message=message,
+            tables=tuple(outcomes),
+            state=current.state.value,
+            parent_run_id=run.parent_run_id,
+            export_task_id=run.export_task_id,
+            source_arn=run.source_arn,
+            snapshot_time=run.snapshot_time,
+        )
+
+    # ------------------------------------------------------------------ re-export
+
+    def _reexport(self, request: RerunRequest, now: datetime) -> RerunResult:
+        parent = self._run(request.run_id) if request.run_id else None
+        keys, notes = self._export_keys(request, parent)
+        if not keys:
+            return RerunResult(
+                mode=Mode.EXPORT,
+                run_id=request.run_id,
+                dry_run=request.dry_run,
+                message=f"run {request.run_id} has no failed table: nothing to re-export",
+                notes=tuple(notes),
+            )
+        if request.as_of is not None and request.as_of > now.date():
+            raise BadRequestError(f"as_of {request.as_of.isoformat()} is in the future (UTC)")
+        run_time = floor_minute(now)
+        existing = self.ledger.get_run(run_id_for(run_time))
+        if existing is not None:
+            repeated = self._repeat_of(existing, request, keys)
+            if repeated is not None:
+                return repeated
+        refusals = self._runs_in_the_way(None, keys)
+        if refusals:
+            raise ConflictError("re-export refused: " + "; ".join(refusals))
+        s = self.settings
+        exporter = self._exporter()
+        source = exporter.resolve_source(s.source_kind, s.source_id, request.as_of)
+        running = exporter.running_exports()
+        if running >= MAX_CONCURRENT_EXPORTS:
+            raise ExportQuotaError(
+                f"{running} exports are already running in this AWS account (the limit is "
+                f"{MAX_CONCURRENT_EXPORTS}): try again when one has finished"
+            )
+        if existing is not None:  # the minute, and so the run id, is taken by another run
+            raise ConflictError(
+                f"run {existing.run_id} ({existing.kind}) was started this minute for another "
+                "request, and a run is identified by its minute: ask again in a minute"
+            )
+        task_id = export_task_id(s.env, run_time)
+        as_of_text = (
+            f" as of {source.snapshot_time.isoformat()}" if source.snapshot_time else " (live)"
+        )
+        if request.dry_run:
+            return RerunResult(
+                mode=Mode.EXPORT,
+                run_id=run_id_for(run_time),
+                dry_run=True,
+                message=(
+                    f"would start export {task_id} of {len(keys)} table(s) from {source.arn}"
+                    f"{as_of_text} as run {run_id_for(run_time)}; once it completes, its loads "
+                    "replace these tables' contents"
+                ),
+                tables=tuple(TableOutcome(k, "would-export") for k in keys),
+                parent_run_id=request.run_id,
+                export_task_id=task_id,
+                source_arn=source.arn,
+                snapshot_time=source.snapshot_time,
+                notes=tuple(notes),
+            )
+        try:
+            run = self.service.start_export(
+                run_time,
+                kind="rerun",
+                tables=keys,
+                as_of=request.as_of,
+                parent_run_id=request.run_id,
+            )
+        except TransientError as exc:
+            self._cancel_unstarted(run_time, request.as_of, exc)
+            raise
+        log.info(
+            "run %s: re-export of %d table(s) started (%s)",
+            run.run_id,
+            len(keys),
+            task_id,
+            extra={"run_id": run.run_id},
+        )
+        return RerunResult(
+            mode=Mode.EXPORT,
+            run_id=run.run_id,
+            dry_run=False,
+            message=(
+                f"export {run.export_task_id} of {len(keys)} table(s) started as run "
+                f"{run.run_id}{as_of_text}; poll hands it off when it completes"
+            ),
+            tables=tuple(TableOutcome(k, "exporting") for k in keys),
+            state=run.state.value,
+            parent_run_id=run.parent_run_id,
+            export_task_id=run.export_task_id,
+            source_arn=run.source_arn or source.arn,
+            snapshot_time=run.snapshot_time or source.snapshot_time,
+            notes=tuple(notes),
+        )
+
+    def _export_keys(
+        self, request: RerunRequest, parent: Run | None
+    ) -> tuple[list[str], list[str]]:
+        configured = [t.key for t in self.settings.tables]
+        if request.tables:
+            unknown = [k for k in request.tables if k not in configured]
+            if unknown:
+                raise BadRequestError(
+                    f"unknown table(s): {', '.join(unknown)} (not in the tables file; "
+                    f"configured: {_clip(configured)})"
+                )
+            wanted: Iterable[str] = request.tables
+        elif parent is None:
+            wanted = configured
+        elif request.failed:
+            docs = {t.key: t for t in self.ledger.tables(parent.run_id)}
+            not_loaded = (*_NOT_LOADED, TableState.SKIPPED_BY_EXPORT)
+            wanted = [
+                k for k in parent.tables if not docs or (k in docs and docs[k].state in not_loaded)
+            ]
+        else:
+            wanted = parent.tables
+        chosen = set(wanted)
+        dropped = sorted(chosen - set(configured))
+        notes = (
+            [f"left out (no longer in the tables file): {', '.join(dropped)}"] if dropped else []
+        )
+        return [k for k in configured if k in chosen], notes
+
+    def _repeat_of(
+        self, existing: Run, request: RerunRequest, keys: Sequence[str]
+    ) -> RerunResult | None:
+        """The answer to a repeat of the request that started ``existing`` this minute; None if
+        ``existing`` is another request's run."""
+        same_day = (
+            request.as_of is None
+            or existing.snapshot_time is None
+            or existing.snapshot_time.date() == request.as_of
+        )
+        same = (
+            existing.kind == "rerun"
+            and tuple(existing.tables) == tuple(keys)
+            and existing.parent_run_id == request.run_id
+            and same_day
+        )
+        if not same:
+            return None
+        if existing.state is RunState.CANCELED and existing.export_started_at is None:
+            raise TransientError(
+                f"a re-export asked this minute could not start ({existing.failure_cause}): "
+                "ask again in a minute"
+            )
+        return RerunResult(
+            mode=Mode.EXPORT,
+            run_id=existing.run_id,
+            dry_run=request.dry_run,
+            message=f"already started this minute as run {existing.run_id}: nothing new started",
+            tables=tuple(TableOutcome(k, "exporting") for k in keys),
+            state=existing.state.value,
+            parent_run_id=existing.parent_run_id,
+            export_task_id=existing.export_task_id,
+            source_arn=existing.source_arn,
+            snapshot_time=existing.snapshot_time,
+            repeated=True,
+        )
+
+    def _cancel_unstarted(self, run_time: datetime, as_of: date | None, exc: Exception) -> None:
+        """The run was created but its export not started (transient fault). Close it, unless
+        the export exists after all (then the next poll adopts it). Were it left open, a poll
+        would start it later, and without ``as_of`` it would export the wrong snapshot."""
+        run_id = run_id_for(run_time)
+        exists: bool | None
+        try:
+            task = export_task_id(self.settings.env, run_time)
+            exists = self._exporter().describe_export(task) is not None
+        except Rds2bqError:
+            exists = None
+        if exists or (exists is None and as_of is None):
+            return
+        cause = f"not started: {exc}"
+        self._transition(run_id, lambda r: machine.cancel_unstarted(r, cause, self.clock.now()))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
+        result = self.ledger.transition(run_id, mutate)
+        if result.events:
+            self.events.publish(result.events)
+        return result
+
+
+def _table_refusal(
+    key: str, table: TableRun | None, now: datetime, stale_after: timedelta
+) -> str | None:
+    """Why this table cannot be re-transferred now, or None."""
+    if table is None:
+        return f"{key} has no record in this run (it was not part of its export)"
+    state = table.state
+    if state is TableState.SKIPPED_BY_EXPORT:
+        return (
+            f"{key} was not in the export ({table.reason or 'skipped by AWS'}): re-export it "
+            'instead ("mode": "export")'
+        )
+    if state is TableState.PENDING:
+        return f"{key} has not been handed off yet"
+    if state is TableState.STARTING and not machine.retransfer_claim_is_stale(
+        table, now, stale_after
+    ):
+        return f"{key} is being started right now; wait for it"
+    if state is TableState.STARTED:
+        return (
+            f"{key}: its DTS run {table.dts_run or '(unknown)'} has not finished yet (never two "
+            "runs of one table at once): wait for it"
+        )
+    return None
+
+
+def _clip(keys: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
