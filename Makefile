@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test test-unit lint typecheck check-prereqs clean
+.PHONY: demo stack test test-unit lint typecheck bench check-prereqs clean
 
 include mk/infra.mk
 
@@ -36,6 +36,10 @@ typecheck: $(STAMP)
 
 demo: check-prereqs $(STAMP)
 	$(PY) -m devstack.demo
+
+# Benchmarks: each figure against a baseline measured in the same run (about 3 minutes).
+bench: check-prereqs $(STAMP)
+	$(PY) -m bench
 
 stack: check-prereqs $(STAMP)
 	$(PY) -m devstack.stack

@@ -1,0 +1,153 @@
+"""Figure 2 (issue 7): hand-off lag, from the export being COMPLETE to every DTS run started.
+
+The measured poll is the production one, built by ``orchestrator.wiring`` with its real AWS and
+DTS adapters: boto3 against moto's server (``DescribeExportTasks``, then the export's
+``export_tables_info_*`` files listed and read from S3, written as RDS writes them, column
+metadata included), and the DTS adapter over gRPC against the stand-in with a fixed latency per
+call. Only the run ledger and the event bus are in-memory fakes (``tests/fakes.py``,
+``RecordingEventBus``): the Firestore emulator's speed says nothing about Firestore's.
+
+The visibility margin is set to 0 so that the poll that sees COMPLETE also hands off: the measured
+lag is the work of one poll. In production add the wait for the next poll (up to the poll
+interval) and the margin (default 5 minutes), both configuration, not code.
+
+The instance is warm (it polled once while the export was under way), as a poll every few minutes
+usually is. Baseline: the ideal, ceil(tables / concurrency) x latency per call.
+
+Child usage: ``python -m bench.lag --run-time ISO`` (says READY, waits for GO on stdin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import time
+from datetime import datetime
+from typing import Any
+
+from bench.common import (
+    BASE_ENV,
+    Conversation,
+    Intervals,
+    Timed,
+    emit,
+    iso,
+    load,
+    peak_rss_mib,
+    wait_for_go,
+)
+from bench.fanout import check_once
+from bench.peers import complete_export
+
+# --------------------------------------------------------------------------- child side
+
+
+def _child(run_time: datetime) -> dict[str, Any]:
+    from orchestrator import wiring
+    from orchestrator.model import TableState
+    from orchestrator.ports import RecordingEventBus
+    from tests.fakes import InMemoryLedger
+
+    settings = load(os.environ)
+    spans = Intervals()
+    ledger = InMemoryLedger()
+    w = wiring.Wiring(settings)
+    w.__dict__["ledger"] = Timed(ledger, spans, "ledger")  # the cached_property, pre-filled
+    w.__dict__["events"] = RecordingEventBus()
+    real_exporter, real_transfers = w.exporter, w.transfers
+    w.exporter = lambda: Timed(real_exporter(), spans, "aws")  # type: ignore[method-assign]
+
+    def transfers() -> Any:  # the wiring builds the DTS client (and imports its SDK) lazily
+        start = time.perf_counter()
+        built = real_transfers()
+        spans.add("build.transfers", start, time.perf_counter())
+        return Timed(built, spans, "dts")
+
+    w.transfers = transfers  # type: ignore[method-assign]
+    service = w.service
+    run = service.start_export(run_time)
+    service.poll()  # the export is under way: the instance is warm
+    print("READY " + json.dumps({"task_id": run.export_task_id}), flush=True)
+    wait_for_go()
+    gc.collect()
+    spans.spans.clear()
+    start = time.perf_counter()
+    report = service.poll()
+    total = time.perf_counter() - start
+    tables = ledger.tables(run.run_id)
+    return {
+        "tables": len(settings.tables),
+        "started": sum(1 for t in tables if t.state is TableState.STARTED and t.dts_run),
+        "actions": [r["action"] for r in report.runs],
+        "total_s": total,
+        "describe_s": spans.total("aws.describe_export"),
+        "tables_info_s": spans.total("aws.read_tables_info"),
+        "dts_client_s": spans.total("build.transfers"),
+        "list_configs_s": spans.total("dts.configs_by_table"),
+        "pool_s": spans.window("dts.start_run"),
+        "ledger_s": sum(spans.total(k) for k in spans.spans if k.startswith("ledger.")),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.lag")
+    parser.add_argument("--run-time", required=True)
+    args = parser.parse_args(argv)
+    emit(_child(datetime.fromisoformat(args.run_time.replace("Z", "+00:00"))))
+
+
+# --------------------------------------------------------------------------- harness side
+
+
+def measure(
+    peers: Any,
+    standin: Any,
+    tables_files: dict[int, str],
+    run_times: Any,
+    *,
+    sizes: tuple[int, ...],
+    latency: float,
+    concurrency: int,
+    log: Any = print,
+) -> dict[str, Any]:
+    standin.faults.latency = latency
+    results: dict[str, Any] = {"latency_s": latency, "concurrency": concurrency, "sizes": {}}
+    try:
+        for n in sizes:
+            log(f"hand-off lag: {n} tables")
+            env = {
+                **BASE_ENV,
+                **peers.aws_env(),
+                "RDS2BQ_AWS_AUTH": "default",
+                "RDS2BQ_TABLES_FILE": tables_files[n],
+                "RDS2BQ_BQ_LOCATION": f"bench-{n}",
+                "RDS2BQ_DTS_ENDPOINT": standin.target,
+                "RDS2BQ_FANOUT_CONCURRENCY": str(concurrency),
+                "RDS2BQ_VISIBILITY_MARGIN_MINUTES": "0",
+            }
+            settings = load(env)
+            run_time = run_times.take()
+            child = Conversation(["-m", "bench.lag", "--run-time", iso(run_time)], env, f"lag {n}")
+            try:
+                task_id = child.ready()["task_id"]
+                metadata = complete_export(peers.control, task_id, settings.tables)
+                result = child.go()
+            finally:
+                child.close()
+            check_once(standin, run_time, n, f"hand-off lag of {n} tables")
+            if result["started"] != n:
+                raise RuntimeError(f"lag {n}: {result['started']} tables started: {result}")
+            result["tables_info_bytes"] = metadata
+            result["ideal_s"] = math.ceil(n / concurrency) * latency
+            results["sizes"][n] = result
+    finally:
+        standin.faults.latency = 0.0
+    return results
+
+
+if __name__ == "__main__":
+    main()

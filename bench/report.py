@@ -1,0 +1,475 @@
+"""Turns the figures into markdown: one headline table (each figure beside its same-run baseline,
+target and verdict), then the breakdowns that explain them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.common import ROOT
+
+TARGET_FANOUT_S = 15.0
+TARGET_FANOUT_SPEEDUP = 10.0
+TARGET_PEAK_MIB = 256.0
+TARGET_IMPORT_RATIO = 0.5
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def s(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def ms(millis: float) -> str:
+    return f"{millis:.0f} ms"
+
+
+def mib(value: float) -> str:
+    return f"{value:.0f} MiB"
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**MISSED**"
+
+
+def n_fmt(n: int | str) -> str:
+    return f"{int(n):,}"
+
+
+def count(value: float) -> str:
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.1f}"
+
+
+# --------------------------------------------------------------------------- headline
+
+
+def headline(results: dict[str, Any]) -> str:
+    rows: list[list[str]] = []
+    fan = results.get("fanout")
+    if fan:
+        loop = fan["loop"]
+        per_table = loop["total_s"] / loop["tables"]
+        c, lat = fan["concurrency"], fan["latency_s"]
+        for n_key, h in sorted(fan["handoff"].items(), key=lambda kv: int(kv[0])):
+            n = int(n_key)
+            measured_loop = n == loop["tables"]
+            base = loop["total_s"] if measured_loop else per_table * n
+            label = "measured" if measured_loop else f"**extrapolated** from {loop['tables']}"
+            speedup = base / h["total_s"]
+            target, ok = "", None
+            if n == 1000:
+                target = f"< {TARGET_FANOUT_S:.0f} s and >= {TARGET_FANOUT_SPEEDUP:.0f}x"
+                ok = h["total_s"] < TARGET_FANOUT_S and speedup >= TARGET_FANOUT_SPEEDUP
+            rows.append(
+                [
+                    f"1 fan-out, {n_fmt(n)} tables (c={c}, {lat * 1000:.0f} ms/call)",
+                    s(h["total_s"]),
+                    f"one-at-a-time loop {s(base)} ({label})",
+                    f"{speedup:.1f}x faster",
+                    target or "-",
+                    verdict(ok) if ok is not None else "-",
+                ]
+            )
+        biggest = max(fan["handoff"], key=int)
+        h = fan["handoff"][biggest]
+        rows.append(
+            [
+                f"1 peak RSS, {n_fmt(biggest)}-table hand-off (fresh process, VmHWM)",
+                mib(h["peak_rss_mib"]),
+                f"same process before the hand-off: {mib(h['rss_before_mib'])}",
+                f"+{h['peak_rss_mib'] - h['rss_before_mib']:.0f} MiB",
+                f"< {TARGET_PEAK_MIB:.0f} MiB",
+                verdict(h["peak_rss_mib"] < TARGET_PEAK_MIB),
+            ]
+        )
+    lag = results.get("lag")
+    if lag:
+        for n_key, r in sorted(lag["sizes"].items(), key=lambda kv: int(kv[0])):
+            rows.append(
+                [
+                    f"2 hand-off lag, {n_fmt(n_key)} tables (COMPLETE seen -> all started)",
+                    s(r["total_s"]),
+                    f"ideal ceil(n/{lag['concurrency']}) x {lag['latency_s'] * 1000:.0f} ms"
+                    f" = {s(r['ideal_s'])}",
+                    f"{r['total_s'] / r['ideal_s']:.2f}x ideal",
+                    "-",
+                    "-",
+                ]
+            )
+        biggest = max(lag["sizes"], key=int)
+        r = lag["sizes"][biggest]
+        rows.append(
+            [
+                f"2 peak RSS, poll with {n_fmt(biggest)} tables (boto3 + DTS, VmHWM)",
+                mib(r["peak_rss_mib"]),
+                "-",
+                "-",
+                f"< {TARGET_PEAK_MIB:.0f} MiB",
+                verdict(r["peak_rss_mib"] < TARGET_PEAK_MIB),
+            ]
+        )
+    cold = results.get("coldstart")
+    if cold:
+        everything = cold["everything"]["best_ms"]
+        for name, p in cold["paths"].items():
+            ratio = p["best_ms"] / everything
+            rows.append(
+                [
+                    f"3 import time, {name} (best of {cold['reps']})",
+                    ms(p["best_ms"]),
+                    f"main + every SDK at once: {ms(everything)}",
+                    f"{ratio:.0%} of it",
+                    f"<= {TARGET_IMPORT_RATIO:.0%}",
+                    verdict(ratio <= TARGET_IMPORT_RATIO),
+                ]
+            )
+    calls = results.get("calls")
+    if calls:
+        idle = calls["idle_aws_calls"]
+        rows.append(
+            [
+                "4 AWS calls made by idle polls",
+                count(idle),
+                "-",
+                "-",
+                "0",
+                verdict(idle == 0),
+            ]
+        )
+        n = calls["detail_size"]
+        totals = calls["totals"][str(n)] if str(n) in calls["totals"] else calls["totals"][n]
+        rows.append(
+            [
+                f"4 API calls, one day of {n_fmt(n)} tables",
+                "; ".join(f"{k} {count(v)}" for k, v in totals.items() if v),
+                "-",
+                "-",
+                "-",
+                "-",
+            ]
+        )
+    return table(
+        ["figure", "measured", "baseline (same run)", "vs baseline", "target", "verdict"], rows
+    )
+
+
+# --------------------------------------------------------------------------- breakdowns
+
+
+def fanout_breakdown(fan: dict[str, Any]) -> str:
+    rows = []
+    entries = [(int(n), h) for n, h in fan["handoff"].items()]
+    entries += [(int(h["tables"]), h) for h in fan.get("extra", [])]
+    for n, h in sorted(entries, key=lambda e: (e[0], e[1]["concurrency"], e[1]["ledger_rtt_ms"])):
+        other = h["total_s"] - h["list_configs_s"] - h["pool_s"]
+        extra = f", ledger {h['ledger_rtt_ms']:g} ms/call (modelled)" if h["ledger_rtt_ms"] else ""
+        rows.append(
+            [
+                n_fmt(n),
+                f"{h['concurrency']}{extra}",
+                s(h["total_s"]),
+                s(h["ideal_s"]),
+                s(h["list_configs_s"]),
+                s(h["pool_s"]),
+                f"{h['start_ms_mean']:.0f} / {h['start_ms_p99']:.0f} / {h['start_ms_max']:.0f}",
+                s(h["ledger_s"]),
+                s(other),
+                f"{h['started']}/{h['tables']}",
+                mib(h["peak_rss_mib"]),
+            ]
+        )
+    loop = fan["loop"]
+    rows.append(
+        [
+            f"{n_fmt(loop['tables'])} (loop)",
+            "1",
+            s(loop["total_s"]),
+            s(loop["tables"] * fan["latency_s"]),
+            "(not timed)",
+            s(loop["total_s"]),
+            f"{loop['total_s'] / loop['tables'] * 1000:.0f} (mean)",
+            "-",
+            "-",
+            f"{loop['tables']}/{loop['tables']}",  # every start answered once
+            mib(loop["peak_rss_mib"]),
+        ]
+    )
+    return table(
+        [
+            "tables",
+            "concurrency",
+            "hand-off poll",
+            "ideal",
+            "list configs",
+            "start window",
+            "StartManualTransferRuns ms mean / p99 / max",
+            "ledger (sum over threads)",
+            "rest",
+            "started once",
+            "peak RSS",
+        ],
+        rows,
+    )
+
+
+def lag_breakdown(lag: dict[str, Any]) -> str:
+    rows = []
+    for n_key, r in sorted(lag["sizes"].items(), key=lambda kv: int(kv[0])):
+        rest = (
+            r["total_s"]
+            - r["describe_s"]
+            - r["tables_info_s"]
+            - r["dts_client_s"]
+            - r["list_configs_s"]
+            - r["pool_s"]
+        )
+        rows.append(
+            [
+                n_fmt(n_key),
+                s(r["total_s"]),
+                s(r["ideal_s"]),
+                ms(r["describe_s"] * 1000),
+                f"{ms(r['tables_info_s'] * 1000)} ({r['tables_info_bytes'] / 1e6:.1f} MB)",
+                ms(r["dts_client_s"] * 1000),
+                s(r["list_configs_s"]),
+                s(r["pool_s"]),
+                s(rest),
+                f"{r['started']}/{r['tables']}",
+                mib(r["peak_rss_mib"]),
+            ]
+        )
+    return table(
+        [
+            "tables",
+            "lag (one poll)",
+            "ideal",
+            "DescribeExportTasks",
+            "export_tables_info (S3)",
+            "DTS client (lazy import + build)",
+            "list configs",
+            "start window",
+            "rest",
+            "started once",
+            "peak RSS",
+        ],
+        rows,
+    )
+
+
+def coldstart_breakdown(cold: dict[str, Any]) -> str:
+    from bench.coldstart import SDK_COLUMNS
+
+    everything = cold["everything"]
+    rows = []
+    families = (
+        "google core",
+        "firestore",
+        "pubsub",
+        "dts",
+        "secretmanager",
+        "boto3",
+        "bigquery",
+        "rds2bq",
+        "stdlib/other",
+    )
+    for name, p in [*cold["paths"].items(), ("main + every SDK (baseline)", everything)]:
+        rows.append(
+            [
+                name,
+                ms(p["best_ms"]),
+                " / ".join(f"{v:.0f}" for v in p["samples_ms"]),
+                *("yes" if p["sdks"][sdk] else "no" for sdk in SDK_COLUMNS),
+                *(f"{p['families_ms'].get(f, 0.0):.0f}" for f in families),
+            ]
+        )
+    return table(
+        [
+            "path",
+            "best",
+            "all runs (ms)",
+            *SDK_COLUMNS,
+            *(f"{f} ms" for f in families),
+        ],
+        rows,
+    )
+
+
+def calls_tables(calls: dict[str, Any]) -> tuple[str, str]:
+    from bench.calls import PHASES, SERVICES
+
+    invocations = calls["invocations"]
+    rows = []
+    for service in SERVICES:
+        rows.append(
+            [
+                service,
+                *(
+                    count(round(calls["per_invocation"][p][service] * invocations.get(p, 0)))
+                    for p in PHASES
+                ),
+            ]
+        )
+    per_phase = table(
+        ["calls, all invocations", *(f"{p} (x{invocations.get(p, 0)})" for p in PHASES)], rows
+    )
+    sizes = [str(x) for x in calls["sizes"]]
+    totals = {str(k): v for k, v in calls["totals"].items()}
+    rows = []
+    for service in SERVICES:
+        row = [service, *(count(totals[x][service]) for x in sizes)]
+        if calls["extrapolated"]:
+            row.append(count(round(calls["extrapolated"][service])))
+        rows.append(row)
+    headers = ["calls per day", *(f"{n_fmt(x)} tables" for x in sizes)]
+    if calls["extrapolated"]:
+        headers.append(f"{n_fmt(calls['extrapolate_to'])} tables (**extrapolated**, quadratic fit)")
+    return per_phase, table(headers, rows)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                platform.processor() or "unknown",
+            )
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        with open("/proc/meminfo") as info:
+            kib = int(next(line for line in info if line.startswith("MemTotal")).split()[1])
+            memory = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = git("status", "--porcelain")
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if changed:
+        commit += f" + {len(changed.splitlines())} uncommitted paths"
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{cpu}, {os.cpu_count()} cores, {memory}",
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "commit": commit,
+    }
+
+
+def document(results: dict[str, Any], info: dict[str, str], settings: dict[str, Any]) -> str:
+    parts = [
+        "# rds2bq benchmarks",
+        "",
+        f"- date: {info['date']}",
+        f"- machine: {info['machine']}; {info['os']}; Python {info['python']}",
+        f"- code: {info['commit']}",
+        f"- command: `python -m bench` ({settings['elapsed_s']:.0f} s); repetitions: "
+        f"{settings['repetitions']}",
+        "",
+        "## Headline",
+        "",
+        headline(results),
+    ]
+    if "fanout" in results:
+        parts += [
+            "",
+            "## 1. Fan-out: where the hand-off's time goes",
+            "",
+            f"DTS stand-in latency {results['fanout']['latency_s'] * 1000:.0f} ms on every call; "
+            'run ledger: the in-memory fake (`tests/fakes.py`), to isolate DTS. "start window": '
+            'first StartManualTransferRuns sent to last answered; "rest": claim, ledger writes, '
+            "release. The loop baseline times only its sequential starts (its config listing is "
+            "free), so the speed-up is conservative.",
+            "",
+            fanout_breakdown(results["fanout"]),
+        ]
+    if "lag" in results:
+        parts += [
+            "",
+            "## 2. Hand-off lag: where one poll's time goes",
+            "",
+            "Production adapters: boto3 against moto, DTS over gRPC against the stand-in; ledger "
+            "and events in memory. Visibility margin 0 (one poll observes COMPLETE and hands off); "
+            "in production add up to one poll interval plus the margin (5 + 5 minutes by default). "
+            "The ideal counts only the starts: listing the configs is one more round trip per "
+            "1,000 configs, and the instance builds its DTS client on its first hand-off.",
+            "",
+            lag_breakdown(results["lag"]),
+        ]
+    if "coldstart" in results:
+        cold = results["coldstart"]
+        parts += [
+            "",
+            "## 3. Cold start: what each entry point's path imports",
+            "",
+            "Sum of `python -X importtime` self-times of every module imported between loading "
+            "`main.py` and the reply, in a fresh interpreter that has loaded functions_framework "
+            "(as the runtime has), from a byte-compiled copy of what is deployed (main.py and "
+            "orchestrator/, `compileall` as the Cloud Functions buildpack does). Best of "
+            f"{cold['reps']} runs per path, interleaved with the baseline's (the machine is shared "
+            "with the emulators and moto: the minimum is the cost without interference). SDK "
+            "columns: whether the path imported it. The last columns book each imported module's "
+            'own time, in the best run, to its family ("google core": google-api-core, '
+            "google-auth, grpc, protobuf, proto-plus, cryptography, requests, urllib3).",
+            "",
+            coldstart_breakdown(cold),
+        ]
+        if cold.get("uncovered"):
+            parts += [
+                "",
+                "Entry points without a scenario here: "
+                + ", ".join(f"`{n}`" for n in cold["uncovered"])
+                + " (see bench/README.md to add one).",
+            ]
+    if "calls" in results:
+        per_phase, per_day = calls_tables(results["calls"])
+        calls = results["calls"]
+        a = calls["assumptions"]
+        parts += [
+            "",
+            f"## 4. API calls: one day of {n_fmt(calls['detail_size'])} tables, by invocation",
+            "",
+            "One warm instance per function; one table skipped by the export, one DTS run "
+            "failing. Each column sums every invocation of that kind (xN). Firestore doc reads are "
+            "billed reads (each document returned, at least one per query).",
+            "",
+            per_phase,
+            "",
+            "## 4. API calls per day, by service",
+            "",
+            f"The measured run plus the day's other polls: {a['polls_per_day']} polls a day "
+            f"(every 5 minutes), {a['exporting_polls']} of them while the export runs (an "
+            "assumed one-hour export). Idle polls after the run count as idle polls.",
+            "",
+            per_day,
+        ]
+    return "\n".join(parts) + "\n"
