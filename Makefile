@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 check-prereqs:
 	@bash scripts/check-prereqs.sh
 
-test: check-prereqs $(STAMP) infra-tools
+test: check-prereqs $(STAMP) infra-tools lint typecheck
 	$(PY) -m pytest
 
 # No wire peers needed (Cloud Build runs this before deploying).

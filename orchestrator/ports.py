@@ -129,6 +129,10 @@ class Ledger(Protocol):
         """Transactional read-modify-write of one table; None from mutate means no change."""
         ...
 
+    def count_unfinished(self, run_id: str) -> int:
+        """How many of the run's tables are not final yet (PENDING, STARTING, STARTED)."""
+        ...
+
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         """The run's table whose transfer config is ``dts_config``."""
         ...

@@ -7,12 +7,12 @@ so a cold start of ``poll`` with no open run loads Firestore and never boto3.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import Settings, load_settings
-from orchestrator.model import now_utc
+from orchestrator.model import Event, now_utc
 from orchestrator.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
 from orchestrator.service import Orchestrator
 
@@ -27,6 +27,33 @@ class SystemClock:
         return now_utc()
 
 
+class _Lazy:
+    """Builds the real adapter on first use: a path that never publishes or reads a secret never
+    imports Pub/Sub or Secret Manager (cold start)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._real: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                self._real = self._build()
+            return self._real
+
+
+class LazyEventBus(_Lazy):
+    def publish(self, events: Sequence[Event]) -> None:
+        if events:
+            self._get().publish(events)
+
+
+class LazySecrets(_Lazy):
+    def get(self, name: str) -> str:
+        return str(self._get().get(name))
+
+
 class Wiring:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -36,6 +63,9 @@ class Wiring:
 
     @cached_property
     def secrets(self) -> Secrets:
+        return LazySecrets(self._build_secrets)
+
+    def _build_secrets(self) -> Secrets:
         from orchestrator.adapters import secrets
 
         if self.settings.secrets_backend == "env":
@@ -93,15 +123,17 @@ class Wiring:
             if self._transfers is None:
                 from orchestrator.adapters.dts import build_transfer_runner
 
-                self._transfers = build_transfer_runner(self.settings, self.secrets)
+                self._transfers = build_transfer_runner(self.settings)
             return self._transfers
 
     @cached_property
     def events(self) -> EventBus:
-        from orchestrator.adapters.pubsub import build_event_bus
+        def build() -> EventBus:
+            from orchestrator.adapters.pubsub import build_event_bus
 
-        bus: EventBus = build_event_bus(self.settings)
-        return bus
+            return build_event_bus(self.settings)
+
+        return LazyEventBus(build)
 
     @cached_property
     def notifier(self) -> Notifier:

@@ -101,6 +101,10 @@ class InMemoryLedger:
                 self.table_docs[run_id][key] = changed
             return changed
 
+    def count_unfinished(self, run_id: str) -> int:
+        with self._lock:
+            return sum(1 for t in self.table_docs.get(run_id, {}).values() if not t.state.is_final)
+
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         with self._lock:
             for table in self.table_docs.get(run_id, {}).values():

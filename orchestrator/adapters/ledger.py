@@ -196,6 +196,13 @@ class FirestoreLedger:
 
         return self._compare_and_set(self._tables(run_id).document(key), apply, "update table")
 
+    def count_unfinished(self, run_id: str) -> int:
+        unfinished = [s.value for s in TableState if not s.is_final]
+        query = self._tables(run_id).where(filter=FieldFilter("state", "in", unfinished))
+        with _translated("count tables"):
+            result = query.count().get(timeout=TIMEOUT)
+        return int(result[0][0].value)
+
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         query = self._tables(run_id).where(filter=FieldFilter("dts_config", "==", dts_config))
         with _translated("find table"):

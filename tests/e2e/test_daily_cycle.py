@@ -18,6 +18,7 @@ from devstack.aws import realistic_layout
 from devstack.stack import LocalStack, call, start_stack, wait_for
 from orchestrator.model import RunState, TableState
 from orchestrator.slack import validate_payload
+from tests.e2e.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e
 TABLES = [
@@ -35,7 +36,7 @@ DTS_SECRET = "local-dts-reader-secret-key-0000000000"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with start_stack(TABLES) as running:
+    with start_stack(TABLES, extra_env=isolated_env()) as running:
         running.apply_env()
         yield running
 
@@ -64,7 +65,7 @@ def test_a_whole_day(stack: LocalStack) -> None:
     statuses = [call(stack, "start_export", headers=schedule(slot))[0] for _ in range(3)]
     assert statuses == [200, 200, 200]
     run_id = slot.strftime("%Y%m%d%H%M")
-    task_id = f"rds2bq-demo-{run_id}"
+    task_id = f"rds2bq-{stack.env['RDS2BQ_ENV']}-{run_id}"
     assert [t for t in stack.control.tasks() if t.endswith(run_id)] == [task_id]
 
     # WHEN the export progresses and completes with a realistic layout and one skipped table

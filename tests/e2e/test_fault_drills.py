@@ -22,6 +22,7 @@ import pytest
 from devstack.aws import realistic_layout
 from devstack.stack import PROJECT, LocalStack, call, start_stack, wait_for
 from orchestrator.model import RunState, TableState
+from tests.e2e.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e
 TABLES = [f"shop.t{i:02d}" for i in range(20)]
@@ -31,7 +32,7 @@ _minute = iter(range(10, 400, 7))
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    extra = {"RDS2BQ_LEASE_SECONDS": str(LEASE_SECONDS), "RDS2BQ_FANOUT_CONCURRENCY": "4"}
+    extra = isolated_env(RDS2BQ_LEASE_SECONDS=str(LEASE_SECONDS), RDS2BQ_FANOUT_CONCURRENCY="4")
     with start_stack(TABLES, finish_delay=None, extra_env=extra, aws_proxy=True) as running:
         running.apply_env()
         yield running

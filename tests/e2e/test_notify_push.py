@@ -12,6 +12,7 @@ import pytest
 from devstack.aws import realistic_layout
 from devstack.stack import LocalStack, call, start_stack, wait_for
 from orchestrator.slack import validate_payload
+from tests.e2e.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e
 TABLES = [f"shop.t{i:02d}" for i in range(50)]
@@ -20,7 +21,9 @@ FAILING = ["shop.t07", "shop.t21", "shop.t42"]
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with start_stack(TABLES, functions=("start_export", "poll", "notify")) as running:
+    with start_stack(
+        TABLES, functions=("start_export", "poll", "notify"), extra_env=isolated_env()
+    ) as running:
         running.apply_env()
         yield running
 
@@ -38,7 +41,7 @@ def test_fifty_tables_three_failures_three_posts_one_summary_and_replays_post_no
         stack.dts.set_outcome(key.replace(".", "__"), "FAILED", f"{key} failed to load", code=3)
     slot = datetime.now(UTC).replace(second=0, microsecond=0)
     call(stack, "start_export", {"slot": slot.isoformat()})
-    task = f"rds2bq-demo-{slot:%Y%m%d%H%M}"
+    task = f"rds2bq-{stack.env['RDS2BQ_ENV']}-{slot:%Y%m%d%H%M}"
     files, skipped = realistic_layout(TABLES)
     stack.control.complete(task, files, skipped)
     call(stack, "poll")

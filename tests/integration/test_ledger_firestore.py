@@ -124,3 +124,17 @@ def test_a_claim_is_taken_over_only_after_its_lease(ledger: FirestoreLedger) -> 
     assert not ledger.claim_once("k", now + timedelta(days=1))
     ledger.forget("k")
     assert ledger.claim_once("k", now + timedelta(days=1))
+
+
+def test_count_unfinished(ledger: FirestoreLedger) -> None:
+    run = new_run(("a.x", "a.y", "a.z"))
+    ledger.create_run(run)
+    ledger.add_tables(
+        run.run_id,
+        [
+            TableRun("a.x", TableState.STARTED),
+            TableRun("a.y", TableState.SUCCEEDED),
+            TableRun("a.z", TableState.PENDING),
+        ],
+    )
+    assert ledger.count_unfinished(run.run_id) == 2
