@@ -218,6 +218,12 @@ class Run:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     parent_run_id: str = ""  # a re-transfer's or re-export's origin
+    outbox: tuple[str, ...] = ()  # events stored with the state, not yet published (outbox.py)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Listed by the open-runs query: still open, or holding events to publish."""
+        return self.is_open or bool(self.outbox)
 
     @property
     def is_open(self) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator import machine, slack
+from orchestrator import machine, outbox, slack
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import Event, EventKind, RunState, TableState, run_id_for
@@ -149,9 +149,9 @@ class NotifyService:
             return
         tables = self.ledger.tables(run_id)
         now = self.clock.now()
-        result = self.ledger.transition(run_id, lambda r: machine.close_if_done(r, tables, now))
-        if result.events:
-            self.events.publish(result.events)
+        outbox.transition(
+            self.ledger, self.events, run_id, lambda r: machine.close_if_done(r, tables, now)
+        )
 
     # ------------------------------------------------------------------ our events
 

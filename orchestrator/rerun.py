@@ -32,7 +32,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from orchestrator import machine
+from orchestrator import machine, outbox
 from orchestrator.config import Settings
 from orchestrator.errors import (
     BadRequestError,
@@ -791,10 +791,7 @@ class Reruns:
     # ------------------------------------------------------------------ plumbing
 
     def _transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
-        result = self.ledger.transition(run_id, mutate)
-        if result.events:
-            self.events.publish(result.events)
-        return result
+        return outbox.transition(self.ledger, self.events, run_id, mutate)
 
 
 def _table_refusal(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from orchestrator import machine
+from orchestrator import machine, outbox
 from orchestrator.config import Settings
 from orchestrator.errors import (
     BadRequestError,
@@ -201,6 +201,11 @@ class Orchestrator:
         return report
 
     def _advance(self, run: Run, report: PollReport) -> None:
+        if run.outbox:
+            flushed = outbox.flush(self.ledger, self.events, run)
+            if not run.is_open:
+                report.add(run, "events-published", events=flushed)
+                return
         if run.state is RunState.EXPORT_STARTING:
             run = self._ensure_export(run)
             report.add(run, "export-started")
@@ -365,7 +370,4 @@ class Orchestrator:
     # ------------------------------------------------------------------ plumbing
 
     def _transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
-        result = self.ledger.transition(run_id, mutate)
-        if result.events:
-            self.events.publish(result.events)
-        return result
+        return outbox.transition(self.ledger, self.events, run_id, mutate)

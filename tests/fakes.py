@@ -60,7 +60,9 @@ class InMemoryLedger:
     def open_runs(self) -> list[Run]:
         with self._lock:
             self.queries += 1
-            return sorted((r for r in self.runs.values() if r.is_open), key=lambda r: r.run_id)
+            return sorted(
+                (r for r in self.runs.values() if r.needs_attention), key=lambda r: r.run_id
+            )
 
     def recent_runs(self, limit: int) -> list[Run]:
         with self._lock:

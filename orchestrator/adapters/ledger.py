@@ -97,7 +97,7 @@ def _from_doc(cls: type[T], doc: dict[str, Any] | None) -> T:
 
 
 def _run_doc(run: Run) -> dict[str, Any]:
-    return {**_to_doc(run), "open": run.is_open}
+    return {**_to_doc(run), "open": run.needs_attention}
 
 
 class FirestoreLedger:

@@ -9,7 +9,12 @@ import pytest
 
 from orchestrator import machine
 from orchestrator.config import load_settings
-from orchestrator.errors import BadRequestError, ExportQuotaError, SourceNotFoundError
+from orchestrator.errors import (
+    BadRequestError,
+    ExportQuotaError,
+    SourceNotFoundError,
+    TransientError,
+)
 from orchestrator.model import (
     EventKind,
     ExportStatus,
@@ -292,3 +297,38 @@ def test_permanent_dts_error_and_missing_config_fail_only_their_table() -> None:
     assert tables[keys[2]].state is TableState.STARTED
     failed = [e.data["table"] for e in w.events.events if e.kind is EventKind.TABLE_FAILED]
     assert sorted(failed) == sorted(keys[:2])
+
+
+class FlakyBus:
+    """Pub/Sub that is down for the next ``down`` publishes."""
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+        self.events: list[object] = []
+
+    def publish(self, events: list[object]) -> None:
+        if self.down > 0:
+            self.down -= 1
+            raise TransientError("Pub/Sub unavailable")
+        self.events.extend(events)
+
+
+def test_an_event_whose_publish_failed_is_published_by_the_next_poll() -> None:
+    # GIVEN Pub/Sub down when the export fails and the run closes
+    w = World(["shop.orders"])
+    w.service.start_export(SLOT)
+    bus = FlakyBus(down=1)
+    w.service.events = bus
+    w.exporter.set_status(TASK, ExportStatus.FAILED, failure_cause="bucket gone")
+    report = w.service.poll()
+    assert report.runs[0]["action"] == "retry-later"
+    run = w.ledger.runs["202611271500"]
+    assert run.state is RunState.FAILED and len(run.outbox) == 1  # kept with the state
+    # WHEN the next poll comes (the closed run is still listed: it holds an event)
+    report = w.service.poll()
+    # THEN the event is published once and the run is no longer listed
+    assert [r["action"] for r in report.runs] == ["events-published"]
+    assert [e.kind for e in bus.events] == [EventKind.EXPORT_FAILED]
+    assert bus.events[0].data["failure_cause"] == "bucket gone"
+    assert w.ledger.runs["202611271500"].outbox == ()
+    assert w.service.poll().runs == []

@@ -1,0 +1,92 @@
+"""Events leave with the state change that caused them: never without it, and never lost.
+
+A transition's events are written into the run document (its outbox) by the same conditional write
+as the new state, then published, then removed. If publishing fails, they stay: the run stays
+listed by the open-runs query, and the next poll publishes them again. notify de-duplicates by
+content, so an event published twice is still posted once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+from orchestrator.errors import TransientError
+from orchestrator.model import Event, Run, Transition
+from orchestrator.notifications import PubsubMessage, encode_event, parse_message
+from orchestrator.ports import EventBus, Ledger
+
+log = logging.getLogger(__name__)
+
+
+def entry(event: Event) -> str:
+    data, attributes = encode_event(event)
+    return json.dumps({"data": data.decode(), "attributes": attributes}, sort_keys=True)
+
+
+def decode(entries: Sequence[str]) -> list[Event]:
+    events = []
+    for text in entries:
+        stored = json.loads(text)
+        parsed = parse_message(PubsubMessage(stored["data"].encode(), stored["attributes"]))
+        if isinstance(parsed, Event):
+            events.append(parsed)
+    return events
+
+
+def transition(
+    ledger: Ledger, bus: EventBus, run_id: str, mutate: Callable[[Run], Transition]
+) -> Transition:
+    """Apply ``mutate``; its events are stored with the new state, then published."""
+
+    def with_outbox(run: Run) -> Transition:
+        result = mutate(run)
+        if not result.events:
+            return result
+        changed = result.run or run
+        pending = changed.outbox + tuple(entry(e) for e in result.events)
+        return Transition(changed.with_(outbox=pending), result.events)
+
+    result = ledger.transition(run_id, with_outbox)
+    if result.events:
+        _publish(ledger, bus, run_id, [entry(e) for e in result.events], result.events)
+    return result
+
+
+def flush(ledger: Ledger, bus: EventBus, run: Run) -> int:
+    """Publish what an earlier invocation stored but could not publish; how many events."""
+    if not run.outbox:
+        return 0
+    events = decode(run.outbox)
+    log.info(
+        "run %s: publishing %d stored event(s)",
+        run.run_id,
+        len(events),
+        extra={"run_id": run.run_id},
+    )
+    _publish(ledger, bus, run.run_id, list(run.outbox), events)
+    return len(events)
+
+
+def _publish(
+    ledger: Ledger, bus: EventBus, run_id: str, entries: list[str], events: Sequence[Event]
+) -> None:
+    try:
+        bus.publish(events)
+    except TransientError:
+        log.warning(
+            "run %s: %d event(s) kept in the outbox for the next poll",
+            run_id,
+            len(entries),
+            extra={"run_id": run_id},
+        )
+        raise
+    sent = set(entries)
+
+    def clear(run: Run) -> Transition:
+        if not sent.intersection(run.outbox):
+            return Transition(None)
+        return Transition(run.with_(outbox=tuple(e for e in run.outbox if e not in sent)))
+
+    ledger.transition(run_id, clear)
