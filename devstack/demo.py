@@ -75,20 +75,17 @@ def ledger(stack: LocalStack) -> Any:
     )
 
 
-def status_table(run: Any, tables: list[Any]) -> str:
-    lines = [
-        f"run {run.run_id}  state {run.state.value}  export {run.export_task_id} "
-        f"({run.export_status} {run.percent}%)",
-        f"export started {local(run.export_started_at)}, completed "
-        f"{local(run.export_completed_at)}",
-        "",
-    ]
-    lines.append(f"{'table':<22} {'state':<18} {'attempts':>8}  detail")
-    for t in tables:
-        detail = t.error_message or t.reason
-        detail = (detail[:60] + "…") if len(detail) > 61 else detail
-        lines.append(f"{t.key:<22} {t.state.value:<18} {t.attempts:>8}  {detail}")
-    return "\n".join(lines)
+def product_status(run_id: str) -> str:
+    """What ``python -m orchestrator status RUN_ID`` prints: the product's own view."""
+    import contextlib
+    import io
+
+    from orchestrator import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main(["status", run_id])
+    return out.getvalue()
 
 
 def play_day(stack: LocalStack, screen: Screen) -> None:
@@ -155,10 +152,7 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
 
     wait_for(closed, 90, "the run to close")
     time.sleep(2.0)  # the summary travels topic -> notify -> Slack
-    final = book.get_run(run_id)
-    screen.block(
-        f"python -m orchestrator status {run_id}", status_table(final, book.tables(run_id))
-    )
+    screen.block(f"python -m orchestrator status {run_id}", product_status(run_id))
     rerun_failed(stack, screen, book, run_id)
 
 
@@ -185,15 +179,12 @@ def rerun_failed(stack: LocalStack, screen: Screen, book: Any, run_id: str) -> N
 
     wait_for(closed_again, 60, "the rerun to finish")
     time.sleep(2.0)
-    screen.block(
-        f"python -m orchestrator status {run_id}",
-        status_table(book.get_run(run_id), book.tables(run_id)),
-    )
+    screen.block(f"python -m orchestrator status {run_id}", product_status(run_id))
 
 
 def summarize(body: Any) -> str:
     if isinstance(body, dict):
-        return ", ".join(f"{k}={v}" for k, v in body.items() if not isinstance(v, dict | list))
+        return str(body.get("message") or body)
     return str(body)[:200]
 
 
