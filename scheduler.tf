@@ -319,6 +319,21 @@ resource "google_firestore_database" "ledger" {
   depends_on                        = [google_project_service.enabled]
 }
 
+# notify and rerun remember message and request keys in RDS2BQ_LEDGER_COLLECTION + "_dedupe"
+# (default rds2bq_runs_dedupe) with an `expire_at` 8 days ahead, past Pub/Sub's 7-day retry
+# window. This TTL policy deletes them after that, so the collection does not grow forever.
+resource "google_firestore_field" "dedupe_ttl" {
+  project    = var.project
+  database   = google_firestore_database.ledger.name
+  collection = "rds2bq_runs_dedupe"
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # No single-field index: the field is only read by the TTL sweeper.
+  index_config {}
+}
+
 # Firestore roles are project-wide: rds2bq belongs in a project of its own.
 resource "google_project_iam_member" "ledger_user" {
   for_each = toset(local.ledger_writers)

@@ -203,6 +203,13 @@ FIELDS: tuple[Field, ...] = (
         "24",
         "24",
     ),
+    Field(
+        "RECONCILE_AFTER_MINUTES",
+        "A table whose DTS run has sent no notification this long after it started is looked "
+        "up by the poll (a safety net for a lost notification).",
+        "60",
+        "60",
+    ),
 )
 
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -246,6 +253,7 @@ class Settings:
     lease_seconds: int
     max_slot_age_hours: int
     notify_max_age_hours: int
+    reconcile_after_minutes: int
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -324,6 +332,7 @@ def load_settings(
     lease = integer("LEASE_SECONDS", 30, 3600)
     max_age = integer("MAX_SLOT_AGE_HOURS", 1, 24 * 30)
     notify_age = integer("NOTIFY_MAX_AGE_HOURS", 1, 24 * 7)
+    reconcile_after = integer("RECONCILE_AFTER_MINUTES", 5, 24 * 60)
 
     tables: tuple[TableRef, ...] = ()
     tables_path = Path(raw["TABLES_FILE"])
@@ -373,6 +382,7 @@ def load_settings(
         lease_seconds=lease,
         max_slot_age_hours=max_age,
         notify_max_age_hours=notify_age,
+        reconcile_after_minutes=reconcile_after,
         raw=raw,
     )
 

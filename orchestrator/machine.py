@@ -278,14 +278,14 @@ def handoff_finished(run: Run, owner: str, now: datetime, tables: Sequence[Table
             },
         )
     ]
-    events += [_table_failed(run, t, now) for t in failed]
+    events += [table_failed_event(run, t, now) for t in failed]
     closing = close_if_done(done, tables, now)
     if closing.run is not None:
         return Transition(closing.run, (*events, *closing.events))
     return Transition(done, tuple(events))
 
 
-def _table_failed(run: Run, table: TableRun, now: datetime) -> Event:
+def table_failed_event(run: Run, table: TableRun, now: datetime) -> Event:
     return Event(
         EventKind.TABLE_FAILED,
         run.run_id,

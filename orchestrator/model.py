@@ -219,6 +219,7 @@ class Run:
     updated_at: datetime | None = None
     parent_run_id: str = ""  # a re-transfer's or re-export's origin
     outbox: tuple[str, ...] = ()  # events stored with the state, not yet published (outbox.py)
+    reconciled_at: datetime | None = None  # the poll last looked up silent DTS runs
 
     @property
     def needs_attention(self) -> bool:

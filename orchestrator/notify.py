@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from orchestrator import machine, outbox, slack
@@ -175,14 +175,16 @@ class NotifyService:
             log.error("Slack refused a message: %s", exc)
 
 
+def transfer_key(run_name: str, state: str) -> str:
+    """The de-duplication key of a DTS run reaching a final state, however we learn of it (its
+    notification, or the poll's look-up when the notification is late or lost)."""
+    return hashlib.sha256(f"dts|{run_name}|{state}".encode()).hexdigest()
+
+
 def _dedupe_key(parsed: TransferRunFinished | Event) -> str:
     if isinstance(parsed, TransferRunFinished):
-        basis = f"dts|{parsed.run_name}|{parsed.state}"
+        return transfer_key(parsed.run_name, str(parsed.state))
     else:
         data = json.dumps(parsed.data, sort_keys=True, default=str)
         basis = f"event|{parsed.run_id}|{parsed.kind}|{parsed.at.isoformat()}|{data}"
     return hashlib.sha256(basis.encode()).hexdigest()
-
-
-def message_age(message: PubsubMessage, now: datetime) -> timedelta | None:
-    return None if message.publish_time is None else now - message.publish_time

@@ -17,6 +17,7 @@ from orchestrator.model import (
     Source,
     TableExportStatus,
     TableRun,
+    TableState,
     Transition,
 )
 
@@ -76,6 +77,27 @@ class StartedTransfer:
     error: str = ""  # a permanent failure to start, with DTS's reason
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """Where one DTS run stands, as GetTransferRun tells (``state`` as DTS spells it)."""
+
+    state: str  # PENDING | RUNNING | SUCCEEDED | FAILED | CANCELLED
+    error_code: int = 0
+    error_message: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def table_state(self) -> TableState | None:
+        """The table's final state, or None while the run is still going."""
+        finals = {
+            "SUCCEEDED": TableState.SUCCEEDED,
+            "FAILED": TableState.FAILED,
+            "CANCELLED": TableState.CANCELLED,
+        }
+        return finals.get(self.state)
+
+
 class TransferRunner(Protocol):
     """BigQuery Data Transfer Service: our configs and their manual runs."""
 
@@ -90,6 +112,10 @@ class TransferRunner(Protocol):
 
     def find_run(self, config_name: str, run_time: datetime) -> str | None:
         """The run of this config whose run time is ``run_time``, if one was started."""
+        ...
+
+    def run_outcome(self, run_name: str) -> RunOutcome:
+        """Where the run stands now (the poll's safety net for a lost notification)."""
         ...
 
 

@@ -36,7 +36,15 @@ from orchestrator.model import (
     Transition,
     floor_minute,
 )
-from orchestrator.ports import Clock, EventBus, Exporter, Ledger, TransferConfig, TransferRunner
+from orchestrator.ports import (
+    Clock,
+    EventBus,
+    Exporter,
+    Ledger,
+    RunOutcome,
+    TransferConfig,
+    TransferRunner,
+)
 from orchestrator.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
@@ -215,6 +223,8 @@ class Orchestrator:
             self._handoff(run, report)
         elif run.state is RunState.TRANSFERRING and run.handed_off_at is None:
             report.add(run, "handoff-held-elsewhere")  # another poll holds the lease
+        elif self._reconcile_due(run):
+            self._reconcile(run, report)
         else:
             report.add(run, "waiting")
 
@@ -366,6 +376,88 @@ class Orchestrator:
             return machine.table_start_failed(
                 table, f"DTS refused the run: {exc}", self.clock.now()
             )
+
+    # ------------------------------------------------------------------ lost notifications
+
+    def _reconcile_due(self, run: Run) -> bool:
+        since = run.reconciled_at or run.handed_off_at
+        after = timedelta(minutes=self.settings.reconcile_after_minutes)
+        return (
+            run.state is RunState.TRANSFERRING
+            and since is not None
+            and self.clock.now() - since >= after
+        )
+
+    def _reconcile(self, run: Run, report: PollReport) -> None:
+        """Ask DTS about runs that have been silent too long, and record those that finished.
+
+        Their notification may be lost (topic misconfigured, messages expired). Each outcome is
+        claimed under the same key as its notification would be, so a late notification and
+        this look-up never both record or post it.
+        """
+        from orchestrator.notify import transfer_key
+
+        now = self.clock.now()
+        after = timedelta(minutes=self.settings.reconcile_after_minutes)
+        silent = [
+            t
+            for t in self.ledger.tables(run.run_id)
+            if t.state is TableState.STARTED
+            and t.dts_run
+            and t.started_at is not None
+            and now - t.started_at >= after
+        ]
+        settled = 0
+        for table in silent:
+            outcome = self._transfers().run_outcome(table.dts_run)
+            state = outcome.table_state
+            if state is None:
+                continue  # still running: DTS will notify
+            key = transfer_key(table.dts_run, outcome.state)
+            if not self.ledger.claim_once(key, now):
+                continue  # its notification is being (or was) handled
+            try:
+                self._record_outcome(run, table, state, outcome, now)
+            except TransientError:
+                self.ledger.forget(key)
+                raise
+            self.ledger.mark_done(key)
+            settled += 1
+        if settled:
+            tables = self.ledger.tables(run.run_id)
+            self._transition(run.run_id, lambda r: machine.close_if_done(r, tables, now))
+        self._transition(
+            run.run_id,
+            lambda r: Transition(r.with_(reconciled_at=now)) if r.is_open else machine.UNCHANGED,
+        )
+        log.info(
+            "run %s: looked up %d silent transfer run(s), %d had finished",
+            run.run_id,
+            len(silent),
+            settled,
+            extra={"run_id": run.run_id},
+        )
+        report.add(run, "reconciled", looked_up=len(silent), settled=settled)
+
+    def _record_outcome(
+        self, run: Run, table: TableRun, state: TableState, outcome: RunOutcome, now: datetime
+    ) -> None:
+        updated = self.ledger.update_table(
+            run.run_id,
+            table.key,
+            lambda t: machine.table_finished(
+                t,
+                table.dts_run,
+                state,
+                outcome.error_code,
+                outcome.error_message,
+                outcome.started_at,
+                outcome.finished_at,
+            ),
+        )
+        if updated is not None and state in (TableState.FAILED, TableState.CANCELLED):
+            event = machine.table_failed_event(run, updated, now)
+            self._transition(run.run_id, lambda r: Transition(None, (event,)))
 
     # ------------------------------------------------------------------ plumbing
 

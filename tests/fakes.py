@@ -22,7 +22,7 @@ from orchestrator.model import (
     TableRun,
     Transition,
 )
-from orchestrator.ports import TransferConfig
+from orchestrator.ports import RunOutcome, TransferConfig
 
 
 @dataclass
@@ -213,6 +213,7 @@ class FakeTransfers:
     transient_failures: int = 0  # the next N start calls fail transiently
     permanent_for: set[str] = field(default_factory=set)  # config names DTS refuses
     fail_after: int | None = None  # every start after this many successes fails transiently
+    outcomes: dict[str, RunOutcome] = field(default_factory=dict)  # by run name; else RUNNING
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -252,6 +253,9 @@ class FakeTransfers:
         with self._lock:
             runs = self.started.get((config_name, run_time))
             return runs[-1] if runs else None
+
+    def run_outcome(self, run_name: str) -> RunOutcome:
+        return self.outcomes.get(run_name, RunOutcome("RUNNING"))
 
     def starts_per_config(self) -> dict[str, int]:
         counts: dict[str, int] = {}

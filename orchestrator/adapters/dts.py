@@ -24,7 +24,7 @@ from google.protobuf import field_mask_pb2
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import utc
-from orchestrator.ports import Secrets, TransferConfig
+from orchestrator.ports import RunOutcome, Secrets, TransferConfig
 from orchestrator.sync import AccessKeys, display_name_for, primary_config, table_key_of
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,19 @@ class DtsTransfers:
         # Several runs for one run time only if a start was retried blind: the latest is the one
         # whose notification is still to come.
         return str(max(matches, key=lambda r: r.schedule_time).name)
+
+    def run_outcome(self, run_name: str) -> RunOutcome:
+        with _translated(f"get transfer run {run_name}"):
+            run = self._client.get_transfer_run(
+                request=dts.GetTransferRunRequest(name=run_name), retry=None, timeout=self.timeout
+            )
+        return RunOutcome(
+            state=dts.TransferState(run.state).name,
+            error_code=int(run.error_status.code),
+            error_message=str(run.error_status.message),
+            started_at=utc(run.start_time) if run.start_time else None,
+            finished_at=utc(run.end_time) if run.end_time else None,
+        )
 
     def _adopt(self, config_name: str, run_time: datetime) -> str | None:
         try:

@@ -112,3 +112,23 @@ def test_a_fault_after_37_of_100_starts_then_another_poll(
     assert len(counts) == 100 and set(counts.values()) == {1}
     run = ledger.get_run(f"{NOW:%Y%m%d%H%M}")
     assert run is not None and run.handed_off_at is not None
+
+
+def test_run_outcome_reads_where_a_transfer_run_stands(
+    dts_standin: DtsStandin,
+    dts_client: Any,
+    bigquery_standin: BigQueryStandin,
+    firestore_emulator: Any,
+) -> None:
+    service, _, ledger = build(2, dts_standin, dts_client, bigquery_standin, firestore_emulator)
+    service.poll()
+    runner = service._transfers()
+    first, second = ledger.tables(f"{NOW:%Y%m%d%H%M}")
+    assert runner.run_outcome(first.dts_run).table_state is None  # still pending
+    dts_standin.finish_pending()
+    # (this test's bucket does not exist: the stand-in fails the runs as DTS would)
+    for table in (first, second):
+        outcome = runner.run_outcome(table.dts_run)
+        assert outcome.table_state is TableState.FAILED and outcome.error_code == 3
+        assert "Failed to list files" in outcome.error_message
+        assert outcome.started_at is not None and outcome.finished_at is not None

@@ -267,3 +267,38 @@ def test_a_failure_whose_post_failed_transiently_is_posted_on_redelivery() -> No
     n.finish("shop.t0001", "FAILED", "boom", mid="x")
     # THEN the failure is posted exactly once: nothing lost, nothing duplicated
     assert len(n.service.notifier.payloads) == 1
+
+
+def test_the_poll_settles_runs_whose_notification_was_lost_and_a_late_one_posts_nothing() -> None:
+    from orchestrator.ports import RunOutcome
+
+    # GIVEN three transfer runs whose notifications never came, an hour after the hand-off
+    n = Notify(3)
+    w = n.world
+    w.service.events = n.published
+    t0, t1, t2 = (n.tables[k] for k in sorted(n.tables))
+    w.transfers.outcomes[t0.dts_run] = RunOutcome("SUCCEEDED")
+    w.transfers.outcomes[t1.dts_run] = RunOutcome("FAILED", 9, "Access Denied")
+    w.clock.advance(minutes=59)
+    assert [r["action"] for r in w.service.poll().runs] == ["waiting"]  # not yet: no DTS call
+    w.clock.advance(minutes=2)
+    # WHEN the poll looks them up
+    report = w.service.poll()
+    assert report.runs[0]["action"] == "reconciled" and report.runs[0]["settled"] == 2
+    docs = w.ledger.table_docs["202611271500"]
+    assert docs[t0.key].state is TableState.SUCCEEDED and docs[t1.key].state is TableState.FAILED
+    assert docs[t2.key].state is TableState.STARTED  # still running in DTS
+    # THEN the failure is posted once, and its late notification posts nothing more
+    n.deliver_published()
+    assert len(n.slack.payloads) == 1 and "Access Denied" in json.dumps(n.slack.payloads)
+    n.finish(t1.key, "FAILED", "Access Denied")
+    assert len(n.slack.payloads) == 1
+    # AND the run closes once the last one is found finished, with one summary
+    w.transfers.outcomes[t2.dts_run] = RunOutcome("SUCCEEDED")
+    w.clock.advance(minutes=30)
+    assert w.service.poll().runs[0]["action"] == "waiting"  # looked up at most once an hour
+    w.clock.advance(minutes=31)
+    w.service.poll()
+    assert w.ledger.runs["202611271500"].state is RunState.PARTIAL
+    n.deliver_published()
+    assert len(n.slack.payloads) == 2 and "PARTIAL" in n.slack.payloads[-1]["text"]
