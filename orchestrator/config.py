@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.errors import ConfigError
@@ -419,11 +418,3 @@ def parse_tables(text: str) -> tuple[tuple[TableRef, ...], list[str]]:
     if sum(len(t.export_only) + 1 for t in tables) > 200_000:
         problems.append("is longer than the 200 KB that RDS ExportOnly accepts")
     return tuple(tables), problems
-
-
-def describe_fields() -> list[dict[str, Any]]:
-    """Rows for the README and ``--help``: name, default, example, help."""
-    return [
-        {"env": f.env, "flag": f.flag, "default": f.default, "example": f.example, "help": f.help}
-        for f in FIELDS
-    ]
