@@ -82,6 +82,29 @@ def export_started(run: Run, source: Source, now: datetime) -> Transition:
     )
 
 
+def export_not_started(run: Run, cause: str, now: datetime) -> Transition:
+    """The export could not be started for good (no source, no snapshot, a missing permission):
+    close the run and say why."""
+    if run.state is not RunState.EXPORT_STARTING:
+        return UNCHANGED
+    failed = run.with_(state=RunState.FAILED, failure_cause=cause, closed_at=now, updated_at=now)
+    return Transition(
+        failed,
+        (
+            Event(
+                EventKind.EXPORT_FAILED,
+                run.run_id,
+                now,
+                {
+                    "export_task_id": run.export_task_id,
+                    "status": "NOT_STARTED",
+                    "failure_cause": cause,
+                },
+            ),
+        ),
+    )
+
+
 def observe_export(
     run: Run,
     obs: ExportObservation,

@@ -25,8 +25,6 @@ from orchestrator.errors import (
     TransientError,
 )
 from orchestrator.model import (
-    Event,
-    EventKind,
     ExportStatus,
     Run,
     RunState,
@@ -143,7 +141,7 @@ class Orchestrator:
                         f"{running} exports are already running in this AWS account (the limit "
                         f"is {MAX_CONCURRENT_EXPORTS}); the next poll tries again"
                     )
-                exporter.start_export(run.export_task_id, source, self._export_only(run))
+                exporter.start_export(run.export_task_id, source, list(run.tables))
         except PermanentError as exc:
             self._fail_start(run, str(exc))
             raise
@@ -152,34 +150,10 @@ class Orchestrator:
         )
         return result.run or self.ledger.get_run(run.run_id) or run
 
-    def _export_only(self, run: Run) -> list[str]:
-        return list(run.tables)
-
     def _fail_start(self, run: Run, cause: str) -> None:
-        def close(current: Run) -> Transition:
-            if current.state is not RunState.EXPORT_STARTING:
-                return machine.UNCHANGED
-            now = self.clock.now()
-            failed = current.with_(
-                state=RunState.FAILED, failure_cause=cause, closed_at=now, updated_at=now
-            )
-            return Transition(
-                failed,
-                (
-                    Event(
-                        EventKind.EXPORT_FAILED,
-                        run.run_id,
-                        now,
-                        {
-                            "export_task_id": run.export_task_id,
-                            "status": "NOT_STARTED",
-                            "failure_cause": cause,
-                        },
-                    ),
-                ),
-            )
-
-        self._transition(run.run_id, close)
+        self._transition(
+            run.run_id, lambda r: machine.export_not_started(r, cause, self.clock.now())
+        )
         log.error(
             "run %s: the export could not be started: %s",
             run.run_id,

@@ -259,3 +259,14 @@ def test_table_finished_ignores_duplicates_and_older_attempts() -> None:
     done = machine.table_finished(table, "r2", TableState.SUCCEEDED, 0, "", None, NOW)
     assert done is not None and done.state is TableState.SUCCEEDED
     assert machine.table_finished(done, "r2", TableState.SUCCEEDED, 0, "", None, NOW) is None
+
+
+@pytest.mark.parametrize("state", list(RunState))
+def test_export_not_started_closes_only_a_starting_run(state: RunState) -> None:
+    result = machine.export_not_started(make_run(state), "cluster gone", NOW)
+    if state is not RunState.EXPORT_STARTING:
+        assert result.run is None and result.events == ()
+        return
+    assert result.run is not None and result.run.state is RunState.FAILED
+    assert result.run.failure_cause == "cluster gone" and result.run.closed_at == NOW
+    assert [e.data["status"] for e in result.events] == ["NOT_STARTED"]
