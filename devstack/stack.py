@@ -39,6 +39,7 @@ SLACK_SECRET = "rds2bq-slack-webhook"
 DTS_KEYS_SECRET = "rds2bq-dts-reader-keys"
 HTTP_FUNCTIONS = ("start_export", "poll", "rerun", "status")
 FUNCTIONS = (*HTTP_FUNCTIONS, "notify")
+AUTOPILOT_SECONDS = 20.0  # make stack: how long an export takes
 DEFAULT_TABLES = (
     "shop.orders",
     "shop.order_items",
@@ -440,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n--- Slack ---\n" + render_text(payload) + "\n", flush=True)
 
     stack = start_stack(on_slack=show, log=lambda m: print(f"… {m}", flush=True))
+    from devstack.aws import ExportAutopilot
+
+    autopilot = ExportAutopilot(stack.control, seconds=AUTOPILOT_SECONDS)
     done = threading.Event()
 
     def stop(*_: object) -> None:
@@ -452,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         done.wait()
     finally:
         print("stopping the local stack …", flush=True)
+        autopilot.stop()
         stack.stop()
     return 0
 
@@ -463,7 +468,8 @@ def _instructions(stack: LocalStack) -> str:
         if not k.startswith("RDS2BQ_SECRET_")
     )
     return f"""
-The local stack is up. Ctrl-C stops everything.
+The local stack is up. Ctrl-C stops everything. Exports move along by themselves, as RDS's
+would: STARTING, then IN_PROGRESS, then COMPLETE {AUTOPILOT_SECONDS:.0f} s after they start.
 
 Functions:
   start_export  {stack.url("start_export")}
