@@ -277,9 +277,22 @@ class Orchestrator:
         """
         now = self.clock.now()
         resumed = {k for k, t in tables.items() if t.state is TableState.STARTING}
+        busy = self._loading_elsewhere(run)
         claimed: list[TableRun] = []
         for key, table in sorted(tables.items()):
             if table.state not in (TableState.PENDING, TableState.STARTING):
+                continue
+            if table.state is TableState.PENDING and key in busy:
+                # Never two DTS runs at once on one config: an older run (a late load, or a
+                # re-transfer) is still loading this table, and whichever load ended last would
+                # win. It stays PENDING; a later poll starts it once that load is over.
+                log.info(
+                    "run %s: %s waits for run %s's load to finish",
+                    run.run_id,
+                    key,
+                    busy[key],
+                    extra={"run_id": run.run_id},
+                )
                 continue
             config = configs.get(key)
             if config is None:
@@ -317,7 +330,20 @@ class Orchestrator:
                     batch, flushed = [], time.monotonic()
             if batch:
                 self.ledger.put_tables(run.run_id, batch)
-        return all(t.state is not TableState.STARTING for t in tables.values())
+        return all(
+            t.state not in (TableState.STARTING, TableState.PENDING) for t in tables.values()
+        )
+
+    def _loading_elsewhere(self, run: Run) -> dict[str, str]:
+        """Tables that another open run is loading right now: table key -> that run's id."""
+        busy: dict[str, str] = {}
+        for other in self.ledger.open_runs():
+            if other.run_id == run.run_id or other.state is not RunState.TRANSFERRING:
+                continue
+            for table in self.ledger.tables(other.run_id):
+                if table.state in (TableState.STARTING, TableState.STARTED):
+                    busy[table.key] = other.run_id
+        return busy
 
     def _start_one(self, run: Run, table: TableRun, resumed: bool) -> TableRun:
         transfers = self._transfers()

@@ -103,6 +103,25 @@ def poll_until_handed_off(stack: LocalStack, run_id: str, polls: int = 8) -> lis
     raise AssertionError(f"not handed off after {polls} polls: {actions}")
 
 
+def settle(stack: LocalStack) -> None:
+    """Finish what earlier drills left loading, and wait until notify has recorded it: a table
+    still loading for one run makes another run's hand-off wait for it."""
+    stack.dts.clear_outcomes()
+    stack.dts.finish_pending()
+    book = ledger(stack)
+    loading = (TableState.STARTING, TableState.STARTED)
+
+    def quiet() -> bool:
+        return not any(t.state in loading for r in book.open_runs() for t in book.tables(r.run_id))
+
+    wait_for(quiet, 60, "earlier drills' loads to be recorded")
+    time.sleep(1)
+
+
+def of_run(payloads: list[dict[str, Any]], run_id: str) -> list[str]:
+    return [p["text"] for p in payloads if run_id in json.dumps(p)]
+
+
 def test_the_same_scheduler_call_three_times_concurrently(stack: LocalStack) -> None:
     slot = new_slot()
     with ThreadPoolExecutor(3) as pool:
@@ -124,6 +143,7 @@ def test_the_same_scheduler_call_three_times_concurrently(stack: LocalStack) -> 
 
 
 def test_poll_killed_mid_fan_out(stack: LocalStack) -> None:
+    settle(stack)
     slot = new_slot()
     run_id, _ = start_and_export(stack, slot)
     stack.dts.faults.latency = 0.5  # 20 tables, 4 at a time: about 2.5 s of fan-out
@@ -153,6 +173,7 @@ def test_poll_killed_mid_fan_out(stack: LocalStack) -> None:
 
 
 def test_aws_throttling_at_the_http_layer(stack: LocalStack) -> None:
+    settle(stack)
     slot = new_slot()
     stack.aws_proxy.throttle_next(50)  # more than botocore's retries: the call must fail
     status, body = call(stack, "start_export", {"slot": slot.isoformat()})
@@ -169,6 +190,7 @@ def test_aws_throttling_at_the_http_layer(stack: LocalStack) -> None:
 
 
 def test_bursts_of_dts_unavailable(stack: LocalStack) -> None:
+    settle(stack)
     slot = new_slot()
     run_id, _ = start_and_export(stack, slot)
     stack.dts.faults.fail_next(40, grpc.StatusCode.UNAVAILABLE, "StartManualTransferRuns")
@@ -176,17 +198,6 @@ def test_bursts_of_dts_unavailable(stack: LocalStack) -> None:
     stack.dts.faults.clear()
     assert_each_table_started_once(stack, slot)
     assert actions[-1] == "handed-off"
-
-
-def settle(stack: LocalStack) -> None:
-    """Finish what earlier drills left running, and let their messages arrive."""
-    stack.dts.clear_outcomes()
-    stack.dts.finish_pending()
-    time.sleep(3)
-
-
-def of_run(payloads: list[dict[str, Any]], run_id: str) -> list[str]:
-    return [p["text"] for p in payloads if run_id in json.dumps(p)]
 
 
 def test_a_slack_429_storm(stack: LocalStack) -> None:
@@ -215,6 +226,7 @@ def test_a_slack_429_storm(stack: LocalStack) -> None:
 
 
 def test_firestore_restarted_between_polls(stack: LocalStack) -> None:
+    settle(stack)
     slot = new_slot()
     status, body = call(stack, "start_export", {"slot": slot.isoformat()})
     assert status == 200

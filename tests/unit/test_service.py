@@ -332,3 +332,44 @@ def test_an_event_whose_publish_failed_is_published_by_the_next_poll() -> None:
     assert bus.events[0].data["failure_cause"] == "bucket gone"
     assert w.ledger.runs["202611271500"].outbox == ()
     assert w.service.poll().runs == []
+
+
+def test_a_table_still_loading_for_an_older_run_waits_for_that_load() -> None:
+    # GIVEN yesterday's run still loading shop.orders (its DTS run has not finished)
+    w = World(["shop.orders", "shop.customers"])
+    w.service.start_export(SLOT)
+    w.complete(["shop.orders", "shop.customers"])
+    w.service.poll()
+    w.clock.advance(minutes=5)
+    w.service.poll()
+    yesterday = "202611271500"
+    w.ledger.put_tables(
+        yesterday,
+        [
+            t.with_(state=TableState.SUCCEEDED)
+            for t in w.ledger.tables(yesterday)
+            if t.key == "shop.customers"
+        ],
+    )
+    # WHEN today's export completes and is handed off
+    today = SLOT + timedelta(days=1)
+    w.clock.current = today + timedelta(seconds=20)
+    w.service.start_export(today)
+    task = f"rds2bq-prod-{today:%Y%m%d%H%M}"
+    w.exporter.tables_info[task] = [
+        TableExportStatus("shop.shop.orders", "COMPLETE"),
+        TableExportStatus("shop.shop.customers", "COMPLETE"),
+    ]
+    w.exporter.set_status(task, ExportStatus.COMPLETE, percent=100, task_end_time=today)
+    w.clock.advance(minutes=5)
+    w.service.poll()
+    # THEN only the table that is free starts; the other waits, then starts once the older load ends
+    orders = w.transfers.configs["shop.orders"].name
+    assert (orders, today) not in w.transfers.started
+    assert (w.transfers.configs["shop.customers"].name, today) in w.transfers.started
+    w.ledger.put_tables(
+        yesterday, [t.with_(state=TableState.SUCCEEDED) for t in w.ledger.tables(yesterday)]
+    )
+    w.service.poll()
+    assert len(w.transfers.started[(orders, today)]) == 1
+    assert w.ledger.runs[f"{today:%Y%m%d%H%M}"].handed_off_at is not None
