@@ -18,43 +18,24 @@ running ``sync`` again recreates it empty, and the next run loads it afresh.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
 from google.cloud import bigquery
 
+from orchestrator.adapters.google_errors import translated
 from orchestrator.config import Settings
-from orchestrator.errors import PermanentError, TransientError
+from orchestrator.errors import PermanentError
 
 TIMEOUT = 30.0
 # retries are the caller's; None turns the client's off (its annotations say Retry only)
 _NO_RETRY: Any = None
-_TRANSIENT = (
-    gexc.ServiceUnavailable,
-    gexc.TooManyRequests,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.BadGateway,
-    gexc.GatewayTimeout,
-    auth_exc.TransportError,
-)
 
 
-@contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except _TRANSIENT as exc:
-        raise TransientError(f"BigQuery {what}: {_message(exc)}") from exc
-    except (gexc.GoogleAPICallError, auth_exc.GoogleAuthError) as exc:
-        raise PermanentError(f"BigQuery {what}: {_message(exc)}") from exc
-
-
-def _message(exc: Exception) -> str:
-    return str(getattr(exc, "message", None) or exc)
+def _translated(what: str) -> AbstractContextManager[None]:
+    return translated("BigQuery", what)
 
 
 class BigQueryTables:

@@ -11,16 +11,15 @@ Our configs are those named ``rds2bq-{env}:{table_key}``; no call here changes a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
 from google.cloud import bigquery_datatransfer_v1 as dts
 from google.protobuf import field_mask_pb2
 
+from orchestrator.adapters.google_errors import translated
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import utc
@@ -45,33 +44,14 @@ MANAGED_FIELDS = (
     "schedule_options",
     "notification_pubsub_topic",
 )
-_TRANSIENT = (
-    gexc.ServiceUnavailable,
-    gexc.TooManyRequests,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.Aborted,
-    auth_exc.TransportError,
-)
 # The generated transports log whole request payloads at DEBUG, and a create/update request
 # carries the secret access key. Pin their level so no logging setup (GOOGLE_SDK_PYTHON_LOGGING_
 # SCOPE, a DEBUG root) can ever emit one.
 _PAYLOAD_LOGGER = "google.cloud.bigquery_datatransfer_v1.services.data_transfer_service.transports"
 
 
-@contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """google.api_core errors -> ours, with DTS's own message (it says what is wrong)."""
-    try:
-        yield
-    except _TRANSIENT as exc:
-        raise TransientError(f"DTS {what}: {_message(exc)}") from exc
-    except (gexc.GoogleAPICallError, auth_exc.GoogleAuthError) as exc:
-        raise PermanentError(f"DTS {what}: {_message(exc)}") from exc
-
-
-def _message(exc: Exception) -> str:
-    return str(getattr(exc, "message", None) or exc)
+def _translated(what: str) -> AbstractContextManager[None]:
+    return translated("DTS", what)
 
 
 class DtsTransfers:

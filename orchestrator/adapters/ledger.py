@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -21,33 +21,20 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from orchestrator.errors import NotFoundError, PermanentError, TransientError
+from orchestrator.adapters.google_errors import translated
+from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.model import Run, RunState, TableRun, TableState, Transition
 
 T = TypeVar("T")
 R = TypeVar("R")
 _BATCH = 400  # under Firestore's 500 writes per batch
-_TRANSIENT = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.Aborted,
-    gexc.InternalServerError,
-    gexc.TooManyRequests,
-    gexc.ResourceExhausted,
-)
 TIMEOUT = 30.0
 DEDUPE_RETENTION = timedelta(days=8)  # longer than Pub/Sub's 7-day retry window
 CLAIM_LEASE = timedelta(minutes=10)  # longer than notify's timeout: a live handler keeps it
 
 
-@contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except _TRANSIENT as exc:
-        raise TransientError(f"Firestore {what}: {exc.message}") from exc
-    except gexc.GoogleAPICallError as exc:
-        raise PermanentError(f"Firestore {what}: {exc.message}") from exc
+def _translated(what: str) -> AbstractContextManager[None]:
+    return translated("Firestore", what)
 
 
 def _plain_time(value: Any) -> datetime | None:
