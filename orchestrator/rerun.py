@@ -33,7 +33,6 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator import machine, outbox
-from orchestrator.config import Settings
 from orchestrator.errors import (
     BadRequestError,
     ConflictError,
@@ -55,8 +54,7 @@ from orchestrator.model import (
     run_id_for,
     run_time_of,
 )
-from orchestrator.ports import Clock, EventBus, Exporter, Ledger, TransferRunner
-from orchestrator.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from orchestrator.retry import Backoff, call_with_retry
 from orchestrator.service import MAX_CONCURRENT_EXPORTS, Orchestrator
 
 log = logging.getLogger(__name__)
@@ -254,25 +252,20 @@ class RerunResult:
 class Reruns:
     def __init__(
         self,
-        settings: Settings,
-        ledger: Ledger,
-        exporter: Callable[[], Exporter],
-        transfers: Callable[[], TransferRunner],
-        events: EventBus,
-        clock: Clock,
         service: Orchestrator,
-        backoff: Backoff = DEFAULT_BACKOFF,
+        backoff: Backoff | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.settings = settings
-        self.ledger = ledger
-        self._exporter = exporter
-        self._transfers = transfers
-        self.events = events
-        self.clock = clock
+        # A rerun drives the same ports as the daily service: take them from it.
         self.service = service
-        self.backoff = backoff
-        self._sleep = sleep
+        self.settings = service.settings
+        self.ledger = service.ledger
+        self._exporter = service.exporter
+        self._transfers = service.transfers
+        self.events = service.events
+        self.clock = service.clock
+        self.backoff = backoff or service.backoff
+        self._sleep = sleep or service.sleep
 
     def rerun(self, request: RerunRequest) -> RerunResult:
         now = self.clock.now()

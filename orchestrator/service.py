@@ -79,12 +79,12 @@ class Orchestrator:
         # clients (cold start, and no AWS call when no run is open).
         self.settings = settings
         self.ledger = ledger
-        self._exporter = exporter
-        self._transfers = transfers
+        self.exporter = exporter
+        self.transfers = transfers
         self.events = events
         self.clock = clock
         self.backoff = backoff
-        self._sleep = sleep
+        self.sleep = sleep
 
     # ------------------------------------------------------------------ start_export
 
@@ -124,7 +124,7 @@ class Orchestrator:
     def _ensure_export(self, run: Run, as_of: date | None = None) -> Run:
         """Start the run's export, or adopt it if it already exists. Permanent failures close the
         run (and say why); transient ones leave it for the next call or poll."""
-        exporter = self._exporter()
+        exporter = self.exporter()
         try:
             existing = exporter.describe_export(run.export_task_id)
             if existing is not None:
@@ -203,7 +203,7 @@ class Orchestrator:
             report.add(run, "waiting")
 
     def _follow_export(self, run: Run, report: PollReport) -> None:
-        exporter = self._exporter()
+        exporter = self.exporter()
         obs = exporter.describe_export(run.export_task_id)
         if obs is None:
             log.warning(
@@ -249,7 +249,7 @@ class Orchestrator:
         run = claim.run
         log.info("run %s: hand-off claimed", run.run_id, extra={"run_id": run.run_id})
         tables = {t.key: t for t in self.ledger.tables(run.run_id)}
-        configs = self._transfers().configs_by_table()
+        configs = self.transfers().configs_by_table()
         complete = self._fan_out(run, tables, configs)
         if not complete:
             self._transition(
@@ -346,7 +346,7 @@ class Orchestrator:
         return busy
 
     def _start_one(self, run: Run, table: TableRun, resumed: bool) -> TableRun:
-        transfers = self._transfers()
+        transfers = self.transfers()
         try:
             if resumed:
                 existing = transfers.find_run(table.dts_config, run.run_time)
@@ -358,7 +358,7 @@ class Orchestrator:
                         extra={"run_id": run.run_id},
                     )
                     return machine.table_start_recorded(table, existing, self.clock.now())
-            kwargs = {} if self._sleep is None else {"sleep": self._sleep}
+            kwargs = {} if self.sleep is None else {"sleep": self.sleep}
             name = call_with_retry(
                 lambda: transfers.start_run(table.dts_config, run.run_time), self.backoff, **kwargs
             )
@@ -409,7 +409,7 @@ class Orchestrator:
         ]
         settled = 0
         for table in silent:
-            outcome = self._transfers().run_outcome(table.dts_run)
+            outcome = self.transfers().run_outcome(table.dts_run)
             state = outcome.table_state
             if state is None:
                 continue  # still running: DTS will notify

@@ -157,15 +157,7 @@ class Wiring:
     def reruns(self) -> Reruns:
         from orchestrator.rerun import Reruns
 
-        return Reruns(
-            self.settings,
-            self.ledger,
-            self.exporter,
-            self.transfers,
-            self.events,
-            SystemClock(),
-            self.service,
-        )
+        return Reruns(self.service)
 
     @cached_property
     def status(self) -> StatusReader:

@@ -122,7 +122,7 @@ def test_run_outcome_reads_where_a_transfer_run_stands(
 ) -> None:
     service, _, ledger = build(2, dts_standin, dts_client, bigquery_standin, firestore_emulator)
     service.poll()
-    runner = service._transfers()
+    runner = service.transfers()
     first, second = ledger.tables(f"{NOW:%Y%m%d%H%M}")
     assert runner.run_outcome(first.dts_run).table_state is None  # still pending
     dts_standin.finish_pending()

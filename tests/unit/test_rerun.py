@@ -57,15 +57,7 @@ class Ops:
         self.slack = RecordingNotifier()
         self.notify = NotifyService(w.settings, w.ledger, self.slack, w.events, w.clock)
         self.reruns = Reruns(
-            w.settings,
-            w.ledger,
-            lambda: w.exporter,
-            lambda: w.transfers,
-            w.events,
-            w.clock,
-            w.service,
-            backoff=Backoff(attempts=2, base_seconds=0.0),
-            sleep=lambda _: None,
+            w.service, backoff=Backoff(attempts=2, base_seconds=0.0), sleep=lambda _: None
         )
         self.keys = keys
         self._mid = 0
