@@ -64,17 +64,6 @@ def local(dt: datetime | None) -> str:
     return "—" if dt is None else dt.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S JST")
 
 
-def ledger(stack: LocalStack) -> Any:
-    from google.cloud import firestore
-
-    from orchestrator.adapters.ledger import FirestoreLedger
-
-    settings = stack.settings()
-    return FirestoreLedger(
-        firestore.Client(project=settings.gcp_project), settings.ledger_collection
-    )
-
-
 def product_status(run_id: str) -> str:
     """What ``python -m orchestrator status RUN_ID`` prints: the product's own view."""
     import contextlib
@@ -90,7 +79,7 @@ def product_status(run_id: str) -> str:
 
 def play_day(stack: LocalStack, screen: Screen) -> None:
     stack.apply_env()
-    book = ledger(stack)
+    book = stack.ledger()
     slot = datetime.now(UTC).replace(second=0, microsecond=0)
     stack.dts.set_outcome(FAILING_TABLE.replace(".", "__"), "FAILED", FAILING_MESSAGE, code=3)
 

@@ -88,6 +88,12 @@ class LocalStack:
 
         return load_settings(self.env)
 
+    def ledger(self) -> Any:
+        """The run ledger, built as the functions build it (call ``apply_env`` first)."""
+        from orchestrator.wiring import Wiring
+
+        return Wiring(self.settings()).ledger
+
     def apply_env(self) -> None:
         """Point this process's clients (and the CLI) at the stack."""
         os.environ.update(self.env)

@@ -10,7 +10,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -41,23 +40,12 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-def ledger(stack: LocalStack) -> Any:
-    from google.cloud import firestore
-
-    from orchestrator.adapters.ledger import FirestoreLedger
-
-    settings = stack.settings()
-    return FirestoreLedger(
-        firestore.Client(project=settings.gcp_project), settings.ledger_collection
-    )
-
-
 def schedule(slot: datetime) -> dict[str, str]:
     return {"X-CloudScheduler-ScheduleTime": slot.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def test_a_whole_day(stack: LocalStack) -> None:
-    book = ledger(stack)
+    book = stack.ledger()
     slot = datetime.now(UTC).replace(second=0, microsecond=0)
     stack.dts.set_outcome(FAILING.replace(".", "__"), "FAILED", "Parquet type mismatch", code=3)
 

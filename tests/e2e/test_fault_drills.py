@@ -49,17 +49,6 @@ def tap(stack: LocalStack) -> Any:
     return subscriber, name
 
 
-def ledger(stack: LocalStack) -> Any:
-    from google.cloud import firestore
-
-    from orchestrator.adapters.ledger import FirestoreLedger
-
-    settings = stack.settings()
-    return FirestoreLedger(
-        firestore.Client(project=settings.gcp_project), settings.ledger_collection
-    )
-
-
 def new_slot() -> datetime:
     """A distinct past minute per drill, so each drill has its own run and export."""
     return datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=next(_minute))
@@ -108,7 +97,7 @@ def settle(stack: LocalStack) -> None:
     still loading for one run makes another run's hand-off wait for it."""
     stack.dts.clear_outcomes()
     stack.dts.finish_pending()
-    book = ledger(stack)
+    book = stack.ledger()
     loading = (TableState.STARTING, TableState.STARTED)
 
     def quiet() -> bool:
@@ -139,7 +128,7 @@ def test_the_same_scheduler_call_three_times_concurrently(stack: LocalStack) -> 
     run_id = slot.strftime("%Y%m%d%H%M")
     tasks = [t for t in stack.control.tasks() if t.endswith(run_id)]
     assert len(tasks) == 1, f"duplicated: {len(tasks) - 1} export tasks"
-    assert len([r for r in ledger(stack).recent_runs(50) if r.run_id == run_id]) == 1
+    assert len([r for r in stack.ledger().recent_runs(50) if r.run_id == run_id]) == 1
 
 
 def test_poll_killed_mid_fan_out(stack: LocalStack) -> None:
@@ -150,7 +139,7 @@ def test_poll_killed_mid_fan_out(stack: LocalStack) -> None:
     try:
         first = threading.Thread(target=lambda: _ignore_errors(call, stack, "poll"))
         first.start()
-        book = ledger(stack)
+        book = stack.ledger()
         wait_for(
             lambda: 0 < len(starts_per_table(stack, slot)) < len(TABLES),
             20,
@@ -237,7 +226,7 @@ def test_firestore_restarted_between_polls(stack: LocalStack) -> None:
     files, skipped = realistic_layout(TABLES)
     stack.control.complete(task, files, skipped)
     poll_until_handed_off(stack, run_id)
-    run = ledger(stack).get_run(run_id)
+    run = stack.ledger().get_run(run_id)
     assert run is not None and run.state is RunState.TRANSFERRING
     assert_each_table_started_once(stack, slot)
 
@@ -249,7 +238,7 @@ def test_a_pubsub_message_delivered_twice(stack: LocalStack, tap: Any) -> None:
     run_id, _ = start_and_export(stack, slot)
     poll_until_handed_off(stack, run_id)
     stack.dts.finish_pending()
-    wait_for(lambda: not ledger(stack).get_run(run_id).is_open, 60, "the run to close")
+    wait_for(lambda: not stack.ledger().get_run(run_id).is_open, 60, "the run to close")
     time.sleep(3)
     before = len(stack.slack.payloads)
     from google.cloud import pubsub_v1
