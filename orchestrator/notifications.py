@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -394,3 +395,9 @@ def _json_default(value: object) -> object:
     if isinstance(value, tuple | frozenset | set):
         return sorted(value) if isinstance(value, frozenset | set) else list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable in event data")
+
+
+def transfer_key(run_name: str, state: str) -> str:
+    """The de-duplication key of a DTS run reaching a final state, however we learn of it (its
+    notification, or the poll's look-up when the notification is late or lost)."""
+    return hashlib.sha256(f"dts|{run_name}|{state}".encode()).hexdigest()

@@ -30,6 +30,7 @@ from orchestrator.notifications import (
     PubsubMessage,
     TransferRunFinished,
     parse_message,
+    transfer_key,
 )
 from orchestrator.ports import Clock, EventBus, Ledger, Notifier
 
@@ -173,12 +174,6 @@ class NotifyService:
             # Slack refused the message for good (bad payload, revoked webhook): retrying cannot
             # help, and the ledger already holds the truth.
             log.error("Slack refused a message: %s", exc)
-
-
-def transfer_key(run_name: str, state: str) -> str:
-    """The de-duplication key of a DTS run reaching a final state, however we learn of it (its
-    notification, or the poll's look-up when the notification is late or lost)."""
-    return hashlib.sha256(f"dts|{run_name}|{state}".encode()).hexdigest()
 
 
 def _dedupe_key(parsed: TransferRunFinished | Event) -> str:

@@ -34,6 +34,7 @@ from orchestrator.model import (
     Transition,
     floor_minute,
 )
+from orchestrator.notifications import transfer_key
 from orchestrator.ports import (
     Clock,
     EventBus,
@@ -395,8 +396,6 @@ class Orchestrator:
         claimed under the same key as its notification would be, so a late notification and
         this look-up never both record or post it.
         """
-        from orchestrator.notify import transfer_key
-
         now = self.clock.now()
         after = timedelta(minutes=self.settings.reconcile_after_minutes)
         silent = [
