@@ -660,11 +660,12 @@ def context_from_wiring(wiring: Wiring, *, send_test: bool = False) -> Context:
         return build_destination_tables(s)
 
     def topics() -> TopicProbePort:
-        from google.cloud import pubsub_v1
+        import os
 
         from orchestrator.adapters.probes import TopicProbe
+        from orchestrator.adapters.pubsub import pubsub_http
 
-        return TopicProbe(pubsub_v1.PublisherClient())
+        return TopicProbe(pubsub_http(os.environ))
 
     def id_token() -> str:
         from orchestrator.adapters.aws_session import google_id_token_loader
@@ -672,13 +673,13 @@ def context_from_wiring(wiring: Wiring, *, send_test: bool = False) -> Context:
         return google_id_token_loader(s.aws_audience)()
 
     def assume(token: str) -> str:
-        import boto3
+        import botocore.session
         from botocore import UNSIGNED
         from botocore.config import Config
 
         from orchestrator.adapters.probes import assume_web_identity
 
-        sts = boto3.client(
+        sts = botocore.session.get_session().create_client(
             "sts",
             region_name=s.aws_region,
             endpoint_url=s.aws_endpoint_url or None,
@@ -687,13 +688,15 @@ def context_from_wiring(wiring: Wiring, *, send_test: bool = False) -> Context:
         return assume_web_identity(sts, s.aws_role_arn, token, "rds2bq-doctor")
 
     def trust_policy() -> dict[str, Any] | None:
-        # The operator's own credentials (boto3's default chain), if they may read the role.
-        import boto3
+        # The operator's own credentials (botocore's default chain), if they may read the role.
+        import botocore.session
 
         from orchestrator.adapters.aws_session import CLIENT_CONFIG
         from orchestrator.adapters.probes import AwsProbe
 
-        iam = boto3.client("iam", endpoint_url=s.aws_endpoint_url or None, config=CLIENT_CONFIG)
+        iam = botocore.session.get_session().create_client(
+            "iam", endpoint_url=s.aws_endpoint_url or None, config=CLIENT_CONFIG
+        )
         return (
             AwsProbe(sts=None, s3=None, kms=None, iam=iam, rds=None)
             .role(s.aws_role_arn)

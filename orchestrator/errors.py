@@ -1,7 +1,7 @@
 """One root error. Transient errors are safe to retry; permanent ones are not.
 
 Adapters translate vendor errors into these at the boundary (``raise ... from exc``), so the
-core and the entry points never see a botocore or google.api_core exception.
+core and the entry points never see a botocore or Google API error.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The one place where settings meet SDK clients. Everything is built lazily, once per instance.
+"""The one place where settings meet clients. Everything is built lazily, once per instance.
 
-An entry point asks for what its path needs; nothing here imports a vendor SDK at module import,
-so a cold start of ``poll`` with no open run loads Firestore and never boto3.
+An entry point asks for what its path needs; nothing here imports an adapter at module import,
+so a cold start of ``poll`` with no open run loads the Firestore REST client and never botocore.
 """
 
 from __future__ import annotations
@@ -70,22 +70,13 @@ class Wiring:
 
         if self.settings.secrets_backend == "env":
             return secrets.EnvSecrets()
-        from google.cloud import secretmanager
-
-        return secrets.SecretManagerSecrets(
-            secretmanager.SecretManagerServiceClient(), self.settings.gcp_project
-        )
+        return secrets.secret_manager(self.settings.gcp_project)
 
     @cached_property
     def ledger(self) -> Ledger:
-        from google.cloud import firestore
+        from orchestrator.adapters.ledger import build_ledger
 
-        from orchestrator.adapters.ledger import FirestoreLedger
-
-        client = firestore.Client(
-            project=self.settings.gcp_project, database=self.settings.firestore_database
-        )
-        return FirestoreLedger(client, self.settings.ledger_collection)
+        return build_ledger(self.settings)
 
     def aws_session(self) -> Any:
         from orchestrator.adapters import aws_session

@@ -119,7 +119,7 @@ def _aware(value: Any) -> datetime | None:
 
 
 class AwsExporter:
-    """Implements ``ports.Exporter`` with injected boto3 ``rds`` and ``s3`` clients."""
+    """Implements ``ports.Exporter`` with injected botocore ``rds`` and ``s3`` clients."""
 
     def __init__(
         self, rds: Any, s3: Any, bucket: str, prefix: str, kms_key_id: str, export_role_arn: str

@@ -1,10 +1,11 @@
-"""boto3 sessions for the three ways of reaching AWS.
+"""botocore sessions for the three ways of reaching AWS (botocore alone: boto3 adds import time
+and nothing we use).
 
 - ``web-identity`` (default, keyless): a Google ID token for the configured audience is exchanged
   with ``AssumeRoleWithWebIdentity``. botocore's own fetcher caches the credentials and refreshes
   them shortly before expiry, so a warm instance calls STS about once an hour, never per request.
 - ``static``: an IAM user's keys from Secret Manager, optionally chained with ``AssumeRole``.
-- ``default``: boto3's default chain (local stack, developer machines).
+- ``default``: botocore's default chain (local stack, developer machines).
 
 ``AWS_ENDPOINT_URL`` (the local stack) applies to every client, STS included.
 """
@@ -16,7 +17,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import (
@@ -37,16 +37,12 @@ CLIENT_CONFIG = Config(
 
 def google_id_token_loader(audience: str) -> Callable[[], str]:
     """A loader of Google ID tokens for ``audience``: the metadata server on Cloud Functions, a
-    service-account (or impersonated) credentials file elsewhere."""
+    service-account (or impersonated) credentials file elsewhere (``google_tokens``)."""
 
     def load() -> str:
-        import google.auth.transport.requests
-        import google.oauth2.id_token
+        from orchestrator.adapters.google_tokens import default_credentials
 
-        token = google.oauth2.id_token.fetch_id_token(  # type: ignore[no-untyped-call]
-            google.auth.transport.requests.Request(), audience
-        )
-        return str(token)
+        return default_credentials().id_token(audience)
 
     return load
 
@@ -58,11 +54,11 @@ def build_session(
     endpoint_url: str = "",
     token_loader: Callable[[], str] | None = None,
     static_keys: Callable[[], str] | None = None,
-) -> boto3.Session:
+) -> botocore.session.Session:
     core = botocore.session.Session()
     core.set_config_variable("region", region)
     if auth == "default":
-        return boto3.Session(botocore_session=core, region_name=region)
+        return core
     create_client = partial(
         core.create_client, region_name=region, endpoint_url=endpoint_url or None
     )
@@ -97,7 +93,7 @@ def build_session(
             core._credentials = base
     else:
         raise ConfigError([f"RDS2BQ_AWS_AUTH={auth!r} is not supported"])
-    return boto3.Session(botocore_session=core, region_name=region)
+    return core
 
 
 def _parse_keys(text: str) -> dict[str, str]:
@@ -121,5 +117,5 @@ def _parse_keys(text: str) -> dict[str, str]:
     }
 
 
-def client(session: boto3.Session, service: str, endpoint_url: str = "") -> Any:
-    return session.client(service, endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)
+def client(session: botocore.session.Session, service: str, endpoint_url: str = "") -> Any:
+    return session.create_client(service, endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)

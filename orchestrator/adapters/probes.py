@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator.adapters.aws import translate
+from orchestrator.adapters.google_http import ApiError, GoogleHttp
 from orchestrator.errors import AccessDeniedError, NotFoundError, PermanentError, TransientError
 
 TIMEOUT = 15.0
@@ -105,7 +106,7 @@ def _aws(action: str, what: str) -> Iterator[None]:
 
 
 class AwsProbe:
-    """Read-only AWS calls, with injected boto3 clients (built by the doctor from the wiring)."""
+    """Read-only AWS calls, with injected botocore clients (built by the doctor from the wiring)."""
 
     def __init__(self, *, sts: Any, s3: Any, kms: Any, iam: Any, rds: Any) -> None:
         self._sts = sts
@@ -177,38 +178,34 @@ def assume_web_identity(sts_unsigned: Any, role_arn: str, token: str, session: s
 
 
 class TopicProbe:
-    """Pub/Sub topic existence, schema and publishers (a ``PublisherClient``, injected)."""
+    """Pub/Sub topic existence, schema and publishers, over the REST API (``GoogleHttp``)."""
 
-    def __init__(self, publisher: Any) -> None:
-        self._publisher = publisher
+    def __init__(self, http: GoogleHttp) -> None:
+        self._http = http
 
     def topic(self, path: str) -> Topic:
-        from google.api_core import exceptions as gexc
-
         try:
-            topic = self._publisher.get_topic(request={"topic": path}, timeout=TIMEOUT)
-        except gexc.NotFound as exc:
-            raise NotFoundError(f"topic {path} does not exist") from exc
-        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
-            raise AccessDeniedError(f"pubsub.topics.get on {path} was refused") from exc
-        except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as exc:
-            raise TransientError(f"Pub/Sub unavailable reading {path}") from exc
-        except gexc.GoogleAPICallError as exc:
+            topic = self._http.call("GET", path, timeout=TIMEOUT)
+        except ApiError as exc:
+            if exc.status == "NOT_FOUND":
+                raise NotFoundError(f"topic {path} does not exist") from exc
+            if exc.status in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+                raise AccessDeniedError(f"pubsub.topics.get on {path} was refused") from exc
+            if exc.transient:
+                raise TransientError(f"Pub/Sub unavailable reading {path}") from exc
             raise PermanentError(f"reading topic {path}: {exc.message}") from exc
-        schema = getattr(getattr(topic, "schema_settings", None), "schema", "") or ""
+        schema = (topic.get("schemaSettings") or {}).get("schema", "")
         return Topic(path, str(schema))
 
     def publishers(self, path: str) -> list[str] | None:
         """Members with roles/pubsub.publisher on the topic; None when the policy is unreadable
         (no permission, or an emulator without IAM)."""
-        from google.api_core import exceptions as gexc
-
         try:
-            policy = self._publisher.get_iam_policy(request={"resource": path}, timeout=TIMEOUT)
-        except gexc.GoogleAPICallError:
+            policy = self._http.call("POST", f"{path}:getIamPolicy", {}, timeout=TIMEOUT)
+        except ApiError:
             return None
         members: list[str] = []
-        for binding in policy.bindings:
-            if binding.role == "roles/pubsub.publisher":
-                members.extend(str(m) for m in binding.members)
+        for binding in policy.get("bindings", ()):
+            if binding.get("role") == "roles/pubsub.publisher":
+                members.extend(str(m) for m in binding.get("members", ()))
         return members

@@ -7,21 +7,28 @@ without a redeploy, and a warm instance does not call Secret Manager per request
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
 
+from orchestrator.adapters.google_http import ApiError, GoogleHttp
 from orchestrator.errors import NotFoundError, PermanentError, TransientError
 from orchestrator.logs import register_secret
 
 CACHE_SECONDS = 300.0
+ENDPOINT = "https://secretmanager.googleapis.com/v1/"
 
 
 class SecretManagerSecrets:
-    def __init__(self, client: Any, project: str, cache_seconds: float = CACHE_SECONDS) -> None:
-        self._client = client
+    """``versions.access`` over Secret Manager's REST API (see ``google_http`` for why not the
+    SDK)."""
+
+    def __init__(
+        self, http: GoogleHttp, project: str, cache_seconds: float = CACHE_SECONDS
+    ) -> None:
+        self._http = http
         self._project = project
         self._cache: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
@@ -37,23 +44,35 @@ class SecretManagerSecrets:
             hit = self._cache.get(name)
             if hit and time.monotonic() - hit[0] < self._ttl:
                 return hit[1]
-        from google.api_core import exceptions as gexc
-
         try:
-            response = self._client.access_secret_version(
-                request={"name": self._path(name)}, timeout=15.0
-            )
-        except gexc.NotFound as exc:
-            raise NotFoundError(f"secret {name} (or its latest version) does not exist") from exc
-        except gexc.PermissionDenied as exc:
-            raise PermanentError(f"no roles/secretmanager.secretAccessor on secret {name}") from exc
-        except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as exc:
-            raise TransientError(f"Secret Manager unavailable reading {name}") from exc
-        value = response.payload.data.decode("utf-8")
+            answer = self._http.call("GET", f"{self._path(name)}:access", timeout=15.0)
+        except ApiError as exc:
+            if exc.status == "NOT_FOUND":
+                raise NotFoundError(
+                    f"secret {name} (or its latest version) does not exist"
+                ) from exc
+            if exc.status in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+                raise PermanentError(
+                    f"no roles/secretmanager.secretAccessor on secret {name}"
+                ) from exc
+            if exc.transient:
+                raise TransientError(f"Secret Manager unavailable reading {name}") from exc
+            raise PermanentError(f"Secret Manager refused reading {name}: {exc.status}") from exc
+        try:
+            value = base64.b64decode(answer["payload"]["data"]).decode("utf-8")
+        except (KeyError, TypeError, ValueError) as exc:
+            # Never echo the answer: it may hold the secret.
+            raise PermanentError(f"secret {name}: Secret Manager sent no readable payload") from exc
         register_secret(value)
         with self._lock:
             self._cache[name] = (time.monotonic(), value)
-        return str(value)
+        return value
+
+
+def secret_manager(project: str, environ: Mapping[str, str] | None = None) -> SecretManagerSecrets:
+    from orchestrator.adapters.google_tokens import default_credentials
+
+    return SecretManagerSecrets(GoogleHttp(ENDPOINT, default_credentials(environ)), project)
 
 
 class EnvSecrets:
