@@ -1,6 +1,6 @@
 """Figure 1 (issue 3): the hand-off's fan-out against a one-at-a-time loop.
 
-Both sides use the production DTS adapter (``DtsTransfers`` over gRPC, built by
+Both sides use the production DTS adapter (``DtsTransfers`` over the DTS REST API, built by
 ``build_transfer_runner`` exactly as the wiring builds it) against the DTS stand-in, which adds the
 same latency to every call. The hand-off side is the real ``Orchestrator`` poll that claims the
 hand-off, lists the configs and starts one run per table through its thread pool; its run ledger is

@@ -1,10 +1,10 @@
 """Figure 2 (issue 7): hand-off lag, from the export being COMPLETE to every DTS run started.
 
 The measured poll is the production one, built by ``orchestrator.wiring`` with its real AWS and
-DTS adapters: boto3 against moto's server (``DescribeExportTasks``, then the export's
+DTS adapters: botocore against moto's server (``DescribeExportTasks``, then the export's
 ``export_tables_info_*`` files listed and read from S3, written as RDS writes them, column
-metadata included), and the DTS adapter over gRPC against the stand-in with a fixed latency per
-call. Only the run ledger and the event bus are in-memory fakes (``tests/fakes.py``,
+metadata included), and the DTS adapter over the DTS REST API against the stand-in with a fixed
+latency per call. Only the run ledger and the event bus are in-memory fakes (``tests/fakes.py``,
 ``RecordingEventBus``): the Firestore emulator's speed says nothing about Firestore's.
 
 The visibility margin is set to 0 so that the poll that sees COMPLETE also hands off: the measured
@@ -60,7 +60,7 @@ def _child(run_time: datetime) -> dict[str, Any]:
     real_exporter, real_transfers = w.exporter, w.transfers
     w.exporter = lambda: Timed(real_exporter(), spans, "aws")  # type: ignore[method-assign]
 
-    def transfers() -> Any:  # the wiring builds the DTS client (and imports its SDK) lazily
+    def transfers() -> Any:  # the wiring builds the DTS adapter (and its HTTP client) lazily
         start = time.perf_counter()
         built = real_transfers()
         spans.add("build.transfers", start, time.perf_counter())

@@ -1,5 +1,5 @@
 """The wire peers the benchmarks run against, all local: moto's server (RDS, S3, STS, KMS, IAM),
-the DTS gRPC stand-in, the Firestore and Pub/Sub emulators, the Slack stand-in.
+the DTS REST stand-in, the Firestore and Pub/Sub emulators, the Slack stand-in.
 
 They live in the harness process (the emulators in their own); what is measured runs in fresh
 child processes, so a child's memory and imports are its own.
@@ -154,11 +154,11 @@ def start_peers() -> Peers:
 def create_configs(settings: Any, target: str, threads: int = 8) -> int:
     """Create every configured table's transfer config in the stand-in at ``target``, through the
     production adapter (as ``sync`` would, without the BigQuery half). Returns how many."""
-    from devstack.dts_standin import client_for
+    from devstack.dts_standin import http_for
     from orchestrator.adapters.dts import build_transfer_runner
     from orchestrator.sync import AccessKeys, desired_configs
 
-    transfers = build_transfer_runner(settings, client=client_for(target))
+    transfers = build_transfer_runner(settings, http=http_for(target))
     keys = AccessKeys("AKIABENCHREADER00001", "bench-reader-secret-key-000000000000")
     wanted = list(desired_configs(settings).values())
     with ThreadPoolExecutor(threads) as pool:

@@ -1,8 +1,14 @@
-"""A local stand-in for the BigQuery Data Transfer Service (gRPC), for tests and the demo.
+"""A local stand-in for the BigQuery Data Transfer Service REST API v1, for tests and the demo.
 
-It speaks the real wire protocol: every request is decoded with the client library's own
-``types.*Request.deserialize`` and every reply encoded with ``types.*.serialize``, so the
-production adapter talks to it through an unmodified ``DataTransferServiceClient``.
+It speaks the real REST format, as the production adapter (``orchestrator.adapters.dts``) and the
+official client with ``transport="rest"`` both do: the documented URLs (``/v1/projects/P/locations/
+L/transferConfigs``, ``...:startManualRuns``, ``.../runs/R``), camelCase JSON bodies, RFC 3339
+times, ``updateMask`` and the other request fields as query parameters, enums by name (or by
+number when asked with ``$alt=json;enum-encoding=int``, as the official client asks), and errors
+as ``{"error": {"code", "message", "status"}}`` with the HTTP code of each canonical status. The
+service logic works on the client library's own message types; JSON is converted to and from them
+with protobuf's JSON mapping, which is what defines the REST format (unknown fields are refused,
+as Google does).
 
 What it models, because our correctness depends on it (see FACTS.md, DTS section):
 
@@ -15,7 +21,8 @@ What it models, because our correctness depends on it (see FACTS.md, DTS section
   shape DTS sends (attributes, camelCase TransferRun JSON, ``params`` echoing ``access_key_id``);
 - faults: per-call latency, UNAVAILABLE / RESOURCE_EXHAUSTED bursts, calls that succeed but answer
   too late (so the client sees DEADLINE_EXCEEDED for a run that *was* started), and a cut-off after
-  N successful StartManualTransferRuns (a fan-out that dies half-way).
+  N successful StartManualTransferRuns (a fan-out that dies half-way). Faults are named by their
+  canonical status (``"UNAVAILABLE"``) and method (``"StartManualTransferRuns"``).
 
 Run it in-process with ``start(...)`` or as ``python -m devstack.dts_standin --port N ...``.
 """
@@ -24,29 +31,54 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-import grpc
 from google.cloud.bigquery_datatransfer_v1 import types
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, field_mask_pb2, json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.rpc import status_pb2
+
+if TYPE_CHECKING:
+    from orchestrator.adapters.google_http import GoogleHttp
 
 log = logging.getLogger("devstack.dts_standin")
 
-SERVICE = "google.cloud.bigquery.datatransfer.v1.DataTransferService"
+# The HTTP code of each canonical status, as Google's REST APIs answer (google/rpc/code.proto).
+HTTP_CODES = {
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+}
 DATA_SOURCE = "amazon_s3"
 REQUIRED_PARAMS = (
     "data_path",
@@ -83,17 +115,28 @@ _RUN_RE = re.compile(r"^(projects/[^/]+/(?:locations/[^/]+/)?transferConfigs/[^/
 _TOPIC_RE = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 
 
+def _status(name: str) -> str:
+    """A canonical status name, checked: a typo in a test must not inject nothing."""
+    if name not in HTTP_CODES:
+        raise ValueError(f"{name!r} is not a canonical error status ({', '.join(HTTP_CODES)})")
+    return name
+
+
 class RpcFault(Exception):
     """An error status to answer with (what the real service would say)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = _status(code)  # canonical status name, e.g. "NOT_FOUND"
         self.message = message
+
+    @property
+    def http_code(self) -> int:
+        return HTTP_CODES[self.code]
 
 
 def _invalid(message: str) -> RpcFault:
-    return RpcFault(grpc.StatusCode.INVALID_ARGUMENT, message)
+    return RpcFault("INVALID_ARGUMENT", message)
 
 
 # --------------------------------------------------------------------------- runtime templates
@@ -206,7 +249,7 @@ def match_keys(pattern: DataPathPattern, keys: Iterable[str]) -> list[str]:
 @dataclass
 class CallRecord:
     method: str
-    code: str  # grpc status name, "OK" on success
+    code: str  # canonical status name, "OK" on success
     at: float = field(default_factory=time.monotonic)
 
 
@@ -216,20 +259,21 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.latency = 0.0  # seconds added before every call
-        self._failures: deque[tuple[str | None, grpc.StatusCode, str]] = deque()
+        self._failures: deque[tuple[str | None, str, str]] = deque()
         self._slow: deque[tuple[str | None, float]] = deque()
         self._starts_left: int | None = None
-        self._starts_code = grpc.StatusCode.UNAVAILABLE
+        self._starts_code = "UNAVAILABLE"
 
     def fail_next(
         self,
         n: int = 1,
-        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        code: str = "UNAVAILABLE",
         method: str | None = None,
         message: str = "",
     ) -> None:
-        """The next ``n`` calls (of ``method``, or of any method) fail with ``code``, no effect."""
-        text = message or f"injected {code.name}"
+        """The next ``n`` calls (of ``method``, or of any method) fail with status ``code`` (a
+        canonical name such as ``"UNAVAILABLE"``), with no effect."""
+        text = message or f"injected {_status(code)}"
         with self._lock:
             self._failures.extend([(method, code, text)] * n)
 
@@ -239,13 +283,11 @@ class Faults:
         with self._lock:
             self._slow.extend([(method, seconds)] * n)
 
-    def fail_after_starts(
-        self, n: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
-    ) -> None:
+    def fail_after_starts(self, n: int, code: str = "UNAVAILABLE") -> None:
         """Allow ``n`` more successful StartManualTransferRuns, then fail every later one."""
         with self._lock:
             self._starts_left = n
-            self._starts_code = code
+            self._starts_code = _status(code)
 
     def clear(self) -> None:
         with self._lock:
@@ -261,7 +303,7 @@ class Faults:
                 return entry
         return None
 
-    def take_failure(self, method: str) -> tuple[grpc.StatusCode, str] | None:
+    def take_failure(self, method: str) -> tuple[str, str] | None:
         with self._lock:
             entry = self._take(self._failures, method)
         return None if entry is None else (entry[1], entry[2])
@@ -370,6 +412,7 @@ class _Notifier:
     def _publisher(self) -> Any:
         with self._lock:
             if self._client is None:
+                import grpc
                 from google.cloud import pubsub_v1
                 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
@@ -398,11 +441,279 @@ class _Notifier:
                 self._client = None
 
 
+# --------------------------------------------------------------------------- REST plumbing
+
+_PARENT_PATH = r"projects/[^/:]+(?:/locations/[^/:]+)?"
+_CONFIG_PATH = _PARENT_PATH + r"/transferConfigs/[^/:]+"
+_RUN_PATH = _CONFIG_PATH + r"/runs/[^/:]+"
+# System parameters every Google REST API accepts besides the method's own fields.
+_SYSTEM_PARAMS = frozenset(
+    {"$alt", "alt", "$.xgafv", "prettyPrint", "fields", "key", "quotaUser", "access_token"}
+)
+_FIELD_MASK = "google.protobuf.FieldMask"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One REST method as the service's ``google.api.http`` rules define it: HTTP verb, URL
+    template with its one variable, the request message, where the body goes."""
+
+    verb: str
+    pattern: re.Pattern[str]
+    method: str  # the RPC's name: how calls are recorded and faults are aimed
+    handler: str  # the DtsStandin method serving it
+    request_type: Any
+    path_field: str  # the request field the URL variable binds, e.g. transfer_config.name
+    body: str | None = None  # "*": the whole request; a field name; None: no body
+
+    def match(self, verb: str, path: str) -> str | None:
+        found = self.pattern.match(path) if verb == self.verb else None
+        return found.group("var") if found else None
+
+
+def _route(
+    verb: str,
+    variable: str,
+    suffix: str,
+    method: str,
+    handler: str,
+    request_type: Any,
+    path_field: str,
+    body: str | None = None,
+) -> Route:
+    pattern = re.compile(f"^/v1/(?P<var>{variable}){re.escape(suffix)}$")
+    return Route(verb, pattern, method, handler, request_type, path_field, body)
+
+
+ROUTES = (
+    _route(
+        "POST",
+        _PARENT_PATH,
+        "/transferConfigs",
+        "CreateTransferConfig",
+        "_create_config",
+        types.CreateTransferConfigRequest,
+        "parent",
+        "transfer_config",
+    ),
+    _route(
+        "GET",
+        _PARENT_PATH,
+        "/transferConfigs",
+        "ListTransferConfigs",
+        "_list_configs",
+        types.ListTransferConfigsRequest,
+        "parent",
+    ),
+    _route(
+        "GET",
+        _CONFIG_PATH,
+        "",
+        "GetTransferConfig",
+        "_get_config",
+        types.GetTransferConfigRequest,
+        "name",
+    ),
+    _route(
+        "PATCH",
+        _CONFIG_PATH,
+        "",
+        "UpdateTransferConfig",
+        "_update_config",
+        types.UpdateTransferConfigRequest,
+        "transfer_config.name",
+        "transfer_config",
+    ),
+    _route(
+        "DELETE",
+        _CONFIG_PATH,
+        "",
+        "DeleteTransferConfig",
+        "_delete_config",
+        types.DeleteTransferConfigRequest,
+        "name",
+    ),
+    _route(
+        "POST",
+        _CONFIG_PATH,
+        ":startManualRuns",
+        "StartManualTransferRuns",
+        "_start_runs",
+        types.StartManualTransferRunsRequest,
+        "parent",
+        "*",
+    ),
+    _route(
+        "GET",
+        _CONFIG_PATH,
+        "/runs",
+        "ListTransferRuns",
+        "_list_runs",
+        types.ListTransferRunsRequest,
+        "parent",
+    ),
+    _route("GET", _RUN_PATH, "", "GetTransferRun", "_get_run", types.GetTransferRunRequest, "name"),
+    _route(
+        "GET",
+        _RUN_PATH,
+        "/transferLogs",
+        "ListTransferLogs",
+        "_list_logs",
+        types.ListTransferLogsRequest,
+        "parent",
+    ),
+)
+
+
+def _snake_case(path: str) -> str:
+    return ".".join(
+        re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), part) for part in path.split(".")
+    )
+
+
+def _field_mask(text: str) -> field_mask_pb2.FieldMask:
+    """``updateMask`` as a query parameter: comma-separated paths, camelCase as FieldMask's JSON
+    form and Google's clients spell them, or snake_case as Google also accepts."""
+    return field_mask_pb2.FieldMask(
+        paths=[_snake_case(p.strip()) for p in text.split(",") if p.strip()]
+    )
+
+
+def parse_request(route: Route, variable: str, query: str, body: bytes) -> tuple[Any, bool]:
+    """The request message of one REST call (gRPC transcoding: the URL variable, the query
+    parameters and the body, each bound to its field), and whether the caller asked for enums as
+    numbers. What Google would refuse is refused: INVALID_ARGUMENT."""
+    descriptor = route.request_type.pb().DESCRIPTOR
+    message: dict[str, Any] = {}
+    if route.body is not None:
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise _invalid(f"Invalid JSON payload received. {exc}") from exc
+        if not isinstance(payload, dict):
+            raise _invalid("Invalid JSON payload received. Expected an object.")
+        if route.body == "*":
+            message.update(payload)
+        else:
+            message[descriptor.fields_by_name[route.body].json_name] = payload
+    values: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        values.setdefault(key, []).append(value)
+    int_enums = False
+    masks: dict[str, field_mask_pb2.FieldMask] = {}
+    for key, given in values.items():
+        if key in _SYSTEM_PARAMS:
+            int_enums = int_enums or (key in ("$alt", "alt") and "enum-encoding=int" in given[-1])
+            continue
+        found = descriptor.fields_by_name.get(key) or descriptor.fields_by_camelcase_name.get(key)
+        if found is None:
+            raise _invalid(
+                f'Invalid JSON payload received. Unknown name "{key}": Cannot bind query '
+                f"parameter. Field '{key}' could not be found in request message."
+            )
+        if found.message_type is not None and found.message_type.full_name == _FIELD_MASK:
+            masks[found.name] = _field_mask(given[-1])
+            continue
+        if found.message_type is not None:
+            raise _invalid(f'Invalid JSON payload received. Cannot bind query parameter "{key}".')
+        if found.type == FieldDescriptor.TYPE_BOOL:
+            given = [v.lower() == "true" for v in given]  # type: ignore[misc]
+        message[found.json_name] = given if found.is_repeated else given[-1]
+    head, _, tail = route.path_field.partition(".")
+    head_json = descriptor.fields_by_name[head].json_name
+    if tail:
+        inner = message.setdefault(head_json, {})
+        if not isinstance(inner, dict):
+            raise _invalid(f"Invalid JSON payload received. {head_json} must be an object.")
+        inner[tail] = variable
+    else:
+        message[head_json] = variable
+    try:
+        request = route.request_type.from_json(json.dumps(message), ignore_unknown_fields=False)
+    except json_format.ParseError as exc:
+        raise _invalid(f"Invalid JSON payload received. {exc}") from exc
+    for name, mask in masks.items():
+        setattr(request, name, mask)
+    return request, int_enums
+
+
+def encode_response(message: Any, int_enums: bool = False) -> bytes:
+    """A response message as the REST API answers: camelCase JSON, RFC 3339 times, fields at
+    their default left out, enums by name unless asked for numbers."""
+    if isinstance(message, empty_pb2.Empty):
+        return b"{}"
+    return str(
+        type(message).to_json(
+            message,
+            use_integers_for_enums=int_enums,
+            indent=None,
+            always_print_fields_with_no_presence=False,
+        )
+    ).encode()
+
+
+def encode_error(fault: RpcFault) -> bytes:
+    """Google's JSON error body."""
+    error = {"code": fault.http_code, "message": fault.message, "status": fault.code}
+    return json.dumps({"error": error}).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many clients connecting at once must not see refusals
+
+    def __init__(self, address: tuple[str, int], standin: DtsStandin) -> None:
+        super().__init__(address, _Handler)
+        self.standin = standin
+        self.connections: set[Any] = set()
+        self.connections_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("DTS stand-in: connection from %s ended abruptly", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: pooled clients reuse their connections
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's delayed
+    # ACK add ~40 ms to every answer.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):  # the client is gone
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("DTS stand-in: " + format, *args)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, payload = self.server.standin.dispatch(self.command, self.path, body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:  # the client stopped waiting (a slow answer): as the real service, done
+            self.close_connection = True
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+
 # --------------------------------------------------------------------------- the service
 
 
 class DtsStandin:
-    """Configs and runs in memory, the gRPC server serving them, and the test-facing controls."""
+    """Configs and runs in memory, the HTTP server serving them, and the test-facing controls."""
 
     def __init__(
         self,
@@ -430,34 +741,54 @@ class DtsStandin:
         self._notifier = _Notifier(pubsub_host or os.environ.get("PUBSUB_EMULATOR_HOST"))
         self._finishers = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="dts-finish")
         self._pending_finishes: set[futures.Future[Any]] = set()
-        self._server: grpc.Server | None = None
-        self._max_workers = max_workers
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        # At most this many calls are served at once; more wait their turn, as with a server's
+        # worker pool.
+        self._gate = threading.BoundedSemaphore(max_workers)
+        self.host = "127.0.0.1"
         self.port = 0
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
+    def endpoint(self) -> str:
+        """``http://host:port``: what ``RDS2BQ_DTS_ENDPOINT`` and the official client's
+        ``api_endpoint`` take."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """The stand-in's address as ``RDS2BQ_DTS_ENDPOINT`` takes it (the endpoint)."""
+        return self.endpoint
 
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> DtsStandin:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="dts-rpc")
+        server = _Server((host, port), self)
+        self.host, self.port = host, int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="dts-http",
+            daemon=True,
         )
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, self._handlers()),)
-        )
-        self.port = server.add_insecure_port(f"{host}:{port}")
-        if not self.port:
-            raise RuntimeError(f"could not bind {host}:{port}")
-        server.start()
+        self._thread.start()
         self._server = server
         return self
 
     def stop(self, grace: float = 0.5) -> None:
-        if self._server is not None:
-            self._server.stop(grace).wait(grace + 1)
-            self._server = None
+        """Stop serving: no new connections, and open keep-alive ones are closed so that no
+        pooled client talks to a stopped stand-in."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            with server.connections_lock:
+                open_connections = list(server.connections)
+            for connection in open_connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+            if self._thread is not None:
+                self._thread.join(grace + 1)
         self._finishers.shutdown(wait=False, cancel_futures=True)
         self._notifier.close()
 
@@ -527,104 +858,53 @@ class DtsStandin:
                 raise TimeoutError(f"{len(pending)} runs still finishing after {timeout}s")
             futures.wait(pending, timeout=left)
 
-    # ------------------------------------------------------------------ gRPC plumbing
+    # ------------------------------------------------------------------ REST plumbing
 
-    def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        def unary(
-            method: str,
-            fn: Callable[[Any], Any],
-            request_type: Any,
-            serialize: Callable[[Any], bytes],
-        ) -> grpc.RpcMethodHandler:
-            def handler(request: Any, context: grpc.ServicerContext) -> Any:
-                return self._call(method, fn, request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                handler,
-                request_deserializer=request_type.deserialize,
-                response_serializer=serialize,
-            )
-
-        return {
-            "CreateTransferConfig": unary(
-                "CreateTransferConfig",
-                self._create_config,
-                types.CreateTransferConfigRequest,
-                types.TransferConfig.serialize,
-            ),
-            "UpdateTransferConfig": unary(
-                "UpdateTransferConfig",
-                self._update_config,
-                types.UpdateTransferConfigRequest,
-                types.TransferConfig.serialize,
-            ),
-            "DeleteTransferConfig": unary(
-                "DeleteTransferConfig",
-                self._delete_config,
-                types.DeleteTransferConfigRequest,
-                empty_pb2.Empty.SerializeToString,
-            ),
-            "GetTransferConfig": unary(
-                "GetTransferConfig",
-                self._get_config,
-                types.GetTransferConfigRequest,
-                types.TransferConfig.serialize,
-            ),
-            "ListTransferConfigs": unary(
-                "ListTransferConfigs",
-                self._list_configs,
-                types.ListTransferConfigsRequest,
-                types.ListTransferConfigsResponse.serialize,
-            ),
-            "StartManualTransferRuns": unary(
-                "StartManualTransferRuns",
-                self._start_runs,
-                types.StartManualTransferRunsRequest,
-                types.StartManualTransferRunsResponse.serialize,
-            ),
-            "GetTransferRun": unary(
-                "GetTransferRun",
-                self._get_run,
-                types.GetTransferRunRequest,
-                types.TransferRun.serialize,
-            ),
-            "ListTransferRuns": unary(
-                "ListTransferRuns",
-                self._list_runs,
-                types.ListTransferRunsRequest,
-                types.ListTransferRunsResponse.serialize,
-            ),
-            "ListTransferLogs": unary(
-                "ListTransferLogs",
-                self._list_logs,
-                types.ListTransferLogsRequest,
-                types.ListTransferLogsResponse.serialize,
-            ),
-        }
+    def dispatch(self, verb: str, raw_path: str, body: bytes) -> tuple[int, bytes]:
+        """Serve one HTTP request: its status code and JSON body."""
+        url = urlsplit(raw_path)
+        path = unquote(url.path)
+        for route in ROUTES:
+            variable = route.match(verb, path)
+            if variable is not None:
+                break
+        else:
+            unknown = RpcFault("NOT_FOUND", f"{verb} {url.path}: no such DTS method (DTS stand-in)")
+            return unknown.http_code, encode_error(unknown)
+        with self._gate:
+            try:
+                response, int_enums = self._call(route, variable, url.query, body)
+            except RpcFault as fault:
+                return fault.http_code, encode_error(fault)
+            except Exception as exc:  # a stand-in bug: say so, as a 500 would
+                log.exception("DTS stand-in: %s failed", route.method)
+                bug = RpcFault("INTERNAL", f"DTS stand-in: {type(exc).__name__}: {exc}")
+                return bug.http_code, encode_error(bug)
+        return 200, encode_response(response, int_enums)
 
     def _record(self, method: str, code: str) -> None:
         with self._lock:
             self.calls.append(CallRecord(method, code))
 
-    def _call(
-        self, method: str, fn: Callable[[Any], Any], request: Any, context: grpc.ServicerContext
-    ) -> Any:
+    def _call(self, route: Route, variable: str, query: str, body: bytes) -> tuple[Any, bool]:
+        method = route.method
         if self.faults.latency:
             time.sleep(self.faults.latency)
         injected = self.faults.take_failure(method)
         if injected is not None:
-            self._record(method, injected[0].name)
-            context.abort(injected[0], injected[1])
+            self._record(method, injected[0])
+            raise RpcFault(*injected)
         try:
-            response = fn(request)
+            request, int_enums = parse_request(route, variable, query, body)
+            response = getattr(self, route.handler)(request)
         except RpcFault as fault:
-            self._record(method, fault.code.name)
-            context.abort(fault.code, fault.message)
+            self._record(method, fault.code)
+            raise
         late = self.faults.take_slow(method)
         if late:
             time.sleep(late)
         self._record(method, "OK")
-        return response
+        return response, int_enums
 
     # ------------------------------------------------------------------ configs
 
@@ -647,7 +927,7 @@ class DtsStandin:
                 None,
             )
         if config is None:
-            raise RpcFault(grpc.StatusCode.NOT_FOUND, f"Transfer config {name} not found")
+            raise RpcFault("NOT_FOUND", f"Transfer config {name} not found")
         return config
 
     @staticmethod
@@ -695,13 +975,21 @@ class DtsStandin:
         config.name = f"{request.parent}/transferConfigs/{uuid.uuid4()}"
         config.update_time = _now()
         config.dataset_region = location
+        if request.service_account_name:  # the config runs as this account from now on
+            config.owner_info.email = request.service_account_name
         with self._lock:
             self._configs[config.name] = config
         return _public_config(config)
 
     def _update_config(self, request: types.UpdateTransferConfigRequest) -> types.TransferConfig:
-        mask = request.update_mask
-        if not mask.paths:
+        # ``service_account_name`` is a request field, not a config field: DTS changes the
+        # account a config runs as only when the mask names it (as Terraform's provider does).
+        paths = list(request.update_mask.paths)
+        run_as = "service_account_name" in paths
+        if run_as and not request.service_account_name:
+            raise _invalid("update_mask names service_account_name, but none is given")
+        mask = field_mask_pb2.FieldMask(paths=[p for p in paths if p != "service_account_name"])
+        if not mask.paths and not run_as:
             raise _invalid("update_mask is required")
         descriptor = types.TransferConfig.pb().DESCRIPTOR
         if not mask.IsValidForDescriptor(descriptor):
@@ -720,6 +1008,8 @@ class DtsStandin:
                 replace_message_field=True,
                 replace_repeated_field=True,
             )
+            if run_as:
+                merged.owner_info.email = request.service_account_name
             self._validate(merged)
             merged.update_time = _now()
             self._configs[merged.name] = merged
@@ -759,17 +1049,14 @@ class DtsStandin:
     ) -> types.StartManualTransferRunsResponse:
         if not _CONFIG_RE.match(request.parent):
             raise _invalid(f"parent {request.parent!r} must be a transfer config name")
-        # requested_run_time and requested_time_range are one protobuf oneof: "both" cannot be
-        # encoded (the last one on the wire wins), so only "neither" can be refused here.
+        # requested_run_time and requested_time_range are one protobuf oneof: a body with both is
+        # refused when it is parsed, so only "neither" is left to refuse here.
         which = types.StartManualTransferRunsRequest.pb(request).WhichOneof("time")
         now = _now()
         with self._lock:
             config = self._config(request.parent)
             if config.disabled:
-                raise RpcFault(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"Transfer config {config.name} is disabled",
-                )
+                raise RpcFault("FAILED_PRECONDITION", f"Transfer config {config.name} is disabled")
             if which is None:
                 raise _invalid("either requested_run_time or requested_time_range is required")
             if which == "requested_time_range":
@@ -833,7 +1120,7 @@ class DtsStandin:
             raise _invalid(f"{name!r} is not a transfer run name")
         record = self._runs.get(name)
         if record is None:
-            raise RpcFault(grpc.StatusCode.NOT_FOUND, f"Transfer run {name} not found")
+            raise RpcFault("NOT_FOUND", f"Transfer run {name} not found")
         return record
 
     def _get_run(self, request: types.GetTransferRunRequest) -> types.TransferRun:
@@ -1009,22 +1296,35 @@ def start(
     ).serve(port)
 
 
+def _endpoint(target: str) -> str:
+    return target if "://" in target else f"http://{target}"
+
+
 def client_for(target: str) -> Any:
-    """A real ``DataTransferServiceClient`` talking to a stand-in at ``host:port``."""
+    """The official ``DataTransferServiceClient`` (REST transport, anonymous credentials) talking
+    to a stand-in at ``target`` (``http://host:port`` or ``host:port``)."""
+    from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery_datatransfer_v1 as dts
-    from google.cloud.bigquery_datatransfer_v1.services.data_transfer_service.transports import (
-        DataTransferServiceGrpcTransport,
+
+    return dts.DataTransferServiceClient(
+        transport="rest",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": _endpoint(target)},
     )
 
-    channel = grpc.insecure_channel(target)
-    return dts.DataTransferServiceClient(
-        transport=DataTransferServiceGrpcTransport(channel=channel)
-    )
+
+def http_for(target: str) -> GoogleHttp:
+    """The production adapter's REST client (``GoogleHttp``) for a stand-in at ``target``: pass
+    it to ``build_transfer_runner(settings, http=...)``."""
+    from orchestrator.adapters.google_http import GoogleHttp
+
+    return GoogleHttp(_endpoint(target).rstrip("/") + "/v1/")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devstack.dts_standin", description="Local BigQuery DTS stand-in (gRPC)."
+        prog="python -m devstack.dts_standin",
+        description="Local BigQuery DTS stand-in (REST API v1).",
     )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--s3-endpoint", default=None, help="moto server URL")

@@ -2,7 +2,7 @@
 
 - AWS: moto's server (in this process, so the harness can drive exports like RDS would).
 - Run ledger and events: the official Firestore and Pub/Sub emulators.
-- DTS and BigQuery: the stand-ins (gRPC with the library's protos; REST), in this process.
+- DTS and BigQuery: the REST stand-ins (DTS on the library's own message types), in this process.
 - Slack: the webhook stand-in, in this process.
 - The five functions: each its own ``functions-framework`` process on localhost, configured only
   through environment variables, as Cloud Functions would run them.

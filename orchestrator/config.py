@@ -93,7 +93,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "AWS_AUTH",
         "web-identity (Google ID token -> AssumeRoleWithWebIdentity), static "
-        "(keys from Secret Manager) or default (boto3's chain, for local use).",
+        "(keys from Secret Manager) or default (botocore's chain, for local use).",
         "web-identity",
         "web-identity",
     ),
@@ -175,7 +175,12 @@ FIELDS: tuple[Field, ...] = (
         "",
         "http://127.0.0.1:9050",
     ),
-    Field("DTS_ENDPOINT", "host:port of a DTS stand-in (local stack only).", "", "127.0.0.1:50051"),
+    Field(
+        "DTS_ENDPOINT",
+        "DTS REST API endpoint override, http://host:port or host:port (local stack only).",
+        "",
+        "http://127.0.0.1:50051",
+    ),
     # --- timing
     Field(
         "EXPORT_DEADLINE_MINUTES",

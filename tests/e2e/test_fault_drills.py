@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import pytest
 
 from devstack.aws import realistic_layout
@@ -182,7 +181,7 @@ def test_bursts_of_dts_unavailable(stack: LocalStack) -> None:
     settle(stack)
     slot = new_slot()
     run_id, _ = start_and_export(stack, slot)
-    stack.dts.faults.fail_next(40, grpc.StatusCode.UNAVAILABLE, "StartManualTransferRuns")
+    stack.dts.faults.fail_next(40, "UNAVAILABLE", "StartManualTransferRuns")
     actions = poll_until_handed_off(stack, run_id, polls=12)
     stack.dts.faults.clear()
     assert_each_table_started_once(stack, slot)

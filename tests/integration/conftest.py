@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 from devstack.bigquery_standin import BigQueryStandin, start_bigquery
-from devstack.dts_standin import DtsStandin, client_for, start
+from devstack.dts_standin import DtsStandin, client_for, http_for, start
+from orchestrator.adapters.google_http import GoogleHttp
 from orchestrator.config import Settings, load_settings
 from tests.conftest import GCP_PROJECT
 
@@ -51,7 +52,14 @@ def dts_standin(moto_server: Any) -> Iterator[DtsStandin]:
 
 @pytest.fixture
 def dts_client(dts_standin: DtsStandin) -> Any:
+    """The official DataTransferServiceClient over REST: what a person or a script would use."""
     return client_for(dts_standin.target)
+
+
+@pytest.fixture
+def dts_http(dts_standin: DtsStandin) -> GoogleHttp:
+    """The REST client the production adapter is built on, pointed at the stand-in."""
+    return http_for(dts_standin.target)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The DTS adapter against the stand-in over gRPC: ownership, runs, adoption, error translation."""
+"""The DTS adapter against the stand-in over the REST API: ownership, runs, adoption, error
+translation, and the secret kept out of every log."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import pytest
-from google.api_core import exceptions as gexc
 
 from devstack.dts_standin import DtsStandin
-from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
+from orchestrator.adapters.dts import (
+    DtsTransfers,
+    build_transfer_runner,
+    parse_rfc3339,
+    rfc3339,
+)
+from orchestrator.adapters.google_http import ApiError, GoogleHttp
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.ports import TransferConfig
 from orchestrator.sync import AccessKeys, desired_configs
@@ -27,8 +32,8 @@ RUN_TIME = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=1
 
 
 @pytest.fixture
-def transfers(dts_client: Any) -> DtsTransfers:
-    return build_transfer_runner(SETTINGS, client=dts_client)
+def transfers(dts_http: GoogleHttp) -> DtsTransfers:
+    return build_transfer_runner(SETTINGS, http=dts_http)
 
 
 @pytest.fixture
@@ -123,10 +128,10 @@ def test_find_run_adopts_what_a_crashed_fan_out_started(
 
 
 def test_deadline_exceeded_adopts_the_run_it_did_start(
-    dts_standin: DtsStandin, dts_client: Any, configs: dict[str, TransferConfig]
+    dts_standin: DtsStandin, dts_http: GoogleHttp, configs: dict[str, TransferConfig]
 ) -> None:
     # GIVEN DTS starts the run but answers after our deadline
-    transfers = DtsTransfers(dts_client, parent=PARENT, env="prod", dataset="rds_shop", timeout=0.3)
+    transfers = DtsTransfers(dts_http, parent=PARENT, env="prod", dataset="rds_shop", timeout=0.3)
     name = configs["shop.orders"].name
     dts_standin.faults.slow_next(1, seconds=1.0, method="StartManualTransferRuns")
     # WHEN we start it THEN we get that run, not an error that a retry would turn into a second
@@ -135,45 +140,36 @@ def test_deadline_exceeded_adopts_the_run_it_did_start(
 
 
 @pytest.mark.parametrize(
-    "code",
-    [
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-    ],
+    "code", ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL", "ABORTED", "DEADLINE_EXCEEDED"]
 )
 def test_transient_faults_become_transient_errors(
     dts_standin: DtsStandin,
     transfers: DtsTransfers,
     configs: dict[str, TransferConfig],
-    code: grpc.StatusCode,
+    code: str,
 ) -> None:
     dts_standin.faults.fail_next(1, code, method="StartManualTransferRuns")
     with pytest.raises(TransientError) as caught:
         transfers.start_run(configs["shop.orders"].name, RUN_TIME)
-    assert isinstance(caught.value.__cause__, gexc.GoogleAPICallError)
-    assert len(dts_standin.calls_of("StartManualTransferRuns")) == 1  # no hidden library retry
+    assert isinstance(caught.value.__cause__, ApiError)
+    assert caught.value.__cause__.status == code
+    # no hidden retry (and a DEADLINE_EXCEEDED answer looked for the run instead: none was made)
+    assert len(dts_standin.calls_of("StartManualTransferRuns")) == 1
+    assert dts_standin.runs() == []
 
 
 @pytest.mark.parametrize(
-    "code",
-    [
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.UNAUTHENTICATED,
-    ],
+    "code", ["PERMISSION_DENIED", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "UNAUTHENTICATED"]
 )
 def test_other_faults_become_permanent_errors_with_dts_message(
-    dts_standin: DtsStandin, transfers: DtsTransfers, code: grpc.StatusCode
+    dts_standin: DtsStandin, transfers: DtsTransfers, code: str
 ) -> None:
     dts_standin.faults.fail_next(1, code, message="The caller does not have permission")
     with pytest.raises(PermanentError, match="The caller does not have permission") as caught:
         transfers.configs_by_table()
     assert not isinstance(caught.value, TransientError)
-    assert isinstance(caught.value.__cause__, gexc.GoogleAPICallError)
+    assert isinstance(caught.value.__cause__, ApiError)
+    assert caught.value.__cause__.status == code
 
 
 def test_real_refusals_are_permanent(
@@ -185,8 +181,8 @@ def test_real_refusals_are_permanent(
         transfers.start_run(configs["shop.orders"].name, datetime.now(UTC) + timedelta(hours=1))
 
 
-def test_a_slow_list_is_transient(dts_standin: DtsStandin, dts_client: Any) -> None:
-    transfers = DtsTransfers(dts_client, parent=PARENT, env="prod", dataset="rds_shop", timeout=0.3)
+def test_a_slow_list_is_transient(dts_standin: DtsStandin, dts_http: GoogleHttp) -> None:
+    transfers = DtsTransfers(dts_http, parent=PARENT, env="prod", dataset="rds_shop", timeout=0.3)
     dts_standin.faults.slow_next(1, seconds=1.0, method="ListTransferConfigs")
     with pytest.raises(TransientError):
         transfers.configs_by_table()
@@ -202,6 +198,24 @@ def test_update_rewrites_every_managed_field_with_the_new_keys(
     assert updated.notification_topic.endswith("/topics/other-topic")
     assert updated.access_key_id == "AKIAROTATED"
     assert dts_standin.stored_params(current.name)["secret_access_key"] == "rotated-secret"
+
+
+def test_an_update_moves_a_config_onto_the_configured_service_account(
+    dts_standin: DtsStandin, dts_http: GoogleHttp, configs: dict[str, TransferConfig]
+) -> None:
+    # GIVEN a config created by a person (no service account), then sync with one configured
+    account = "rds2bq-transfers@acme.iam.gserviceaccount.com"
+    transfers = DtsTransfers(
+        dts_http, parent=PARENT, env="prod", dataset="rds_shop", service_account=account
+    )
+    current = configs["shop.orders"]
+
+    # WHEN sync repairs the config
+    transfers.update_config(current.name, desired_configs(SETTINGS)["shop.orders"], KEYS)
+
+    # THEN it runs as the account from now on (the mask named it, as DTS requires)
+    stored = {c.name: c for c in dts_standin.configs()}
+    assert stored[current.name].owner_info.email == account
 
 
 def test_delete_touches_only_ours_and_is_idempotent(
@@ -223,39 +237,73 @@ def test_delete_touches_only_ours_and_is_idempotent(
     assert set(transfers.configs_by_table()) == {"shop.orders_items"}
 
 
+def test_the_endpoint_setting_takes_a_url_or_host_port(dts_standin: DtsStandin) -> None:
+    # GIVEN one of our configs in the stand-in
+    made = build_transfer_runner(make_settings(dts_endpoint=dts_standin.endpoint))
+    made.create_config(desired_configs(SETTINGS)["shop.orders"], KEYS)
+    # WHEN RDS2BQ_DTS_ENDPOINT names it either way THEN the adapter finds it there
+    host_port = dts_standin.endpoint.removeprefix("http://")
+    for endpoint in (dts_standin.endpoint, host_port, dts_standin.endpoint + "/v1/"):
+        runner = build_transfer_runner(make_settings(dts_endpoint=endpoint))
+        assert set(runner.configs_by_table()) == {"shop.orders"}, endpoint
+
+
+def test_run_outcome_reads_a_finished_run(
+    dts_standin: DtsStandin, transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    run = transfers.start_run(configs["shop.orders"].name, RUN_TIME)
+    pending = transfers.run_outcome(run)
+    assert (pending.state, pending.started_at, pending.finished_at) == ("PENDING", None, None)
+    dts_standin.finish_pending()  # the bucket does not exist: the run fails, as it would in DTS
+    outcome = transfers.run_outcome(run)
+    assert outcome.state == "FAILED" and outcome.error_code == 3
+    assert "Failed to list files" in outcome.error_message
+    record = dts_standin.run(run).run
+    assert (outcome.started_at, outcome.finished_at) == (record.start_time, record.end_time)
+
+
+def test_rfc3339_both_ways() -> None:
+    moment = datetime(2026, 11, 26, 15, 0, 7, 123456, tzinfo=UTC)
+    assert rfc3339(moment) == "2026-11-26T15:00:07.123456Z"
+    assert rfc3339(moment.replace(microsecond=0)) == "2026-11-26T15:00:07Z"
+    assert parse_rfc3339("2026-11-26T15:00:07.123456789Z") == moment
+    assert parse_rfc3339("2026-11-27T00:00:07.123456+09:00") == moment
+    assert parse_rfc3339("2026-11-26T15:00:07Z") == moment.replace(microsecond=0)
+    assert parse_rfc3339(None) is None and parse_rfc3339("") is None
+    with pytest.raises(PermanentError):
+        parse_rfc3339("yesterday")
+
+
 @pytest.fixture
-def sdk_debug_records() -> Iterator[list[logging.LogRecord]]:
-    """Everything the google SDK loggers emit at DEBUG (what GOOGLE_SDK_PYTHON_LOGGING_SCOPE
-    would turn on)."""
+def all_debug_records() -> Iterator[list[logging.LogRecord]]:
+    """Everything any logger emits at DEBUG (urllib3's request lines included)."""
     records: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    google = logging.getLogger("google")
-    handler, level = Keep(logging.DEBUG), google.level
-    google.addHandler(handler)
-    google.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    handler, level = Keep(logging.DEBUG), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
     yield records
-    google.removeHandler(handler)
-    google.setLevel(level)
+    root.removeHandler(handler)
+    root.setLevel(level)
 
 
-def test_sdk_payload_logging_never_sees_the_secret(
-    dts_client: Any, transfers: DtsTransfers, sdk_debug_records: list[logging.LogRecord]
+def test_no_log_ever_sees_the_secret(
+    dts_standin: DtsStandin,
+    transfers: DtsTransfers,
+    all_debug_records: list[logging.LogRecord],
 ) -> None:
-    # WHEN a config is created through the adapter with the SDK's DEBUG logging on
-    transfers.create_config(desired_configs(SETTINGS)["shop.orders"], KEYS)
-    assert not any(KEYS.secret_access_key in str(vars(r)) for r in sdk_debug_records)
-    # THEN nothing leaked; and the check is real: unpinned, the transport logs the payload
-    pinned = logging.getLogger(
-        "google.cloud.bigquery_datatransfer_v1.services.data_transfer_service.transports"
-    )
-    level = pinned.level
-    pinned.setLevel(logging.NOTSET)
-    try:
-        transfers.create_config(desired_configs(SETTINGS)["shop.orders_items"], KEYS)
-    finally:
-        pinned.setLevel(level)
-    assert any(KEYS.secret_access_key in str(vars(r)) for r in sdk_debug_records)
+    # WHEN configs are created, updated and refused with every logger at DEBUG
+    created = transfers.create_config(desired_configs(SETTINGS)["shop.orders"], KEYS)
+    transfers.update_config(created.name, desired_configs(SETTINGS)["shop.orders"], KEYS)
+    dts_standin.faults.fail_next(1, "INVALID_ARGUMENT", "UpdateTransferConfig")
+    with pytest.raises(PermanentError):
+        transfers.update_config(created.name, desired_configs(SETTINGS)["shop.orders"], KEYS)
+    # THEN the requests were logged (the check is real) and the secret never was
+    assert any("transferConfigs" in r.getMessage() for r in all_debug_records)
+    assert not any(KEYS.secret_access_key in str(vars(r)) for r in all_debug_records)
+    assert not any(KEYS.secret_access_key in r.getMessage() for r in all_debug_records)

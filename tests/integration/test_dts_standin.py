@@ -1,5 +1,6 @@
-"""The DTS stand-in through the real DataTransferServiceClient: what it refuses, what each run would
-load from S3, how runs finish and notify, and the faults it injects."""
+"""The DTS stand-in through the official DataTransferServiceClient over REST: what it refuses, what
+each run would load from S3, how runs finish and notify, and the faults it injects. (Its REST
+format itself: ``test_dts_rest_conformance``.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import grpc
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud.bigquery_datatransfer_v1 import types
@@ -23,6 +23,7 @@ from devstack.dts_standin import (
     render_template,
     start,
 )
+from orchestrator.adapters.google_http import ApiError, GoogleHttp
 from tests.integration.conftest import S3_REGION, Bucket
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,6 @@ def run_once(
     ("change", "expected"),
     [
         ({"parent": "projects/rds2bq-test"}, "projects/P/locations/L"),
-        ({"parent": "rds2bq-test/locations/asia-northeast1"}, "projects/P/locations/L"),
         ({"data_source_id": "google_cloud_storage"}, "data_source_id"),
         ({"data_path": None}, "data_path"),
         ({"destination_table_name_template": None}, "destination_table_name_template"),
@@ -114,27 +114,36 @@ def test_create_refuses_what_the_service_refuses(
         config["data_source_id"] = change.pop("data_source_id")
     config["params"].update(change)
     config["params"] = {k: v for k, v in config["params"].items() if v is not None}
-    # WHEN it is created THEN INVALID_ARGUMENT names the problem
-    with pytest.raises(gexc.InvalidArgument, match=expected):
+    # WHEN it is created THEN INVALID_ARGUMENT (HTTP 400) names the problem
+    with pytest.raises(gexc.BadRequest, match=expected):
         create(dts_client, config, parent)
 
 
-def test_manual_runs_are_validated(dts_standin: DtsStandin, dts_client: Any) -> None:
+def test_manual_runs_are_validated(
+    dts_standin: DtsStandin, dts_client: Any, dts_http: GoogleHttp
+) -> None:
     name = create(dts_client, s3_config("b")).name
     future = datetime.now(UTC) + timedelta(minutes=10)
-    with pytest.raises(gexc.InvalidArgument, match="in the future"):
+    with pytest.raises(gexc.BadRequest, match="in the future"):
         start_run(dts_client, name, future)
     # a few seconds of clock skew between us and Google is tolerated
     start_run(dts_client, name, datetime.now(UTC) + timedelta(seconds=30))
-    with pytest.raises(gexc.InvalidArgument, match="either requested_run_time"):
+    with pytest.raises(gexc.BadRequest, match="either requested_run_time"):
         dts_client.start_manual_transfer_runs(request={"parent": name}, **CALL)
     span = {"start_time": slot(3, 0), "end_time": slot(1, 0)}
-    with pytest.raises(gexc.InvalidArgument, match="auto-scheduling disabled"):
+    with pytest.raises(gexc.BadRequest, match="auto-scheduling disabled"):
         dts_client.start_manual_transfer_runs(
             request={"parent": name, "requested_time_range": span}, **CALL
         )
-    with pytest.raises(gexc.InvalidArgument, match="transfer config name"):
-        start_run(dts_client, "transferConfigs/x", slot(1, 0))
+    # both at once: one oneof, refused when the body is read
+    both = {"requestedRunTime": "2024-01-01T00:00:00Z", "requestedTimeRange": {}}
+    with pytest.raises(ApiError, match="oneof") as caught:
+        dts_http.call("POST", f"{name}:startManualRuns", both)
+    assert (caught.value.code, caught.value.status) == (400, "INVALID_ARGUMENT")
+    # a URL that names no transfer config is no DTS method at all
+    with pytest.raises(ApiError) as caught:
+        dts_http.call("POST", "transferConfigs/x:startManualRuns", {"requestedRunTime": "x"})
+    assert (caught.value.code, caught.value.status) == (404, "NOT_FOUND")
     with pytest.raises(gexc.NotFound):
         start_run(dts_client, f"{PARENT}/transferConfigs/nope", slot(1, 0))
     with pytest.raises(gexc.NotFound):
@@ -168,16 +177,16 @@ def test_update_honours_the_mask_and_requires_one(dts_standin: DtsStandin, dts_c
     assert updated.notification_pubsub_topic == "projects/p/topics/t"
     assert updated.params["file_format"] == "PARQUET"
     assert updated.params["data_path"].startswith("s3://b/")
-    with pytest.raises(gexc.InvalidArgument, match="update_mask is required"):
+    with pytest.raises(gexc.BadRequest, match="update_mask is required"):
         dts_client.update_transfer_config(request={"transfer_config": changed}, **CALL)
-    with pytest.raises(gexc.InvalidArgument, match="immutable"):
+    with pytest.raises(gexc.BadRequest, match="immutable"):
         dts_client.update_transfer_config(
             request={"transfer_config": changed, "update_mask": {"paths": ["data_source_id"]}},
             **CALL,
         )
     # params are replaced whole: leaving the secret out is refused, not silently kept
     del changed["params"]["secret_access_key"]
-    with pytest.raises(gexc.InvalidArgument, match="secret_access_key"):
+    with pytest.raises(gexc.BadRequest, match="secret_access_key"):
         dts_client.update_transfer_config(
             request={"transfer_config": changed, "update_mask": {"paths": ["params"]}}, **CALL
         )
@@ -413,9 +422,12 @@ def test_latency_and_failure_bursts(dts_standin: DtsStandin, dts_client: Any) ->
     dts_client.get_transfer_config(name=name, **CALL)
     assert time.monotonic() - began >= 0.2
     dts_standin.faults.latency = 0.0
-    dts_standin.faults.fail_next(2, grpc.StatusCode.UNAVAILABLE)
-    dts_standin.faults.fail_next(1, grpc.StatusCode.RESOURCE_EXHAUSTED)
-    for error in (gexc.ServiceUnavailable, gexc.ServiceUnavailable, gexc.ResourceExhausted):
+    dts_standin.faults.fail_next(2, "UNAVAILABLE")
+    dts_standin.faults.fail_next(1, "RESOURCE_EXHAUSTED")
+    with pytest.raises(ValueError, match="not a canonical error status"):
+        dts_standin.faults.fail_next(1, "UNAVAILBLE")
+    # (over REST the client's exception follows the HTTP code: 503, then 429)
+    for error in (gexc.ServiceUnavailable, gexc.ServiceUnavailable, gexc.TooManyRequests):
         with pytest.raises(error):
             start_run(dts_client, name, slot(1, 0))
     start_run(dts_client, name, slot(1, 0))
@@ -424,13 +436,19 @@ def test_latency_and_failure_bursts(dts_standin: DtsStandin, dts_client: Any) ->
     assert codes == ["UNAVAILABLE", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "OK"]
 
 
-def test_a_slow_answer_can_hide_a_started_run(dts_standin: DtsStandin, dts_client: Any) -> None:
+def test_a_slow_answer_can_hide_a_started_run(
+    dts_standin: DtsStandin, dts_client: Any, dts_http: GoogleHttp
+) -> None:
     name = create(dts_client, s3_config("b")).name
     dts_standin.faults.slow_next(1, seconds=0.6, method="StartManualTransferRuns")
-    with pytest.raises(gexc.DeadlineExceeded):
-        dts_client.start_manual_transfer_runs(
-            request={"parent": name, "requested_run_time": slot(1, 0)}, retry=None, timeout=0.2
+    with pytest.raises(ApiError) as caught:
+        dts_http.call(
+            "POST",
+            f"{name}:startManualRuns",
+            {"requestedRunTime": slot(1, 0).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            timeout=0.2,
         )
+    assert caught.value.status == "DEADLINE_EXCEEDED"  # no answer: the outcome is unknown
     assert len(dts_standin.runs(name)) == 1  # DTS started it all the same
 
 

@@ -1,4 +1,4 @@
-"""The hand-off over real wire: the Firestore emulator for the ledger, the DTS adapter on the gRPC
+"""The hand-off over real wire: the Firestore emulator for the ledger, the DTS adapter on the REST
 stand-in, configs created by ``sync``. Exactly once, whatever the concurrency and faults."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import pytest
 
 from devstack.bigquery_standin import BigQueryStandin
 from devstack.dts_standin import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import build_transfer_runner
+from orchestrator.adapters.google_http import GoogleHttp
 from orchestrator.adapters.ledger import FirestoreLedger
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.model import ExportStatus, TableExportStatus, TableState
@@ -34,7 +34,11 @@ NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def build(
-    n: int, dts: DtsStandin, dts_client: Any, bigquery: BigQueryStandin, firestore_emulator: Any
+    n: int,
+    dts: DtsStandin,
+    dts_http: GoogleHttp,
+    bigquery: BigQueryStandin,
+    firestore_emulator: Any,
 ) -> tuple[Orchestrator, FakeExporter, Any]:
     tables = "\n".join(f"shop.t{i:03d}" for i in range(n))
     settings = make_settings(
@@ -50,7 +54,7 @@ def build(
             )
         }
     )
-    runner = build_transfer_runner(settings, client=dts_client)
+    runner = build_transfer_runner(settings, http=dts_http)
     outcome = sync(settings, runner, build_destination_tables(settings, bigquery.endpoint), secrets)
     assert outcome.result is not None and outcome.result.ok
     ledger = FirestoreLedger(firestore_client(firestore_emulator.host), settings.ledger_collection)
@@ -80,11 +84,11 @@ def starts(dts: DtsStandin) -> Counter[str]:
 
 def test_ten_concurrent_polls_start_each_table_once(
     dts_standin: DtsStandin,
-    dts_client: Any,
+    dts_http: GoogleHttp,
     bigquery_standin: BigQueryStandin,
     firestore_emulator: Any,
 ) -> None:
-    service, _, ledger = build(30, dts_standin, dts_client, bigquery_standin, firestore_emulator)
+    service, _, ledger = build(30, dts_standin, dts_http, bigquery_standin, firestore_emulator)
     dts_standin.faults.latency = 0.05
     with ThreadPoolExecutor(10) as pool:
         reports = list(pool.map(lambda _: service.poll(), range(10)))
@@ -97,12 +101,12 @@ def test_ten_concurrent_polls_start_each_table_once(
 
 def test_a_fault_after_37_of_100_starts_then_another_poll(
     dts_standin: DtsStandin,
-    dts_client: Any,
+    dts_http: GoogleHttp,
     bigquery_standin: BigQueryStandin,
     firestore_emulator: Any,
 ) -> None:
-    service, _, ledger = build(100, dts_standin, dts_client, bigquery_standin, firestore_emulator)
-    dts_standin.faults.fail_after_starts(37, grpc.StatusCode.UNAVAILABLE)
+    service, _, ledger = build(100, dts_standin, dts_http, bigquery_standin, firestore_emulator)
+    dts_standin.faults.fail_after_starts(37, "UNAVAILABLE")
     first = service.poll()
     assert [r["action"] for r in first.runs] == ["export-complete", "handoff-incomplete"]
     assert sum(starts(dts_standin).values()) == 37
@@ -116,11 +120,11 @@ def test_a_fault_after_37_of_100_starts_then_another_poll(
 
 def test_run_outcome_reads_where_a_transfer_run_stands(
     dts_standin: DtsStandin,
-    dts_client: Any,
+    dts_http: GoogleHttp,
     bigquery_standin: BigQueryStandin,
     firestore_emulator: Any,
 ) -> None:
-    service, _, ledger = build(2, dts_standin, dts_client, bigquery_standin, firestore_emulator)
+    service, _, ledger = build(2, dts_standin, dts_http, bigquery_standin, firestore_emulator)
     service.poll()
     runner = service.transfers()
     first, second = ledger.tables(f"{NOW:%Y%m%d%H%M}")

@@ -1,5 +1,5 @@
-"""``sync`` end to end: the DTS adapter on the gRPC stand-in, the BigQuery adapter on the REST
-stand-in, keys from the env secrets backend."""
+"""``sync`` end to end: the DTS and BigQuery adapters on their REST stand-ins, keys from the env
+secrets backend; hand edits made with the official DTS client."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import pytest
 
 from devstack.bigquery_standin import BigQueryStandin
 from devstack.dts_standin import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
+from orchestrator.adapters.google_http import GoogleHttp
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError
@@ -33,7 +33,8 @@ CHANGES = ("CreateTransferConfig", "UpdateTransferConfig", "DeleteTransferConfig
 class World:
     dts: DtsStandin
     bigquery: BigQueryStandin
-    client: Any
+    client: Any  # the official client, for hand edits
+    http: GoogleHttp  # what the adapter under test calls with
     environ: dict[str, str]
 
     def keys(self, access_key_id: str, secret: str) -> None:
@@ -42,7 +43,7 @@ class World:
         )
 
     def store(self, settings: Settings) -> DtsTransfers:
-        return build_transfer_runner(settings, client=self.client)
+        return build_transfer_runner(settings, http=self.http)
 
     def sync(
         self, tables: str = TABLES, *, prune: bool = False, dry_run: bool = False, **env: str
@@ -65,9 +66,14 @@ class World:
 
 
 @pytest.fixture
-def world(dts_standin: DtsStandin, dts_client: Any, bigquery_standin: BigQueryStandin) -> World:
+def world(
+    dts_standin: DtsStandin,
+    dts_client: Any,
+    dts_http: GoogleHttp,
+    bigquery_standin: BigQueryStandin,
+) -> World:
     bigquery_standin.add_dataset(GCP_PROJECT, "rds_shop", "asia-northeast1")
-    w = World(dts_standin, bigquery_standin, dts_client, {})
+    w = World(dts_standin, bigquery_standin, dts_client, dts_http, {})
     w.keys("AKIAFIRSTKEY", "first-secret")
     return w
 
@@ -204,7 +210,7 @@ def test_dataset_must_exist_in_the_configs_location(world: World) -> None:
 def test_one_failed_step_does_not_stop_the_others(world: World) -> None:
     world.dts.faults.fail_next(
         1,
-        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
         "CreateTransferConfig",
         "bigquery.transfers.update denied",
     )
@@ -229,7 +235,7 @@ def test_canary_keys_never_reach_output_or_logs(
     assert created.result is not None
     print(render_result(created.result))
     world.keys("AKIACANARY0000000002", canary_secret + "-next")
-    world.dts.faults.fail_next(1, grpc.StatusCode.INVALID_ARGUMENT, "UpdateTransferConfig")
+    world.dts.faults.fail_next(1, "INVALID_ARGUMENT", "UpdateTransferConfig")
     rotated = world.sync()
     assert rotated.result is not None and len(rotated.result.failures) == 1
     print(render_plan(rotated.plan), render_result(rotated.result))
