@@ -1,10 +1,10 @@
 """A minimal BigQuery REST stand-in: the dataset and table calls ``sync`` makes.
 
-The real ``google-cloud-bigquery`` client talks to it with
-``client_options={"api_endpoint": standin.endpoint}`` and ``AnonymousCredentials``. It serves
-``datasets.get/insert`` and ``tables.get/insert/list/delete`` under ``/bigquery/v2/projects/P/...``
-with BigQuery's own error body (``{"error": {"code", "message", "errors": [{"reason"}],
-"status"}}``), which the client turns into ``google.api_core`` exceptions. Everything is kept in
+``orchestrator.adapters.bigquery`` talks to it with ``RDS2BQ_BQ_ENDPOINT=standin.endpoint``, as
+would the official ``google-cloud-bigquery`` client with ``client_options={"api_endpoint": ...}``.
+It serves ``datasets.get/insert`` and ``tables.get/insert/list/delete`` under
+``/bigquery/v2/projects/P/...`` with BigQuery's own error body (``{"error": {"code", "message",
+"errors": [{"reason"}], "status"}}``, the status as Google's canonical name). Everything is kept in
 memory; ``fail_next`` answers the next calls with an HTTP error (503 by default).
 """
 
@@ -16,7 +16,6 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +24,15 @@ _DATASETS = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/?$")
 _DATASET = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)$")
 _TABLES = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/?$")
 _TABLE = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)$")
+_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 _REASONS = {
     404: "notFound",
     409: "duplicate",
@@ -74,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "code": status,
                     "message": message,
                     "errors": [{"message": message, "domain": "global", "reason": reason}],
-                    "status": HTTPStatus(status).name,
+                    "status": _STATUSES.get(status, "UNKNOWN"),
                 }
             },
         )

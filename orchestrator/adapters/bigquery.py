@@ -1,6 +1,8 @@
 """BigQuery destination tables: DTS needs each one to exist before a config's first run.
 
-Implements ``sync.DestinationTables``. The client (``google.cloud.bigquery.Client``) is injected.
+Implements ``sync.DestinationTables`` over BigQuery's REST API v2 (``datasets.get``,
+``tables.get``, ``tables.insert``) with the same small client as every other Google adapter
+(``google_http``); the client is injected.
 
 Tables are created WITHOUT a schema, on purpose:
 
@@ -20,22 +22,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any
 
-from google.api_core import exceptions as gexc
-from google.cloud import bigquery
-
-from orchestrator.adapters.google_errors import translated
+from orchestrator.adapters.google_http import ApiError, GoogleHttp, translated
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError
 
 TIMEOUT = 30.0
-# retries are the caller's; None turns the client's off (its annotations say Retry only)
-_NO_RETRY: Any = None
+ENDPOINT = "https://bigquery.googleapis.com/bigquery/v2/"
+DESCRIPTION = "Loaded by rds2bq from an RDS export (BigQuery DTS, amazon_s3)."
 
 
 def _translated(what: str) -> AbstractContextManager[None]:
     return translated("BigQuery", what)
+
+
+def _http_code(exc: PermanentError) -> int:
+    cause = exc.__cause__
+    return cause.code if isinstance(cause, ApiError) else 0
 
 
 class BigQueryTables:
@@ -43,18 +46,22 @@ class BigQueryTables:
 
     def __init__(
         self,
-        client: bigquery.Client,
+        http: GoogleHttp,
         *,
         project: str,
         dataset: str,
         location: str,
         timeout: float = TIMEOUT,
     ) -> None:
-        self._client = client
+        self._http = http
         self.project = project
         self.dataset = dataset
         self.location = location
         self.timeout = timeout
+
+    @property
+    def _dataset_path(self) -> str:
+        return f"projects/{self.project}/datasets/{self.dataset}"
 
     def _table_ref(self, table_id: str) -> str:
         return f"{self.project}.{self.dataset}.{table_id}"
@@ -64,16 +71,17 @@ class BigQueryTables:
         ref = f"{self.project}.{self.dataset}"
         try:
             with _translated(f"get dataset {ref}"):
-                dataset = self._client.get_dataset(ref, retry=_NO_RETRY, timeout=self.timeout)
+                dataset = self._http.call("GET", self._dataset_path, timeout=self.timeout)
         except PermanentError as exc:
-            if isinstance(exc.__cause__, gexc.NotFound):
+            if _http_code(exc) == 404:
                 raise PermanentError(
                     f"dataset {ref} does not exist: create it in {self.location} (see infra/)"
                 ) from exc
             raise
-        if (dataset.location or "").lower() != self.location.lower():
+        location = str(dataset.get("location") or "")
+        if location.lower() != self.location.lower():
             raise PermanentError(
-                f"dataset {ref} is in {dataset.location}, but the transfer "
+                f"dataset {ref} is in {location}, but the transfer "
                 f"configs are in {self.location} (RDS2BQ_BQ_LOCATION): they "
                 "must match"
             )
@@ -84,11 +92,11 @@ class BigQueryTables:
         for table_id in table_ids:
             try:
                 with _translated(f"get table {self._table_ref(table_id)}"):
-                    self._client.get_table(
-                        self._table_ref(table_id), retry=_NO_RETRY, timeout=self.timeout
+                    self._http.call(
+                        "GET", f"{self._dataset_path}/tables/{table_id}", timeout=self.timeout
                     )
             except PermanentError as exc:
-                if not isinstance(exc.__cause__, gexc.NotFound):
+                if _http_code(exc) != 404:
                     raise
                 absent.append(table_id)
         return absent
@@ -96,15 +104,21 @@ class BigQueryTables:
     def create(self, table_ids: Sequence[str]) -> list[str]:
         created: list[str] = []
         for table_id in table_ids:
-            table = bigquery.Table(self._table_ref(table_id))  # no schema: see the module doc
-            table.description = "Loaded by rds2bq from an RDS export (BigQuery DTS, amazon_s3)."
+            table = {  # no schema: see the module doc
+                "tableReference": {
+                    "projectId": self.project,
+                    "datasetId": self.dataset,
+                    "tableId": table_id,
+                },
+                "description": DESCRIPTION,
+            }
             try:
                 with _translated(f"create table {self._table_ref(table_id)}"):
-                    self._client.create_table(
-                        table, exists_ok=False, retry=_NO_RETRY, timeout=self.timeout
+                    self._http.call(
+                        "POST", f"{self._dataset_path}/tables", table, timeout=self.timeout
                     )
             except PermanentError as exc:
-                if not isinstance(exc.__cause__, gexc.Conflict):
+                if _http_code(exc) != 409:
                     raise
                 continue  # created meanwhile by someone else: what we wanted
             created.append(table_id)
@@ -112,21 +126,17 @@ class BigQueryTables:
 
 
 def build_destination_tables(settings: Settings, endpoint: str | None = None) -> BigQueryTables:
-    """The adapter for these settings; ``endpoint`` (local stack only) points the client at the
-    BigQuery stand-in, with anonymous credentials; it defaults to ``RDS2BQ_BQ_ENDPOINT``."""
+    """The adapter for these settings; ``endpoint`` (local stack only) points it at the BigQuery
+    stand-in, without credentials; it defaults to ``RDS2BQ_BQ_ENDPOINT``."""
     endpoint = settings.bq_endpoint if endpoint is None else endpoint
     if endpoint:
-        from google.auth.credentials import AnonymousCredentials
-
-        client = bigquery.Client(
-            project=settings.gcp_project,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint},
-        )
+        http = GoogleHttp(endpoint.rstrip("/") + "/bigquery/v2/")
     else:
-        client = bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
+        from orchestrator.adapters.google_tokens import default_credentials
+
+        http = GoogleHttp(ENDPOINT, default_credentials())
     return BigQueryTables(
-        client,
+        http,
         project=settings.gcp_project,
         dataset=settings.bq_dataset,
         location=settings.bq_location,
