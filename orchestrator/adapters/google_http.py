@@ -150,6 +150,11 @@ class GoogleHttp:
         token = self._tokens.token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        # A person's ADC login (the CLI) bills API quota to a project it names; without the
+        # header some APIs refuse user credentials outright. Only AdcCredentials has one.
+        quota_project = getattr(self._tokens, "quota_project", "")
+        if quota_project:
+            headers["x-goog-user-project"] = quota_project
         data = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()

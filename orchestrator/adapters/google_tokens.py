@@ -116,6 +116,7 @@ class AdcCredentials:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._creds: Any = None
+        self.quota_project = ""  # the project a user's login bills quota to, once known
 
     def token(self) -> str | None:
         import google.auth
@@ -124,6 +125,7 @@ class AdcCredentials:
         with self._lock, _auth_errors("an access token"):
             if self._creds is None:
                 self._creds, _ = google.auth.default(scopes=list(SCOPES))
+                self.quota_project = str(getattr(self._creds, "quota_project_id", None) or "")
             if not self._creds.valid:
                 self._creds.refresh(google.auth.transport.requests.Request())
             return str(self._creds.token)

@@ -224,3 +224,25 @@ def test_keyless_aws_from_a_metadata_id_token(
     # THEN one ID token was fetched and exchanged for temporary AWS credentials
     assert session.get_credentials().get_frozen_credentials().access_key.startswith("ASIA")
     assert metadata.calls["/computeMetadata/v1/instance/service-accounts/default/identity"] == 1
+
+
+class _UserLogin:
+    """What ``AdcCredentials`` holds after ``gcloud auth application-default login``."""
+
+    quota_project = "acme-billing"
+
+    def token(self) -> str | None:
+        return "ya29.user"
+
+
+def test_a_users_login_names_its_quota_project_and_a_service_account_does_not(
+    scripted: Any, metadata: MetadataStandIn
+) -> None:
+    scripted.script.extend([(200, b"{}", 0), (200, b"{}", 0)])
+
+    _http(scripted, tokens=_UserLogin()).call("GET", "x")
+    _http(scripted, tokens=MetadataCredentials(metadata.host)).call("GET", "x")
+
+    user, account = (headers for _, headers, _ in scripted.seen)
+    assert user["x-goog-user-project"] == "acme-billing"
+    assert "x-goog-user-project" not in account
