@@ -20,7 +20,8 @@ import sys
 from typing import Any
 
 SDKS = {
-    "boto3": "boto3",
+    "botocore": "botocore",
+    "grpc": "grpc",
     "firestore": "google.cloud.firestore_v1",
     "pubsub": "google.cloud.pubsub_v1",
     "dts": "google.cloud.bigquery_datatransfer_v1",

@@ -9,16 +9,17 @@ talking to a local peer; each call is counted where it leaves the process:
 - AWS (RDS, S3, STS): every botocore API call (``BaseClient._make_api_call``), against moto. AWS
   auth is web identity as in production, with a made-up Google ID token (moto accepts any), so the
   STS exchange is real and counted.
-- Firestore: every RPC of the generated client, against the emulator, and the documents they bill
-  (reads: each document a query or a get returns, at least 1 per query; writes: each write in a
-  commit).
+- Firestore: every REST call of the ledger (``GoogleHttp.call`` to a ``.../databases/...`` path),
+  against the emulator, named as the SDK's RPCs, and the documents a successful call bills (reads:
+  each document a query or a get returns, at least 1 per query, a COUNT 1 per up to 1,000 index
+  entries; writes: each write in a commit).
 - DTS: every RPC the stand-in served (its call log).
-- Pub/Sub: every message given to the publisher client (a counting stand-in for
-  ``PublisherClient``, under the real ``PubsubEventBus``). They are then delivered to ``notify``,
-  as the push subscription would.
+- Pub/Sub: every message of a ``topics.publish`` call (a counting stand-in for its REST call,
+  under the real ``PubsubEventBus``). They are then delivered to ``notify``, as the push
+  subscription would.
 - Slack: every payload the webhook stand-in accepted (through the real webhook notifier).
-- Secret Manager: every ``AccessSecretVersion`` (a counting stand-in client under the real
-  ``SecretManagerSecrets``, with its cache).
+- Secret Manager: every ``versions.access`` (a counting stand-in for its REST call, under the
+  real ``SecretManagerSecrets``, with its cache).
 
 Counts are for one warm instance per function: a cold instance adds one STS exchange and one
 secret read per credential or cache lifetime.
@@ -26,16 +27,15 @@ secret read per credential or cache lifetime.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from types import SimpleNamespace
 from typing import Any
 
 from bench.common import BASE_ENV, FixedOffsetClock, load, table_keys, write_tables_file
@@ -96,7 +96,7 @@ _installed = False
 
 
 def install() -> None:
-    """Patch botocore's and Firestore's clients to count (once per process)."""
+    """Patch botocore's client and the Google REST client to count (once per process)."""
     global _installed
     if _installed:
         return
@@ -112,83 +112,103 @@ def install() -> None:
 
     BaseClient._make_api_call = counted_call
 
-    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
+    from orchestrator.adapters.google_http import ApiError, GoogleHttp
 
-    def request_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return kwargs.get("request", args[0] if args else None)
+    original_http = GoogleHttp.call
 
-    def writes_in(request: Any) -> int:
-        if isinstance(request, dict):
-            return len(request.get("writes") or [])
-        return len(getattr(request, "writes", None) or [])
-
-    def reads_of(
-        stream: Iterator[Any], per_item: Callable[[Any], int], minimum: int
-    ) -> Iterator[Any]:
-        seen = 0
+    def counted_http(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        rpc = firestore_rpc(method, path)
+        if rpc is None:
+            return original_http(self, method, path, *args, **kwargs)
+        INSTRUMENTS.add("Firestore RPCs", rpc)
+        body = kwargs.get("body", args[0] if args else None)
         try:
-            for item in stream:
-                docs = per_item(item)
-                seen += docs
-                INSTRUMENTS.add("Firestore doc reads", "documents", docs)
-                yield item
-        finally:
-            if seen < minimum:
-                INSTRUMENTS.add("Firestore doc reads", "documents", minimum - seen)
+            reply = original_http(self, method, path, *args, **kwargs)
+        except ApiError as exc:
+            if rpc == "get_document" and exc.status == "NOT_FOUND":
+                INSTRUMENTS.add("Firestore doc reads", "documents")  # a miss is billed too
+            raise
+        writes, reads = billed(rpc, body, reply)
+        INSTRUMENTS.add("Firestore doc writes", "documents", writes)
+        INSTRUMENTS.add("Firestore doc reads", "documents", reads)
+        return reply
 
-    def query_docs(response: Any) -> int:
-        return 1 if type(response).pb(response).HasField("document") else 0
+    GoogleHttp.call = counted_http
 
-    def wrap(name: str) -> None:
-        original = getattr(FirestoreClient, name)
 
-        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-            INSTRUMENTS.add("Firestore RPCs", name)
-            if name in ("commit", "batch_write"):
-                writes = writes_in(request_of(args, kwargs))
-                INSTRUMENTS.add("Firestore doc writes", "documents", writes)
-            result = original(self, *args, **kwargs)
-            if name == "batch_get_documents":
-                return reads_of(result, lambda _: 1, 0)
-            if name == "run_query":
-                return reads_of(result, query_docs, 1)  # a query bills at least one read
-            if name == "get_document":
-                INSTRUMENTS.add("Firestore doc reads", "documents")
-            return result
+# Firestore REST methods by their URL (``.../documents/PATH:verb``), named as the SDK's RPCs were.
+_VERBS = {
+    "commit": "commit",
+    "batchWrite": "batch_write",
+    "batchGet": "batch_get_documents",
+    "runQuery": "run_query",
+    "runAggregationQuery": "run_aggregation_query",
+    "beginTransaction": "begin_transaction",
+    "rollback": "rollback",
+    "listDocuments": "list_documents",
+}
+_PLAIN = {
+    "GET": "get_document",
+    "POST": "create_document",
+    "PATCH": "update_document",
+    "DELETE": "delete_document",
+}
 
-        setattr(FirestoreClient, name, counted)
 
-    for name in (
-        "get_document",
-        "list_documents",
-        "create_document",
-        "update_document",
-        "delete_document",
-        "begin_transaction",
-        "commit",
-        "rollback",
-        "batch_write",
-        "batch_get_documents",
-        "run_query",
-        "run_aggregation_query",
-    ):
-        wrap(name)
+def firestore_rpc(method: str, path: str) -> str | None:
+    """The Firestore RPC a REST call is, or None for another Google API."""
+    if not path.lstrip("/").startswith("projects/") or "/databases/" not in path:
+        return None
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        return _VERBS.get(last.rsplit(":", 1)[1], last.rsplit(":", 1)[1])
+    return _PLAIN.get(method.upper(), method.lower())
+
+
+def billed(rpc: str, body: Any, reply: Any) -> tuple[int, int]:
+    """(document writes, document reads) Firestore bills for one successful call: each write of
+    a commit; each document a get or query returns, at least 1 per query; a COUNT 1 read per
+    up to 1,000 index entries counted (at least 1)."""
+    items = reply if isinstance(reply, list) else [reply]
+    items = [i for i in items if isinstance(i, dict)]
+    if rpc in ("commit", "batch_write"):
+        return len((body or {}).get("writes") or []), 0
+    if rpc in ("create_document", "update_document", "delete_document"):
+        return 1, 0
+    if rpc == "get_document":
+        return 0, 1
+    if rpc == "batch_get_documents":
+        return 0, sum(1 for i in items if "found" in i)
+    if rpc == "run_query":
+        return 0, max(1, sum(1 for i in items if "document" in i))
+    if rpc == "run_aggregation_query":
+        reads = 0
+        for item in items:
+            for value in item.get("result", {}).get("aggregateFields", {}).values():
+                counted = int(value.get("integerValue", 0))
+                reads += max(1, -(-counted // 1000))
+        return 0, max(1, reads)
+    if rpc == "list_documents":
+        return 0, max(1, sum(len(i.get("documents", [])) for i in items))
+    return 0, 0
 
 
 @dataclass
-class CountingPublisher:
-    """Stands in for ``pubsub_v1.PublisherClient`` under the real ``PubsubEventBus``."""
+class CountingPubsub:
+    """Stands in for Pub/Sub's REST ``topics.publish`` (the ``GoogleHttp`` under the real
+    ``PubsubEventBus``): counts each message and keeps it for delivery to ``notify``."""
 
     messages: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
     delivered: int = 0
 
-    def publish(self, topic: str, data: bytes, **kwargs: Any) -> Future[str]:
-        INSTRUMENTS.add("Pub/Sub publishes", "publish")
-        attributes = {k: v for k, v in kwargs.items() if k not in ("timeout", "retry")}
-        self.messages.append((data, attributes))
-        future: Future[str] = Future()
-        future.set_result(uuid.uuid4().hex)
-        return future
+    def call(self, method: str, path: str, body: Any = None, **_: Any) -> dict[str, Any]:
+        ids = []
+        for message in body["messages"]:
+            INSTRUMENTS.add("Pub/Sub publishes", "publish")
+            data = base64.b64decode(message["data"])
+            self.messages.append((data, dict(message.get("attributes") or {})))
+            ids.append(uuid.uuid4().hex)
+        return {"messageIds": ids}
 
     def undelivered(self) -> list[tuple[bytes, dict[str, str]]]:
         pending = self.messages[self.delivered :]
@@ -196,16 +216,17 @@ class CountingPublisher:
         return pending
 
 
-class CountingSecretClient:
-    """Stands in for ``SecretManagerServiceClient`` under the real ``SecretManagerSecrets``."""
+class CountingSecrets:
+    """Stands in for Secret Manager's REST ``versions.access`` (the ``GoogleHttp`` under the
+    real ``SecretManagerSecrets``, with its cache)."""
 
     def __init__(self, values: dict[str, str]) -> None:
         self.values = values
 
-    def access_secret_version(self, request: dict[str, str], timeout: float = 0) -> Any:
+    def call(self, method: str, path: str, *_: Any, **__: Any) -> dict[str, Any]:
         INSTRUMENTS.add("Secret Manager reads", "AccessSecretVersion")
-        name = request["name"].split("/secrets/", 1)[1].split("/versions/")[0]
-        return SimpleNamespace(payload=SimpleNamespace(data=self.values[name].encode()))
+        name = path.split("/secrets/", 1)[1].split("/versions/")[0]
+        return {"payload": {"data": base64.b64encode(self.values[name].encode()).decode()}}
 
 
 # --------------------------------------------------------------------------- the day
@@ -282,10 +303,11 @@ def play_day(peers: Any, slack: Any, n: int, run_times: Any, log: Any = print) -
         "does not match the target cpp_type INT64",
     )
     w = wiring.Wiring(settings)
-    publisher = CountingPublisher()
-    w.__dict__["events"] = PubsubEventBus(publisher, settings.topic_path)
+    publisher = CountingPubsub()
+    w.__dict__["events"] = PubsubEventBus(publisher, settings.topic_path)  # type: ignore[arg-type]
     w.__dict__["secrets"] = SecretManagerSecrets(
-        CountingSecretClient({settings.slack_webhook_secret: slack.url}), settings.gcp_project
+        CountingSecrets({settings.slack_webhook_secret: slack.url}),  # type: ignore[arg-type]
+        settings.gcp_project,
     )
 
     def session() -> Any:  # production's web-identity session, with a made-up Google ID token

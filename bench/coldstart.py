@@ -3,15 +3,17 @@ SDK at once.
 
 Each path runs for real, once per fresh interpreter, through functions_framework as Cloud
 Functions runs it (``bench/_coldstart_child.py``), against the local peers: the Firestore and
-Pub/Sub emulators, moto's server, the DTS stand-in. Settings are production's where it changes
-what is imported: Secret Manager as the secrets backend (a throw-away service-account key lets
-its client be built offline; no path measured here reads a secret). AWS uses boto3's default
-chain against moto instead of web identity (which would fetch a Google ID token over the network;
-it adds no SDK). ``python -X importtime`` logs every import; the figure is the sum of the
-self-times of every module imported between loading ``main.py`` and the reply, so network waits
-do not count. The code is a byte-compiled copy of what is deployed (``compileall``, as the Cloud
-Functions buildpack does). Baseline: the same process loading ``main.py`` and then importing the six
-SDKs. Best of N runs, interleaved with the baseline's.
+Pub/Sub emulators, moto's server, the DTS stand-in (all reached by the production adapters, over
+REST). Credentials take the production path: ``K_SERVICE`` is set as on Cloud Functions, so
+tokens come from the metadata server (``devstack.google_standins.MetadataStandIn``), and AWS is
+reached keyless: an ID token from it, exchanged with moto's STS (``AssumeRoleWithWebIdentity``).
+``python -X importtime`` logs every import; the figure is the sum of the self-times of every
+module imported between loading ``main.py`` and the reply, so network waits do not count. The
+code is a byte-compiled copy of what is deployed (``compileall``, as the Cloud Functions
+buildpack does). Baseline: the same process loading ``main.py`` and then importing the six
+SDKs the product's design names (boto3 and the ``google-cloud-*`` clients for Firestore,
+Pub/Sub, DTS, BigQuery and Secret Manager): what a version that loads its SDKs at import costs.
+Best of N runs, interleaved with the baseline's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BASE_ENV, PROJECT, ROOT, child_env, iso, load, median, parse_result
+from devstack.google_standins import MetadataStandIn
 from devstack.stack import DEFAULT_TABLES
 
 CHILD = str(ROOT / "bench" / "_coldstart_child.py")
@@ -44,7 +47,7 @@ EVERYTHING = (
 COLD_TABLES = DEFAULT_TABLES  # the demo's day: a dozen tables
 # Where an imported module's time is booked (first match wins; "google" after the SDKs).
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("boto3", ("boto3", "botocore", "s3transfer", "jmespath", "dateutil")),
+    ("botocore", ("boto3", "botocore", "s3transfer", "jmespath", "dateutil")),
     (
         "firestore",
         (
@@ -93,7 +96,7 @@ FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("rds2bq", ("orchestrator", "main")),
 )
-SDK_COLUMNS = ("boto3", "firestore", "pubsub", "dts", "bigquery", "secretmanager")
+SDK_COLUMNS = ("botocore", "grpc", "firestore", "pubsub", "dts", "bigquery", "secretmanager")
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)\s*$")
 
 
@@ -182,33 +185,17 @@ class Scenario:
         }
 
 
-def fake_service_account(directory: Path) -> Path:
-    """A syntactically valid service-account key that no service accepts: lets Secret Manager's
-    client be built without network or real credentials."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    path = directory / "bench-fake-sa.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": PROJECT,
-                "private_key_id": "bench",
-                "private_key": pem,
-                "client_email": f"bench@{PROJECT}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": "https://oauth2.googleapis.com/token",
-            }
-        )
-    )
-    return path
+def push_body(note: Any) -> dict[str, Any]:
+    """The push subscription's body for one of the DTS stand-in's notifications."""
+    return {
+        "message": {
+            "data": base64.b64encode(json.dumps(note.payload).encode()).decode(),
+            "attributes": note.attributes,
+            "messageId": uuid.uuid4().hex,
+            "publishTime": iso(datetime.now(UTC)),
+        },
+        "subscription": f"projects/{PROJECT}/subscriptions/rds2bq-notify",
+    }
 
 
 class Preparer:
@@ -216,30 +203,27 @@ class Preparer:
     starts from, with the production adapters and service."""
 
     def __init__(self, peers: Any, dts: Any, base_env: dict[str, str], run_times: Any) -> None:
-        from google.cloud import firestore
-
         self.peers = peers
         self.dts = dts
         self.base_env = base_env
         self.run_times = run_times
-        self.client = firestore.Client(project=PROJECT)
 
     def env(self, collection: str) -> dict[str, str]:
         return {**self.base_env, "RDS2BQ_LEDGER_COLLECTION": collection}
 
     def ledger(self, collection: str) -> Any:
-        from orchestrator.adapters.ledger import FirestoreLedger
+        from orchestrator.adapters.ledger import build_ledger
 
-        return FirestoreLedger(self.client, collection)
+        env = self.env(collection)
+        return build_ledger(load(env), environ=env)
 
     def service(self, env: dict[str, str], exporter: Any, clock: Any) -> Any:
-        from devstack.dts_standin import client_for
         from orchestrator.adapters.dts import build_transfer_runner
         from orchestrator.ports import RecordingEventBus
         from orchestrator.service import Orchestrator
 
         settings = load(env)
-        transfers = build_transfer_runner(settings, client=client_for(self.dts.target))
+        transfers = build_transfer_runner(settings)
         return Orchestrator(
             settings,
             self.ledger(settings.ledger_collection),
@@ -282,27 +266,16 @@ class Preparer:
         assert first.dts_run, first
         self.dts.finish_pending()
         note = next(n for n in self.dts.notifications if n.payload.get("name") == first.dts_run)
-        body = {
-            "message": {
-                "data": base64.b64encode(json.dumps(note.payload).encode()).decode(),
-                "attributes": note.attributes,
-                "messageId": uuid.uuid4().hex,
-                "publishTime": iso(datetime.now(UTC)),
-            },
-            "subscription": f"projects/{PROJECT}/subscriptions/rds2bq-notify",
-        }
-        return env, body, first.key
+        return env, push_body(note), first.key
 
-    def exporting(self, collection: str) -> dict[str, str]:
-        """A run whose export is IN_PROGRESS in moto (the real AWS adapter started it)."""
-        from bench.common import FixedOffsetClock
+    def aws_exporter(self, env: dict[str, str]) -> Any:
+        """The production AWS adapter against moto (default credential chain)."""
         from orchestrator.adapters.aws import AwsExporter
         from orchestrator.adapters.aws_session import build_session, client
 
-        env = self.env(collection)
         s = load(env)
         session = build_session("default", s.aws_region, endpoint_url=s.aws_endpoint_url)
-        exporter = AwsExporter(
+        return AwsExporter(
             client(session, "rds", s.aws_endpoint_url),
             client(session, "s3", s.aws_endpoint_url),
             s.s3_bucket,
@@ -310,11 +283,64 @@ class Preparer:
             s.kms_key_id,
             s.export_role_arn,
         )
-        service = self.service(env, exporter, FixedOffsetClock())
+
+    def exporting(self, collection: str) -> dict[str, str]:
+        """A run whose export is IN_PROGRESS in moto (the real AWS adapter started it)."""
+        from bench.common import FixedOffsetClock
+
+        env = self.env(collection)
+        service = self.service(env, self.aws_exporter(env), FixedOffsetClock())
         run = service.start_export(self.run_times.take())
         self.peers.control.progress(run.export_task_id, 40, 1.5)
         service.poll()
         return env
+
+    def failed(self, collection: str) -> tuple[dict[str, str], str, Any]:
+        """A closed run with one failed table, as the operator finds it: the export ran in moto
+        (started by the real AWS adapter, its files written as RDS lays them out), the hand-off
+        started every table's DTS run, the stand-in ran them (the last table's fails) and
+        ``NotifyService`` recorded each run-finished message in the ledger. Returns the run id
+        and the failed table's record."""
+        from bench.common import FixedOffsetClock
+        from devstack.aws import realistic_layout
+        from orchestrator.model import RunState, TableState
+        from orchestrator.notifications import message_from_push
+        from orchestrator.notify import NotifyService
+        from orchestrator.ports import RecordingEventBus, RecordingNotifier
+        from orchestrator.sync import display_name_for
+
+        env = self.env(collection)
+        clock = FixedOffsetClock()
+        service = self.service(env, self.aws_exporter(env), clock)
+        settings = service.settings
+        run = service.start_export(self.run_times.take())
+        task = self.peers.control.task(run.export_task_id)
+        self.peers.control.complete(run.export_task_id, *realistic_layout(task.export_only))
+        clock.offset = timedelta(minutes=settings.visibility_margin_minutes + 1)
+        service.poll()  # sees COMPLETE, margin passed: hands off through the DTS stand-in
+        tables = service.ledger.tables(run.run_id)
+        assert all(t.state is TableState.STARTED for t in tables), tables
+        failing = settings.tables[-1].key
+        runs = {t.dts_run for t in tables}
+        self.dts.set_outcome(display_name_for(settings.env, failing), "FAILED", "bench: failed")
+        try:
+            self.dts.finish_pending()
+        finally:
+            self.dts.clear_outcomes()
+        notify = NotifyService(
+            settings, service.ledger, RecordingNotifier(), RecordingEventBus(), clock
+        )
+        for note in [n for n in self.dts.notifications if n.payload.get("name") in runs]:
+            notify.handle(message_from_push(push_body(note)))
+        closed = service.ledger.get_run(run.run_id)
+        after = {t.key: t for t in service.ledger.tables(run.run_id)}
+        assert closed is not None and closed.state is not RunState.TRANSFERRING, closed
+        not_loaded = [k for k, t in after.items() if t.state is not TableState.SUCCEEDED]
+        assert not_loaded == [failing] and after[failing].state is TableState.FAILED, after
+        return env, run.run_id, after[failing]
+
+    def table(self, collection: str, run_id: str, key: str) -> Any:
+        return next(t for t in self.ledger(collection).tables(run_id) if t.key == key)
 
     def table_state(self, collection: str, key: str) -> str:
         runs = self.ledger(collection).recent_runs(1)
@@ -413,6 +439,37 @@ def scenarios(prep: Preparer, reps: int, prefix: str) -> list[Scenario]:
 
     notify.check = notify_check
     out.append(notify)
+    reruns = [prep.failed(c) for c in fresh("rerun")]
+
+    def rerun_spec_for(rep: int) -> dict[str, Any]:
+        spec = Scenario.spec(rerun, rep)
+        spec["json"] = {"run_id": reruns[rep][1], "failed": True}
+        return spec
+
+    def rerun_check(rep: int) -> str | None:
+        env, run_id, before = reruns[rep]
+        t = prep.table(env["RDS2BQ_LEDGER_COLLECTION"], run_id, before.key)
+        if (
+            t.state.value == "STARTED"
+            and t.attempts == before.attempts + 1
+            and (t.dts_run != before.dts_run)
+        ):
+            return None
+        return (
+            f"{t.key} is {t.state.value}, attempt {t.attempts}, DTS run {t.dts_run}: not "
+            f"started again (before: {before.state.value}, attempt {before.attempts})"
+        )
+
+    rerun = Scenario(
+        "rerun, failed table (re-transfer)",
+        "rerun",
+        "http",
+        [env for env, _, _ in reruns],
+        expect='"action": "started"',
+        check=rerun_check,
+    )
+    rerun.spec = rerun_spec_for  # type: ignore[method-assign]
+    out.append(rerun)
     return out
 
 
@@ -444,22 +501,32 @@ def run_one(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
 def measure(
     peers: Any, dts: Any, run_times: Any, *, reps: int = 3, log: Any = print
 ) -> dict[str, Any]:
+    metadata = MetadataStandIn()
+    try:
+        return _measure(peers, dts, run_times, metadata, reps, log)
+    finally:
+        metadata.stop()
+
+
+def _measure(
+    peers: Any, dts: Any, run_times: Any, metadata: MetadataStandIn, reps: int, log: Any
+) -> dict[str, Any]:
     from bench.common import write_tables_file
     from bench.peers import create_configs
 
     tables = write_tables_file(peers.work_dir, COLD_TABLES, "cold")
-    sa = fake_service_account(peers.work_dir)
     base = {
         **BASE_ENV,
         **peers.aws_env(),
         **peers.emulator_env(),
         "RDS2BQ_ENV": "cold",
-        "RDS2BQ_AWS_AUTH": "default",
+        "RDS2BQ_AWS_AUTH": "web-identity",
         "RDS2BQ_TABLES_FILE": str(tables),
         "RDS2BQ_BQ_LOCATION": "cold",
         "RDS2BQ_DTS_ENDPOINT": dts.target,
         "RDS2BQ_SECRETS_BACKEND": "secret-manager",
-        "GOOGLE_APPLICATION_CREDENTIALS": str(sa),
+        "K_SERVICE": "rds2bq",  # as Cloud Functions (gen2) sets it: the metadata server's tokens
+        "GCE_METADATA_HOST": metadata.host,
     }
     settings = load(base)
     create_configs(settings, dts.target)
