@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 
 from devstack import processes
 
 GCP_PROJECT = "rds2bq-test"
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A CI timeout or a `kill` sends SIGTERM: stop as on Ctrl-C, so that every fixture still
+    # tears down the emulators and function processes it started instead of leaving them behind.
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(autouse=True)
