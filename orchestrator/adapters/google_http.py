@@ -18,6 +18,8 @@ look before it retries.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -86,15 +88,30 @@ class FixedToken:
         return self._value
 
 
+# Connections idle longer than this are dropped before the next call rather than reused. Between
+# two polls a Cloud Functions instance sits idle for minutes, and Google's front ends close idle
+# keep-alive connections on their own schedule: a request sent on a connection being closed gets
+# no answer, which for a write means an unknown outcome. A fresh connection costs one handshake.
+IDLE_RESET_SECONDS = 60.0
+
 _POOL: urllib3.PoolManager | None = None
+_LAST_USED = 0.0
+_POOL_LOCK = threading.Lock()
+_clock = time.monotonic
 
 
 def shared_pool() -> urllib3.PoolManager:
-    """One connection pool per process, shared by every Google API client."""
-    global _POOL
-    if _POOL is None:
-        _POOL = urllib3.PoolManager(maxsize=POOL_SIZE, retries=False)
-    return _POOL
+    """One connection pool per process, shared by every Google API client; emptied after an
+    idle spell (``IDLE_RESET_SECONDS``)."""
+    global _POOL, _LAST_USED
+    with _POOL_LOCK:
+        now = _clock()
+        if _POOL is None:
+            _POOL = urllib3.PoolManager(maxsize=POOL_SIZE, retries=False)
+        elif now - _LAST_USED > IDLE_RESET_SECONDS:
+            _POOL.clear()  # closes the idle connections; calls in flight are not affected
+        _LAST_USED = now
+        return _POOL
 
 
 def _error_from(code: int, payload: bytes) -> ApiError:

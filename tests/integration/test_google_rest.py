@@ -42,11 +42,15 @@ def secret_manager() -> Iterator[SecretManagerStandIn]:
 
 
 class _Scripted(BaseHTTPRequestHandler):
-    """Answers from ``server.script``: (status, body, delay) per request, and records headers."""
+    """Answers from ``server.script``: (status, body, delay) per request, and records headers and
+    the client's port (one per connection: keep-alive reuses it)."""
+
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.server.seen.append((self.path, dict(self.headers), self.rfile.read(length)))  # type: ignore[attr-defined]
+        self.server.ports.append(self.client_address[1])  # type: ignore[attr-defined]
         status, body, delay = self.server.script.pop(0)  # type: ignore[attr-defined]
         time.sleep(delay)
         self.send_response(status)
@@ -65,6 +69,7 @@ def scripted() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
     server.script = []  # type: ignore[attr-defined]
     server.seen = []  # type: ignore[attr-defined]
+    server.ports = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -246,3 +251,26 @@ def test_a_users_login_names_its_quota_project_and_a_service_account_does_not(
     user, account = (headers for _, headers, _ in scripted.seen)
     assert user["x-goog-user-project"] == "acme-billing"
     assert "x-goog-user-project" not in account
+
+
+def test_a_connection_is_reused_but_not_after_an_idle_spell(
+    scripted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the process-wide pool and a clock we move
+    now = [1_000.0]
+    monkeypatch.setattr("orchestrator.adapters.google_http._clock", lambda: now[0])
+    monkeypatch.setattr("orchestrator.adapters.google_http._POOL", None)
+    scripted.script.extend([(200, b"{}", 0)] * 3)
+    http = _http(scripted)
+
+    # WHEN two calls follow each other, then one comes after longer than a poll interval's idle
+    http.call("GET", "a")
+    now[0] += 5
+    http.call("GET", "b")
+    now[0] += 61
+    http.call("GET", "c")
+
+    # THEN the second reused the first's connection, and the third opened a fresh one
+    first, second, third = scripted.ports
+    assert first == second
+    assert third != first
