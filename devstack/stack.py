@@ -1,6 +1,8 @@
 """The whole product on one machine: every wire peer, every function, wired as in production.
 
-- AWS: moto's server (in this process, so the harness can drive exports like RDS would).
+- AWS: moto's server (in this process, so the harness can drive exports like RDS would), reached
+  keyless as in production: a Google ID token from a metadata-server stand-in, exchanged with
+  STS (``AssumeRoleWithWebIdentity``).
 - Run ledger and events: the official Firestore and Pub/Sub emulators.
 - DTS and BigQuery: the REST stand-ins (DTS on the library's own message types), in this process.
 - Slack: the webhook stand-in, in this process.
@@ -70,6 +72,7 @@ class LocalStack:
     work_dir: Path
     functions: dict[str, processes.Service] = field(default_factory=dict)
     aws_proxy: Any = None  # a ThrottlingProxy in front of moto, for the drills
+    metadata: Any = None  # the metadata server stand-in: Google ID tokens for keyless AWS
     _stopped: bool = False
 
     @property
@@ -140,6 +143,8 @@ class LocalStack:
             service.stop()
         if self.aws_proxy is not None:
             self.aws_proxy.stop()
+        if self.metadata is not None:
+            self.metadata.stop()
         for stop in (
             self.dts.stop,
             self.bigquery.stop,
@@ -173,6 +178,7 @@ def start_stack(
 ) -> LocalStack:
     """Start everything; on any failure, stop what was started and raise."""
     from devstack import bigquery_standin, dts_standin, slack_standin
+    from devstack.google_standins import MetadataStandIn
 
     started: list[Callable[[], None]] = []
     try:
@@ -196,6 +202,8 @@ def start_stack(
         bigquery = bigquery_standin.start_bigquery()
         started.append(bigquery.stop)
         bigquery.add_dataset(PROJECT, DATASET, LOCATION)
+        metadata = MetadataStandIn()
+        started.append(metadata.stop)
         work_dir = Path(tempfile.mkdtemp(prefix="rds2bq-stack-"))
         tables_file = work_dir / "tables.txt"
         tables = list(tables)
@@ -207,6 +215,7 @@ def start_stack(
             proxy = ThrottlingProxy(moto.endpoint)
             started.append(proxy.stop)
         overrides = {"RDS2BQ_AWS_ENDPOINT_URL": proxy.endpoint} if proxy else {}
+        overrides["GCE_METADATA_HOST"] = metadata.host
         env = stack_env(
             account,
             firestore,
@@ -229,6 +238,7 @@ def start_stack(
             tables,
             work_dir,
             aws_proxy=proxy,
+            metadata=metadata,
         )
         started.clear()  # from here on, stack.stop() owns everything
     except BaseException:
@@ -270,7 +280,9 @@ def stack_env(
     return {
         **account.settings_env(),
         "RDS2BQ_ENV": "demo",
-        "RDS2BQ_AWS_AUTH": "default",
+        # Keyless, as in production: an ID token from the metadata stand-in (GCE_METADATA_HOST)
+        # exchanged with moto's STS for the orchestrator role.
+        "RDS2BQ_AWS_AUTH": "web-identity",
         "RDS2BQ_SOURCE_KIND": "cluster",
         "RDS2BQ_GCP_PROJECT": PROJECT,
         "RDS2BQ_BQ_DATASET": DATASET,

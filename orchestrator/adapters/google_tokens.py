@@ -153,24 +153,18 @@ def _auth_errors(what: str) -> Iterator[None]:
         raise PermanentError(f"Google credentials: no {what} ({exc})") from exc
 
 
-_SHARED: Credentials | None = None
+_SHARED: dict[tuple[bool, str], Credentials] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def default_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     """The metadata server on Cloud Functions (``K_SERVICE`` is set) or wherever
-    ``GCE_METADATA_HOST`` points; Application Default Credentials elsewhere. Without ``environ``
-    one instance per process, so every API shares its cached tokens."""
-    global _SHARED
-    if environ is not None:
-        return _choose(environ)
+    ``GCE_METADATA_HOST`` points; Application Default Credentials elsewhere. One instance per
+    source and process, so every API shares its cached tokens."""
+    env = os.environ if environ is None else environ
+    metadata_host = env.get("GCE_METADATA_HOST", "")
+    key = (bool(env.get("K_SERVICE") or metadata_host), metadata_host)
     with _SHARED_LOCK:
-        if _SHARED is None:
-            _SHARED = _choose(os.environ)
-        return _SHARED
-
-
-def _choose(env: Mapping[str, str]) -> Credentials:
-    if env.get("K_SERVICE") or env.get("GCE_METADATA_HOST"):
-        return MetadataCredentials(env.get("GCE_METADATA_HOST", ""))
-    return AdcCredentials()
+        if key not in _SHARED:
+            _SHARED[key] = MetadataCredentials(metadata_host) if key[0] else AdcCredentials()
+        return _SHARED[key]

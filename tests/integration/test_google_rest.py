@@ -211,7 +211,6 @@ def test_keyless_aws_from_a_metadata_id_token(
     metadata: MetadataStandIn, moto_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a function on Google's runtime (its metadata server here) and the web-identity role
-    monkeypatch.setattr("orchestrator.adapters.google_tokens._SHARED", None)
     monkeypatch.setenv("GCE_METADATA_HOST", metadata.host)
     session = build_session(
         "web-identity",
