@@ -57,7 +57,7 @@ def notify(cloud_event: Any) -> None:
 @functions_framework.http
 def rerun(request: Any) -> http.Reply:
     """Operator (IAM): re-transfer tables of a run from its export, or re-export (as of a day)."""
-    from orchestrator.rerun import RERUN_FIELDS, RerunRequest
+    from orchestrator.rerun_request import RERUN_FIELDS, RerunRequest
 
     def act() -> Any:
         body = RerunRequest.from_body(http.json_body(request, set(RERUN_FIELDS)))

@@ -456,7 +456,7 @@ def rerun_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_rerun(cli: Cli) -> int:
-    from orchestrator.rerun import RerunRequest
+    from orchestrator.rerun_request import RerunRequest
 
     request = RerunRequest.from_body(rerun_body(cli.args))
     result = cli.wiring.reruns.rerun(request)

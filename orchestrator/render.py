@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from orchestrator.doctor import CheckResult, Outcome
-from orchestrator.rerun import Mode, RerunResult
+from orchestrator.rerun_request import Mode, RerunResult
 from orchestrator.slack import format_duration, format_time
 
 BAR_WIDTH = 30

@@ -22,13 +22,8 @@ from orchestrator.errors import (
 from orchestrator.model import EventKind, ExportStatus, RunState, TableState, Transition
 from orchestrator.notify import NotifyService
 from orchestrator.ports import RecordingNotifier
-from orchestrator.rerun import (
-    ExportFilesGoneError,
-    Mode,
-    RerunRequest,
-    RerunResult,
-    Reruns,
-)
+from orchestrator.rerun import ExportFilesGoneError, Reruns
+from orchestrator.rerun_request import Mode, RerunRequest, RerunResult
 from orchestrator.retry import Backoff
 from tests.fakes import FakeExporter
 from tests.unit.test_notify import dts_message
