@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -36,6 +37,21 @@ def wait_for_port(
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
+# Every process group started here and not yet stopped. At exit, whatever is left is ended: a
+# teardown cut short (Ctrl-C or SIGTERM while fixtures stop things) must not leave emulators or
+# functions running. Only SIGKILL of this process escapes it.
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for process in list(_LIVE.values()):
+        if process.poll() is None:  # still ours: its pid (and group) cannot have been reused
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+    _LIVE.clear()
+
+
 @dataclass
 class Service:
     """A process we started; ``stop`` ends its whole process group."""
@@ -46,12 +62,19 @@ class Service:
     log_path: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.process is not None:
+            _LIVE[self.process.pid] = self.process
+
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
+            return
+        _LIVE.pop(self.process.pid, None)
+        if self.process.poll() is not None:
             return
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
