@@ -13,7 +13,6 @@ Our configs are those named ``rds2bq-{env}:{table_key}``; no call here changes a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from orchestrator.adapters.google_http import GoogleHttp, cause_status, translat
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import utc
+from orchestrator.notifications import format_timestamp, parse_timestamp
 from orchestrator.ports import RunOutcome, Secrets, TransferConfig
 from orchestrator.sync import AccessKeys, display_name_for, primary_config, table_key_of
 
@@ -56,9 +56,6 @@ _STATES = {
     6: "CANCELLED",
 }
 _NEVER = datetime.min.replace(tzinfo=UTC)
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", re.IGNORECASE
-)
 
 
 def _translated(what: str) -> AbstractContextManager[None]:
@@ -67,7 +64,7 @@ def _translated(what: str) -> AbstractContextManager[None]:
 
 def rfc3339(moment: datetime) -> str:
     """An aware datetime as the REST API writes times: UTC, ``Z``, microseconds if any."""
-    return utc(moment).isoformat().replace("+00:00", "Z")
+    return format_timestamp(utc(moment))
 
 
 def parse_rfc3339(text: Any) -> datetime | None:
@@ -75,14 +72,8 @@ def parse_rfc3339(text: Any) -> datetime | None:
     absent. Anything else is not DTS speaking: PermanentError."""
     if text in (None, ""):
         return None
-    match = _RFC3339.match(str(text))
-    if match is None:
-        raise PermanentError(f"DTS answered an unreadable time {text!r}")
-    whole, fraction, zone = match.groups()
-    micros = f".{fraction[:6].ljust(6, '0')}" if fraction else ""
-    offset = "+00:00" if zone.upper() == "Z" else zone
     try:
-        return datetime.fromisoformat(whole + micros + offset).astimezone(UTC)
+        return parse_timestamp(str(text))
     except ValueError as exc:
         raise PermanentError(f"DTS answered an unreadable time {text!r}") from exc
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.adapters.google_http import ApiError, FixedToken, GoogleHttp, quote_path
+from orchestrator.notifications import format_timestamp, parse_timestamp
 from orchestrator.retry import Backoff
 
 PRODUCTION_URL = "https://firestore.googleapis.com/v1/"
@@ -61,9 +62,6 @@ BACKOFF = Backoff(attempts=8, base_seconds=0.2, cap_seconds=5.0, budget_seconds=
 _READ_RETRY = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED"})
 _INT64 = range(-(2**63), 2**63)
 _SIMPLE_FIELD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
-_TIMESTAMP = re.compile(
-    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE
-)
 
 
 def emulator_http(host: str) -> GoogleHttp:
@@ -73,25 +71,6 @@ def emulator_http(host: str) -> GoogleHttp:
 
 
 # --------------------------------------------------------------------------- values
-
-
-def format_timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with microseconds, e.g. ``2026-11-27T15:00:00.000000Z``."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="microseconds") + "Z"
-
-
-def parse_timestamp(text: str) -> datetime:
-    """An RFC 3339 timestamp (up to nanoseconds, any offset) as an aware UTC datetime."""
-    match = _TIMESTAMP.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
-    whole, fraction, offset = match.groups()
-    zone = "+00:00" if offset.upper() == "Z" else offset
-    parsed = datetime.fromisoformat(whole + zone)
-    micros = int((fraction or "0")[:6].ljust(6, "0"))
-    return parsed.replace(microsecond=micros).astimezone(UTC)
 
 
 def encode_value(value: Any) -> Json:
@@ -117,7 +96,8 @@ def encode_value(value: Any) -> Json:
     if isinstance(value, bytes):
         return {"bytesValue": base64.b64encode(value).decode("ascii")}
     if isinstance(value, datetime):
-        return {"timestampValue": format_timestamp(value)}
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive: UTC
+        return {"timestampValue": format_timestamp(aware)}
     if isinstance(value, list | tuple):
         values = [encode_value(v) for v in value]
         return {"arrayValue": {"values": values} if values else {}}

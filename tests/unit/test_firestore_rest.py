@@ -18,8 +18,6 @@ from orchestrator.adapters.firestore_rest import (
     encode_fields,
     encode_value,
     field_path,
-    format_timestamp,
-    parse_timestamp,
     structured_query,
 )
 from orchestrator.adapters.google_http import ApiError, GoogleHttp
@@ -108,12 +106,16 @@ def test_values_out_of_range_or_of_unknown_type_are_refused() -> None:
 # --------------------------------------------------------------------------- timestamps
 
 
+def stamp(value: datetime) -> str:
+    return str(encode_value(value)["timestampValue"])
+
+
 def test_timestamps_are_utc_with_microseconds() -> None:
     tokyo = timezone(timedelta(hours=9))
-    assert format_timestamp(T0) == "2026-11-27T15:00:01.123456Z"
-    assert format_timestamp(T0.astimezone(tokyo)) == "2026-11-27T15:00:01.123456Z"
-    assert format_timestamp(T0.replace(tzinfo=None)) == "2026-11-27T15:00:01.123456Z"  # naive: UTC
-    assert format_timestamp(T0.replace(microsecond=0)) == "2026-11-27T15:00:01.000000Z"
+    assert stamp(T0) == "2026-11-27T15:00:01.123456Z"
+    assert stamp(T0.astimezone(tokyo)) == "2026-11-27T15:00:01.123456Z"
+    assert stamp(T0.replace(tzinfo=None)) == "2026-11-27T15:00:01.123456Z"  # naive: UTC
+    assert stamp(T0.replace(microsecond=0)) == "2026-11-27T15:00:01Z"
 
 
 @pytest.mark.parametrize(
@@ -128,13 +130,13 @@ def test_timestamps_are_utc_with_microseconds() -> None:
     ],
 )
 def test_timestamps_parse_to_aware_utc(text: str, expected: datetime) -> None:
-    parsed = parse_timestamp(text)
+    parsed = decode_value({"timestampValue": text})
     assert parsed == expected and parsed.tzinfo is UTC
 
 
 def test_a_bad_timestamp_is_refused() -> None:
     with pytest.raises(ValueError, match="RFC 3339"):
-        parse_timestamp("2026-11-27 15:00:01")
+        decode_value({"timestampValue": "2026-11-27 15:00:01"})
 
 
 def test_records_round_trip_with_every_field_type() -> None:
