@@ -12,8 +12,6 @@ The checks speak to the ports and the probes only; ``context_from_wiring`` build
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import traceback
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from orchestrator import slack, sync
+from orchestrator.adapters.google_tokens import jwt_claims
 from orchestrator.config import Settings
 from orchestrator.errors import (
     AccessDeniedError,
@@ -154,13 +153,7 @@ def check_aws_credentials(ctx: Context) -> CheckResult:
 def token_claims(token: str) -> dict[str, str]:
     """The claims of a JWT, unverified (AWS verifies it): only to explain a refusal. The token
     itself is never shown."""
-    try:
-        payload = token.split(".")[1]
-        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error):
-        return {}
-    if not isinstance(data, dict):
-        return {}
+    data = jwt_claims(token)
     return {k: str(data[k]) for k in ("aud", "azp", "sub", "email", "iss") if k in data}
 
 

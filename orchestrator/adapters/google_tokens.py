@@ -40,12 +40,20 @@ class Credentials(Protocol):
     def id_token(self, audience: str) -> str: ...
 
 
-def _jwt_expiry(token: str) -> float:
+def jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified (whoever receives the token verifies it); {} if unreadable."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
+    except (IndexError, ValueError):  # binascii.Error is a ValueError
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _jwt_expiry(token: str) -> float:
+    try:
+        return float(jwt_claims(token)["exp"])
+    except (KeyError, ValueError, TypeError):
         return time.time() + 600.0  # unknown: keep it ten minutes at most
 
 
