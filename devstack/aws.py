@@ -21,8 +21,6 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from devstack.processes import free_port
-
 ACCOUNT_ID = "123456789012"
 REGION = "ap-northeast-1"
 PARQUET = b"PAR1" + b"\x00" * 60 + b"PAR1"  # only its name matters to the stand-ins
@@ -47,10 +45,12 @@ def start_moto(port: int = 0) -> MotoServer:
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     install_export_patch()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    port = port or free_port()
+    # Port 0 lets the server bind a free port itself, atomically. A port picked beforehand can be
+    # taken by another process before moto binds it; moto's thread then dies and start() waits
+    # forever (seen as a 300 s fixture timeout in the e2e suite).
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    return MotoServer(server, port)
+    return MotoServer(server, server.get_host_and_port()[1])
 
 
 # --------------------------------------------------------------------------- moto export patch

@@ -110,32 +110,41 @@ def _spawn(name: str, args: list[str], port: int, timeout: float = 90.0) -> Serv
     return service
 
 
+def _on_a_free_port(start: Callable[[int], Service], port: int | None, tries: int = 3) -> Service:
+    """``start`` on ``port``, or on a free port picked here. A picked port can be taken by another
+    process before the emulator binds it (the emulator then exits): pick another and try again."""
+    if port:
+        return start(port)
+    for attempt in range(tries):
+        try:
+            return start(free_port())
+        except RuntimeError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def start_firestore_emulator(port: int | None = None, import_data: str = "") -> Service:
     """``import_data``: the ``*.overall_export_metadata`` file of an export to load on start."""
-    port = port or free_port()
     gcloud = require_gcloud()
-    args = [gcloud, "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", "--quiet"]
-    if import_data:
-        args.append(f"--import-data={import_data}")
-    return _spawn("firestore", args, port)
+
+    def start(chosen: int) -> Service:
+        args = [gcloud, "emulators", "firestore", "start", f"--host-port=127.0.0.1:{chosen}"]
+        args.append("--quiet")
+        if import_data:
+            args.append(f"--import-data={import_data}")
+        return _spawn("firestore", args, chosen)
+
+    return _on_a_free_port(start, port)
 
 
 def start_pubsub_emulator(project: str, port: int | None = None) -> Service:
-    port = port or free_port()
     gcloud = require_gcloud()
     data_dir = tempfile.mkdtemp(prefix="rds2bq-pubsub-")
-    return _spawn(
-        "pubsub",
-        [
-            gcloud,
-            "beta",
-            "emulators",
-            "pubsub",
-            "start",
-            f"--host-port=127.0.0.1:{port}",
-            f"--project={project}",
-            f"--data-dir={data_dir}",
-            "--quiet",
-        ],
-        port,
-    )
+
+    def start(chosen: int) -> Service:
+        args = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{chosen}"]
+        args += [f"--project={project}", f"--data-dir={data_dir}", "--quiet"]
+        return _spawn("pubsub", args, chosen)
+
+    return _on_a_free_port(start, port)
