@@ -6,7 +6,7 @@ import os
 import uuid
 
 from devstack.aws import Account
-from orchestrator.adapters.firestore_rest import FirestoreApi, emulator_http
+from orchestrator.adapters.firestore_rest import FirestoreApi, firestore_http
 from orchestrator.config import Settings, load_settings
 
 GCP_PROJECT = "rds2bq-test"
@@ -31,4 +31,4 @@ def firestore_client(emulator_host: str) -> FirestoreApi:
     """Firestore's REST API on the emulator, as the emulator's admin (``build_ledger`` does the
     same when ``FIRESTORE_EMULATOR_HOST`` is set, which this also sets for code under test)."""
     os.environ["FIRESTORE_EMULATOR_HOST"] = emulator_host
-    return FirestoreApi(emulator_http(emulator_host), GCP_PROJECT)
+    return FirestoreApi(firestore_http(emulator_host), GCP_PROJECT)

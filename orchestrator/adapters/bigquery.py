@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
-from orchestrator.adapters.google_http import ApiError, GoogleHttp, translated
+from orchestrator.adapters.google_http import ApiError, GoogleHttp, google_api, translated
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError
 
@@ -129,14 +129,8 @@ def build_destination_tables(settings: Settings, endpoint: str | None = None) ->
     """The adapter for these settings; ``endpoint`` (local stack only) points it at the BigQuery
     stand-in, without credentials; it defaults to ``RDS2BQ_BQ_ENDPOINT``."""
     endpoint = settings.bq_endpoint if endpoint is None else endpoint
-    if endpoint:
-        http = GoogleHttp(endpoint.rstrip("/") + "/bigquery/v2/")
-    else:
-        from orchestrator.adapters.google_tokens import default_credentials
-
-        http = GoogleHttp(ENDPOINT, default_credentials())
     return BigQueryTables(
-        http,
+        google_api(ENDPOINT, endpoint, "bigquery/v2/"),
         project=settings.gcp_project,
         dataset=settings.bq_dataset,
         location=settings.bq_location,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from orchestrator.adapters.google_http import GoogleHttp, cause_status, translated
+from orchestrator.adapters.google_http import GoogleHttp, cause_status, google_api, translated
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import utc
@@ -297,13 +297,7 @@ class DtsTransfers:
 def dts_http(settings: Settings) -> GoogleHttp:
     """The production endpoint with the default credentials, or (``RDS2BQ_DTS_ENDPOINT``, local
     stack only: ``host:port`` or ``http://host:port``) the stand-in, without a token."""
-    endpoint = settings.dts_endpoint.strip()
-    if not endpoint:
-        from orchestrator.adapters.google_tokens import default_credentials
-
-        return GoogleHttp(ENDPOINT, default_credentials())
-    base = (endpoint if "://" in endpoint else f"http://{endpoint}").rstrip("/")
-    return GoogleHttp(base if base.endswith("/v1") else f"{base}/v1/")
+    return google_api(ENDPOINT, settings.dts_endpoint.strip().rstrip("/"), "v1/")
 
 
 def build_transfer_runner(

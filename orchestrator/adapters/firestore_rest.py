@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.adapters.google_http import ApiError, FixedToken, GoogleHttp, quote_path
+from orchestrator.adapters.google_http import (
+    ApiError,
+    FixedToken,
+    GoogleHttp,
+    google_api,
+    quote_path,
+)
 from orchestrator.notifications import format_timestamp, parse_timestamp
 from orchestrator.retry import Backoff
 
@@ -64,10 +70,10 @@ _INT64 = range(-(2**63), 2**63)
 _SIMPLE_FIELD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 
-def emulator_http(host: str) -> GoogleHttp:
-    """The emulator at ``host`` (``FIRESTORE_EMULATOR_HOST``) as its admin, ``owner``: full
-    access, security rules bypassed."""
-    return GoogleHttp(f"http://{host}/v1/", FixedToken("owner"))
+def firestore_http(emulator_host: str = "", environ: Mapping[str, str] | None = None) -> GoogleHttp:
+    """Firestore with the default credentials, or the emulator at ``emulator_host``
+    (``FIRESTORE_EMULATOR_HOST``) as its admin, ``owner``: full access, rules bypassed."""
+    return google_api(PRODUCTION_URL, emulator_host, "v1/", FixedToken("owner"), environ)
 
 
 # --------------------------------------------------------------------------- values

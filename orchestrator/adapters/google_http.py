@@ -209,6 +209,26 @@ class GoogleHttp:
             raise ApiError(reply.status, "UNKNOWN", f"not JSON from {url}") from exc
 
 
+def google_api(
+    production_url: str,
+    local: str = "",
+    local_path: str = "",
+    local_tokens: TokenSource | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> GoogleHttp:
+    """The client every Google adapter builds: ``local`` (an emulator or stand-in, ``host:port``
+    or a URL; no credentials unless ``local_tokens``) with ``local_path`` below it, when set;
+    otherwise ``production_url`` with the default credentials (``google_tokens``)."""
+    if local:
+        base = (local if "://" in local else f"http://{local}").rstrip("/") + "/"
+        if local_path and not base.endswith(local_path):
+            base += local_path
+        return GoogleHttp(base, local_tokens)
+    from orchestrator.adapters.google_tokens import default_credentials
+
+    return GoogleHttp(production_url, default_credentials(environ))
+
+
 def quote_path(segment: str) -> str:
     """One path segment escaped for a URL (document ids may hold ``:`` or spaces)."""
     return quote(segment, safe="")

@@ -20,14 +20,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrator.adapters import google_tokens
 from orchestrator.adapters.firestore_rest import (
-    PRODUCTION_URL,
     FirestoreApi,
-    emulator_http,
+    firestore_http,
     structured_query,
 )
-from orchestrator.adapters.google_http import ApiError, GoogleHttp, translated
+from orchestrator.adapters.google_http import ApiError, translated
 from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.model import Run, RunState, TableRun, TableState, Transition
 
@@ -86,11 +84,7 @@ def build_ledger(settings: Settings, environ: Mapping[str, str] | None = None) -
     """The ledger of ``settings``: on the emulator when ``FIRESTORE_EMULATOR_HOST`` is set (as the
     SDK did), else on Firestore with the default credentials."""
     env = os.environ if environ is None else environ
-    host = env.get("FIRESTORE_EMULATOR_HOST", "")
-    if host:
-        http = emulator_http(host)
-    else:
-        http = GoogleHttp(PRODUCTION_URL, google_tokens.default_credentials(env))
+    http = firestore_http(env.get("FIRESTORE_EMULATOR_HOST", ""), env)
     api = FirestoreApi(http, settings.gcp_project, settings.firestore_database)
     return FirestoreLedger(api, settings.ledger_collection)
 

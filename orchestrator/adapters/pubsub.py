@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.adapters.google_http import ApiError, GoogleHttp
+from orchestrator.adapters.google_http import ApiError, GoogleHttp, google_api
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import Event
 from orchestrator.notifications import encode_event
@@ -126,12 +126,7 @@ def build_event_bus(
 
 
 def pubsub_http(environ: Mapping[str, str]) -> GoogleHttp:
-    emulator = environ.get("PUBSUB_EMULATOR_HOST")
-    if emulator:
-        return GoogleHttp(f"http://{emulator}/v1/")
-    from orchestrator.adapters.google_tokens import default_credentials
-
-    return GoogleHttp(ENDPOINT, default_credentials(environ))
+    return google_api(ENDPOINT, environ.get("PUBSUB_EMULATOR_HOST", ""), "v1/", environ=environ)
 
 
 def _translate(exc: ApiError, topic: str, event: Event) -> TransientError | PermanentError:

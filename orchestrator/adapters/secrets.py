@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 
-from orchestrator.adapters.google_http import ApiError, GoogleHttp
+from orchestrator.adapters.google_http import ApiError, GoogleHttp, google_api
 from orchestrator.errors import NotFoundError, PermanentError, TransientError
 from orchestrator.logs import register_secret
 
@@ -70,9 +70,7 @@ class SecretManagerSecrets:
 
 
 def secret_manager(project: str, environ: Mapping[str, str] | None = None) -> SecretManagerSecrets:
-    from orchestrator.adapters.google_tokens import default_credentials
-
-    return SecretManagerSecrets(GoogleHttp(ENDPOINT, default_credentials(environ)), project)
+    return SecretManagerSecrets(google_api(ENDPOINT, environ=environ), project)
 
 
 class EnvSecrets:

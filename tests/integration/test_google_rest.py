@@ -273,3 +273,15 @@ def test_a_connection_is_reused_but_not_after_an_idle_spell(
     first, second, third = scripted.ports
     assert first == second
     assert third != first
+
+
+def test_every_adapter_builds_its_client_one_way() -> None:
+    from orchestrator.adapters.google_http import FixedToken, google_api
+
+    prod = "https://pubsub.googleapis.com/v1/"
+    assert google_api(prod, "127.0.0.1:8085", "v1/").base_url == "http://127.0.0.1:8085/v1/"
+    assert google_api(prod, "http://127.0.0.1:9/v1", "v1/").base_url == "http://127.0.0.1:9/v1/"
+    local = google_api(prod, "http://h:1/", "bigquery/v2/", FixedToken("owner"))
+    assert (local.base_url, local._tokens.token()) == ("http://h:1/bigquery/v2/", "owner")
+    cloud = google_api(prod, environ={"K_SERVICE": "poll"})
+    assert cloud.base_url == prod and isinstance(cloud._tokens, MetadataCredentials)
