@@ -270,19 +270,11 @@ class Preparer:
 
     def aws_exporter(self, env: dict[str, str]) -> Any:
         """The production AWS adapter against moto (default credential chain)."""
-        from orchestrator.adapters.aws import AwsExporter
-        from orchestrator.adapters.aws_session import build_session, client
+        from orchestrator.adapters.aws import build_exporter
+        from orchestrator.adapters.aws_session import build_session
 
         s = load(env)
-        session = build_session("default", s.aws_region, endpoint_url=s.aws_endpoint_url)
-        return AwsExporter(
-            client(session, "rds", s.aws_endpoint_url),
-            client(session, "s3", s.aws_endpoint_url),
-            s.s3_bucket,
-            s.s3_prefix,
-            s.kms_key_id,
-            s.export_role_arn,
-        )
+        return build_exporter(s, build_session("default", s.aws_region))
 
     def exporting(self, collection: str) -> dict[str, str]:
         """A run whose export is IN_PROGRESS in moto (the real AWS adapter started it)."""

@@ -94,19 +94,9 @@ class Wiring:
     def exporter(self) -> Exporter:
         with self._lock:
             if self._exporter is None:
-                from orchestrator.adapters.aws import AwsExporter
-                from orchestrator.adapters.aws_session import client
+                from orchestrator.adapters.aws import build_exporter
 
-                s = self.settings
-                session = self.aws_session()
-                self._exporter = AwsExporter(
-                    client(session, "rds", s.aws_endpoint_url),
-                    client(session, "s3", s.aws_endpoint_url),
-                    s.s3_bucket,
-                    s.s3_prefix,
-                    s.kms_key_id,
-                    s.export_role_arn,
-                )
+                self._exporter = build_exporter(self.settings, self.aws_session())
             return self._exporter
 
     def transfers(self) -> TransferRunner:

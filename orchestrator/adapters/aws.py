@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,6 +26,9 @@ from orchestrator.errors import (
     TransientError,
 )
 from orchestrator.model import ExportObservation, ExportStatus, Source, TableExportStatus
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -291,3 +294,17 @@ class AwsExporter:
                 Bucket=self._bucket, Prefix=self._key(task_id, export_dir) + "/"
             )
             return any(o["Key"].endswith(".parquet") for p in pages for o in p.get("Contents", []))
+
+
+def build_exporter(settings: Settings, session: Any) -> AwsExporter:
+    """The exporter of ``settings``, its clients made from ``session`` (``aws_session``)."""
+    from orchestrator.adapters.aws_session import client
+
+    return AwsExporter(
+        client(session, "rds", settings.aws_endpoint_url),
+        client(session, "s3", settings.aws_endpoint_url),
+        settings.s3_bucket,
+        settings.s3_prefix,
+        settings.kms_key_id,
+        settings.export_role_arn,
+    )

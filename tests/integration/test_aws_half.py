@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from devstack.aws import ExportControl, seed_account, table_files
-from orchestrator.adapters.aws import AwsExporter
-from orchestrator.adapters.aws_session import build_session, client
+from orchestrator.adapters.aws import build_exporter
+from orchestrator.adapters.aws_session import build_session
 from orchestrator.adapters.ledger import FirestoreLedger
 from orchestrator.model import EventKind, RunState, TableState
 from orchestrator.ports import RecordingEventBus
@@ -27,15 +27,7 @@ def day(moto_server: Any, firestore_emulator: Any) -> Any:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     account = seed_account(moto_server.endpoint, now=now)
     settings = settings_for(account, TABLES)
-    session = build_session("default", account.region)
-    exporter = AwsExporter(
-        client(session, "rds", account.endpoint),
-        client(session, "s3", account.endpoint),
-        account.bucket,
-        account.prefix,
-        account.kms_key_arn,
-        account.export_role_arn,
-    )
+    exporter = build_exporter(settings, build_session("default", account.region))
     ledger = FirestoreLedger(firestore_client(firestore_emulator.host), settings.ledger_collection)
     events = RecordingEventBus()
     clock = FixedClock(now + timedelta(seconds=30))
