@@ -4,7 +4,7 @@ moto completes every export at once, refuses live-cluster sources, keeps lowerca
 checks neither the KMS key nor the export role. Real RDS exports take hours, report UPPERCASE
 statuses and refuse an unusable key or role. ``install_export_patch`` makes moto's exports behave
 like the real ones on the wire, and ``ExportControl`` lets the harness drive them through their
-states and write the export's files to S3 laid out as RDS does (FACTS.md).
+states and write the export's files to S3 laid out as RDS does (docs/platform.md).
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ from orchestrator.model import (
 
 UNCHANGED = Transition(None)
 _RUNNING = (ExportStatus.STARTING, ExportStatus.IN_PROGRESS, ExportStatus.CANCELING)
-# perTableStatus values other than COMPLETE are unconfirmed (FACTS.md): anything else is skipped.
+# perTableStatus values other than COMPLETE are unconfirmed (docs/platform.md): anything else is
+# skipped.
 _TABLE_EXPORTED = "COMPLETE"
 
 

@@ -2,8 +2,8 @@
 boto3 for what each identity may do.
 
 moto does not enforce IAM, so these tests read the policies back and check their contents: the
-trust conditions FACTS.md asks for, no wildcard action anywhere, "*" resources only where AWS
-offers no narrower one, and the bucket and key settings.
+trust conditions docs/platform.md describes, no wildcard action anywhere, "*" resources only where
+AWS offers no narrower one, and the bucket and key settings.
 """
 
 from __future__ import annotations
