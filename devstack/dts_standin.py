@@ -10,7 +10,7 @@ service logic works on the client library's own message types; JSON is converted
 with protobuf's JSON mapping, which is what defines the REST format (unknown fields are refused,
 as Google does).
 
-What it models, because our correctness depends on it (see FACTS.md, DTS section):
+What it models, because our correctness depends on it (see docs/platform.md, DTS section):
 
 - the validation the real service applies to the calls we make (parents, required ``amazon_s3``
   params, manual runs: not in the future, a run time for configs without auto-scheduling);
@@ -47,16 +47,13 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from google.cloud.bigquery_datatransfer_v1 import types
 from google.protobuf import empty_pb2, field_mask_pb2, json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.rpc import status_pb2
-
-if TYPE_CHECKING:
-    from orchestrator.adapters.google_http import GoogleHttp
 
 log = logging.getLogger("devstack.dts_standin")
 
@@ -221,8 +218,8 @@ def compile_data_path(uri: str) -> DataPathPattern:
     - S3 can only list by prefix: everything under the literal text before the first ``*`` is
       listed (and, in the real service, copied) even if the pattern then rejects it.
     - A path whose last segment has no wildcard (a folder such as ``.../db.orders/``, or a plain
-      name) loads nothing: FACTS.md's "a path that does not end in a wildcard loads nothing", read
-      as "the file-name part must be a pattern". Our data paths always end in ``*.parquet``.
+      name) loads nothing (docs/platform.md: "a path that does not end in a wildcard loads
+      nothing"), read as "the file-name part must be a pattern". Our paths end in ``*.parquet``.
     - Keys ending in ``/`` are folder placeholders, never files.
     """
     if not uri.startswith("s3://"):
@@ -1311,14 +1308,6 @@ def client_for(target: str) -> Any:
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": _endpoint(target)},
     )
-
-
-def http_for(target: str) -> GoogleHttp:
-    """The production adapter's REST client (``GoogleHttp``) for a stand-in at ``target``: pass
-    it to ``build_transfer_runner(settings, http=...)``."""
-    from orchestrator.adapters.google_http import GoogleHttp
-
-    return GoogleHttp(_endpoint(target).rstrip("/") + "/v1/")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,11 @@
 """Local stand-ins for two small Google endpoints, speaking their real formats over HTTP:
 
-- the metadata server (``GCE_METADATA_HOST``): the default service account's access token
-  (``.../service-accounts/default/token``) and ID tokens (``.../identity?audience=A&format=full``:
-  an unsigned JWT with ``aud``, ``sub``, ``azp``, ``email``, ``iat`` and ``exp``, which moto's STS
-  takes for ``AssumeRoleWithWebIdentity``). Every request must carry ``Metadata-Flavor: Google``,
-  as on Google's runtime.
+- the metadata server (``GCE_METADATA_HOST`` and ``GCE_METADATA_IP``, the two variables google-auth
+  reads): the root that google-auth pings, the default service account's description
+  (``.../service-accounts/default/?recursive=true``), its access token (``.../token``) and ID tokens
+  (``.../identity?audience=A&format=full``: an unsigned JWT with ``aud``, ``sub``, ``azp``,
+  ``email``, ``iat`` and ``exp``, which moto's STS takes for ``AssumeRoleWithWebIdentity``). Every
+  request must carry ``Metadata-Flavor: Google`` and every answer does, as on Google's runtime.
 - Secret Manager's ``versions.access`` (``GET /v1/projects/P/secrets/S/versions/V:access``),
   answering ``{"name", "payload": {"data": base64}}`` or Google's JSON errors.
 
@@ -65,7 +66,8 @@ class _StandIn:
             def _send(self, status: int, body: bytes | str) -> None:
                 data = body.encode() if isinstance(body, str) else body
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in outer.headers(data).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -88,6 +90,9 @@ class _StandIn:
     def answer(self, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, bytes]:
         raise NotImplementedError
 
+    def headers(self, body: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -107,9 +112,23 @@ class MetadataStandIn(_StandIn):
         self.issued = 0
         super().__init__()
 
+    def headers(self, body: bytes) -> dict[str, str]:
+        # google-auth parses an answer as JSON only when it says so: ID tokens are plain text.
+        kind = "application/json" if body[:1] in (b"{", b"[") else "text/plain"
+        return {"Content-Type": kind, "Metadata-Flavor": "Google"}
+
     def answer(self, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, bytes]:
         if headers.get("Metadata-Flavor") != "Google":
             return 403, b"Missing required header: Metadata-Flavor"
+        if path == "/":  # google-auth's ping: is there a metadata server?
+            return 200, b"computeMetadata/"
+        if path == self._BASE:
+            account = {
+                "aliases": ["default"],
+                "email": self.email,
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            }
+            return 200, json.dumps(account).encode()
         if path == self._BASE + "token":
             self.issued += 1
             token = {

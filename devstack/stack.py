@@ -215,7 +215,8 @@ def start_stack(
             proxy = ThrottlingProxy(moto.endpoint)
             started.append(proxy.stop)
         overrides = {"RDS2BQ_AWS_ENDPOINT_URL": proxy.endpoint} if proxy else {}
-        overrides["GCE_METADATA_HOST"] = metadata.host
+        # google-auth reads the host for its calls and the IP for its ping
+        overrides["GCE_METADATA_HOST"] = overrides["GCE_METADATA_IP"] = metadata.host
         env = stack_env(
             account,
             firestore,

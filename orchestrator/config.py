@@ -93,7 +93,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "AWS_AUTH",
         "web-identity (Google ID token -> AssumeRoleWithWebIdentity), static "
-        "(keys from Secret Manager) or default (botocore's chain, for local use).",
+        "(keys from Secret Manager) or default (boto3's chain, for local use).",
         "web-identity",
         "web-identity",
     ),
@@ -181,6 +181,12 @@ FIELDS: tuple[Field, ...] = (
         "",
         "http://127.0.0.1:50051",
     ),
+    Field(
+        "SECRETS_ENDPOINT",
+        "Secret Manager REST API endpoint override, http://host:port (local stack only).",
+        "",
+        "http://127.0.0.1:50052",
+    ),
     # --- timing
     Field(
         "EXPORT_DEADLINE_MINUTES",
@@ -249,6 +255,7 @@ class Settings:
     firestore_database: str
     ledger_collection: str
     dts_endpoint: str
+    secrets_endpoint: str
     dts_service_account: str
     bq_endpoint: str
     export_deadline_minutes: int
@@ -378,6 +385,7 @@ def load_settings(
         firestore_database=raw["FIRESTORE_DATABASE"],
         ledger_collection=raw["LEDGER_COLLECTION"],
         dts_endpoint=raw["DTS_ENDPOINT"],
+        secrets_endpoint=raw["SECRETS_ENDPOINT"],
         dts_service_account=raw["DTS_SERVICE_ACCOUNT"],
         bq_endpoint=raw["BQ_ENDPOINT"],
         export_deadline_minutes=deadline,

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from orchestrator import slack, sync
-from orchestrator.adapters.google_tokens import jwt_claims
 from orchestrator.config import Settings
 from orchestrator.errors import (
     AccessDeniedError,
@@ -153,7 +152,9 @@ def check_aws_credentials(ctx: Context) -> CheckResult:
 def token_claims(token: str) -> dict[str, str]:
     """The claims of a JWT, unverified (AWS verifies it): only to explain a refusal. The token
     itself is never shown."""
-    data = jwt_claims(token)
+    from orchestrator.adapters.probes import unverified_claims
+
+    data = unverified_claims(token)
     return {k: str(data[k]) for k in ("aud", "azp", "sub", "email", "iss") if k in data}
 
 
@@ -164,7 +165,7 @@ def trust_hints(
 
     For a service-account ID token, AWS maps ``accounts.google.com:aud`` to the token's ``azp``
     (the account's numeric id), ``:oaud`` to the token's ``aud`` (the audience string) and
-    ``:sub`` to ``sub`` (FACTS.md). The usual mistake is the audience string in ``:aud``.
+    ``:sub`` to ``sub`` (docs/platform.md). The usual mistake is the audience string in ``:aud``.
     """
     azp, aud, sub = claims.get("azp", ""), claims.get("aud", ""), claims.get("sub", "")
     expected = {
@@ -653,12 +654,10 @@ def context_from_wiring(wiring: Wiring, *, send_test: bool = False) -> Context:
         return build_destination_tables(s)
 
     def topics() -> TopicProbePort:
-        import os
-
         from orchestrator.adapters.probes import TopicProbe
-        from orchestrator.adapters.pubsub import pubsub_http
+        from orchestrator.adapters.pubsub import build_publisher
 
-        return TopicProbe(pubsub_http(os.environ))
+        return TopicProbe(build_publisher())
 
     def id_token() -> str:
         from orchestrator.adapters.aws_session import google_id_token_loader
@@ -666,35 +665,18 @@ def context_from_wiring(wiring: Wiring, *, send_test: bool = False) -> Context:
         return google_id_token_loader(s.aws_audience)()
 
     def assume(token: str) -> str:
-        import botocore.session
-        from botocore import UNSIGNED
-        from botocore.config import Config
+        from orchestrator.adapters.probes import anonymous_sts, assume_web_identity
 
-        from orchestrator.adapters.probes import assume_web_identity
-
-        sts = botocore.session.get_session().create_client(
-            "sts",
-            region_name=s.aws_region,
-            endpoint_url=s.aws_endpoint_url or None,
-            config=Config(signature_version=UNSIGNED, connect_timeout=10, read_timeout=20),
-        )
+        sts = anonymous_sts(s.aws_region, s.aws_endpoint_url)
         return assume_web_identity(sts, s.aws_role_arn, token, "rds2bq-doctor")
 
     def trust_policy() -> dict[str, Any] | None:
-        # The operator's own credentials (botocore's default chain), if they may read the role.
-        import botocore.session
+        # The operator's own credentials, if they may read the role.
+        from orchestrator.adapters.probes import AwsProbe, operator_iam
 
-        from orchestrator.adapters.aws_session import CLIENT_CONFIG
-        from orchestrator.adapters.probes import AwsProbe
-
-        iam = botocore.session.get_session().create_client(
-            "iam", endpoint_url=s.aws_endpoint_url or None, config=CLIENT_CONFIG
-        )
-        return (
-            AwsProbe(sts=None, s3=None, kms=None, iam=iam, rds=None)
-            .role(s.aws_role_arn)
-            .trust_policy
-        )
+        iam = operator_iam(s.aws_endpoint_url)
+        probe = AwsProbe(sts=None, s3=None, kms=None, iam=iam, rds=None)
+        return probe.role(s.aws_role_arn).trust_policy
 
     return Context(
         settings=s,

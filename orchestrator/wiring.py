@@ -1,7 +1,7 @@
 """The one place where settings meet clients. Everything is built lazily, once per instance.
 
 An entry point asks for what its path needs; nothing here imports an adapter at module import,
-so a cold start of ``poll`` with no open run loads the Firestore REST client and never botocore.
+so a cold start of ``poll`` with no open run loads google-cloud-firestore and never boto3.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Wiring:
 
         if self.settings.secrets_backend == "env":
             return secrets.EnvSecrets()
-        return secrets.secret_manager(self.settings.gcp_project)
+        return secrets.secret_manager(self.settings.gcp_project, self.settings.secrets_endpoint)
 
     @cached_property
     def ledger(self) -> Ledger:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from typing import Any
 
 from devstack.aws import Account
-from orchestrator.adapters.firestore_rest import FirestoreApi, firestore_http
 from orchestrator.config import Settings, load_settings
 
 GCP_PROJECT = "rds2bq-test"
@@ -27,8 +27,11 @@ def settings_for(account: Account, tables: list[str], **env: str) -> Settings:
     return load_settings(base, read_text=lambda _: "\n".join(tables))
 
 
-def firestore_client(emulator_host: str) -> FirestoreApi:
-    """Firestore's REST API on the emulator, as the emulator's admin (``build_ledger`` does the
-    same when ``FIRESTORE_EMULATOR_HOST`` is set, which this also sets for code under test)."""
+def firestore_client(emulator_host: str) -> Any:
+    """A Firestore client on the emulator (``build_ledger`` goes there too when
+    ``FIRESTORE_EMULATOR_HOST`` is set, which this also sets for code under test)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
     os.environ["FIRESTORE_EMULATOR_HOST"] = emulator_host
-    return FirestoreApi(firestore_http(emulator_host), GCP_PROJECT)
+    return firestore.Client(project=GCP_PROJECT, credentials=AnonymousCredentials())

@@ -1,11 +1,10 @@
-"""botocore sessions for the three ways of reaching AWS (botocore alone: boto3 adds import time
-and nothing we use).
+"""boto3 sessions for the three ways of reaching AWS.
 
 - ``web-identity`` (default, keyless): a Google ID token for the configured audience is exchanged
   with ``AssumeRoleWithWebIdentity``. botocore's own fetcher caches the credentials and refreshes
   them shortly before expiry, so a warm instance calls STS about once an hour, never per request.
 - ``static``: an IAM user's keys from Secret Manager, optionally chained with ``AssumeRole``.
-- ``default``: botocore's default chain (local stack, developer machines).
+- ``default``: boto3's default chain (local stack, developer machines).
 
 ``AWS_ENDPOINT_URL`` (the local stack) applies to every client, STS included.
 """
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import (
@@ -26,7 +26,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, PermanentError, TransientError
 from orchestrator.logs import register_secret
 
 SESSION_NAME = "rds2bq"
@@ -36,13 +36,25 @@ CLIENT_CONFIG = Config(
 
 
 def google_id_token_loader(audience: str) -> Callable[[], str]:
-    """A loader of Google ID tokens for ``audience``: the metadata server on Cloud Functions, a
-    service-account (or impersonated) credentials file elsewhere (``google_tokens``)."""
+    """A loader of Google ID tokens for ``audience``: the metadata server on Cloud Functions (or
+    wherever ``GCE_METADATA_HOST`` points: the local stack), a service-account credentials file
+    elsewhere (``GOOGLE_APPLICATION_CREDENTIALS``). botocore calls it only when it refreshes the
+    role's credentials, about once an hour."""
 
     def load() -> str:
-        from orchestrator.adapters.google_tokens import default_credentials
+        import google.auth.transport.requests
+        import google.oauth2.id_token
+        from google.auth import exceptions as auth_exc
 
-        return default_credentials().id_token(audience)
+        try:
+            token = google.oauth2.id_token.fetch_id_token(  # type: ignore[no-untyped-call]
+                google.auth.transport.requests.Request(), audience
+            )
+        except auth_exc.TransportError as exc:
+            raise TransientError(f"Google ID token for {audience}: {exc}") from exc
+        except auth_exc.GoogleAuthError as exc:
+            raise PermanentError(f"no Google ID token for {audience} ({exc})") from exc
+        return str(token)
 
     return load
 
@@ -54,11 +66,23 @@ def build_session(
     endpoint_url: str = "",
     token_loader: Callable[[], str] | None = None,
     static_keys: Callable[[], str] | None = None,
-) -> botocore.session.Session:
+) -> boto3.Session:
     core = botocore.session.Session()
     core.set_config_variable("region", region)
-    if auth == "default":
-        return core
+    if auth != "default":
+        _set_credentials(core, auth, region, role_arn, endpoint_url, token_loader, static_keys)
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def _set_credentials(
+    core: botocore.session.Session,
+    auth: str,
+    region: str,
+    role_arn: str,
+    endpoint_url: str,
+    token_loader: Callable[[], str] | None,
+    static_keys: Callable[[], str] | None,
+) -> None:
     create_client = partial(
         core.create_client, region_name=region, endpoint_url=endpoint_url or None
     )
@@ -93,7 +117,6 @@ def build_session(
             core._credentials = base
     else:
         raise ConfigError([f"RDS2BQ_AWS_AUTH={auth!r} is not supported"])
-    return core
 
 
 def _parse_keys(text: str) -> dict[str, str]:
@@ -117,5 +140,7 @@ def _parse_keys(text: str) -> dict[str, str]:
     }
 
 
-def client(session: botocore.session.Session, service: str, endpoint_url: str = "") -> Any:
-    return session.create_client(service, endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)
+def client(session: boto3.Session, service: str, endpoint_url: str = "") -> Any:
+    """One client of ``session``, with our timeouts and retry policy (build it once per instance:
+    a client is thread-safe, a session is not)."""
+    return session.client(service, endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)

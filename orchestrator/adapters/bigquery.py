@@ -1,8 +1,6 @@
 """BigQuery destination tables: DTS needs each one to exist before a config's first run.
 
-Implements ``sync.DestinationTables`` over BigQuery's REST API v2 (``datasets.get``,
-``tables.get``, ``tables.insert``) with the same small client as every other Google adapter
-(``google_http``); the client is injected.
+Implements ``sync.DestinationTables`` with ``google.cloud.bigquery.Client`` (injected).
 
 Tables are created WITHOUT a schema, on purpose:
 
@@ -22,23 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
-from orchestrator.adapters.google_http import ApiError, GoogleHttp, google_api, translated
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+
+from orchestrator.adapters.google_errors import local_client_options, translated
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError
 
 TIMEOUT = 30.0
-ENDPOINT = "https://bigquery.googleapis.com/bigquery/v2/"
-DESCRIPTION = "Loaded by rds2bq from an RDS export (BigQuery DTS, amazon_s3)."
+# retries are the caller's; None turns the client's off (its annotations say Retry only)
+_NO_RETRY: Any = None
 
 
 def _translated(what: str) -> AbstractContextManager[None]:
     return translated("BigQuery", what)
-
-
-def _http_code(exc: PermanentError) -> int:
-    cause = exc.__cause__
-    return cause.code if isinstance(cause, ApiError) else 0
 
 
 class BigQueryTables:
@@ -46,22 +43,18 @@ class BigQueryTables:
 
     def __init__(
         self,
-        http: GoogleHttp,
+        client: bigquery.Client,
         *,
         project: str,
         dataset: str,
         location: str,
         timeout: float = TIMEOUT,
     ) -> None:
-        self._http = http
+        self._client = client
         self.project = project
         self.dataset = dataset
         self.location = location
         self.timeout = timeout
-
-    @property
-    def _dataset_path(self) -> str:
-        return f"projects/{self.project}/datasets/{self.dataset}"
 
     def _table_ref(self, table_id: str) -> str:
         return f"{self.project}.{self.dataset}.{table_id}"
@@ -69,19 +62,16 @@ class BigQueryTables:
     def check_dataset(self) -> None:
         """The dataset exists, in the configs' location (DTS refuses a mismatch at run time)."""
         ref = f"{self.project}.{self.dataset}"
-        try:
-            with _translated(f"get dataset {ref}"):
-                dataset = self._http.call("GET", self._dataset_path, timeout=self.timeout)
-        except PermanentError as exc:
-            if _http_code(exc) == 404:
+        with _translated(f"get dataset {ref}"):
+            try:
+                dataset = self._client.get_dataset(ref, retry=_NO_RETRY, timeout=self.timeout)
+            except gexc.NotFound as exc:
                 raise PermanentError(
                     f"dataset {ref} does not exist: create it in {self.location} (see infra/)"
                 ) from exc
-            raise
-        location = str(dataset.get("location") or "")
-        if location.lower() != self.location.lower():
+        if (dataset.location or "").lower() != self.location.lower():
             raise PermanentError(
-                f"dataset {ref} is in {location}, but the transfer "
+                f"dataset {ref} is in {dataset.location}, but the transfer "
                 f"configs are in {self.location} (RDS2BQ_BQ_LOCATION): they "
                 "must match"
             )
@@ -90,47 +80,42 @@ class BigQueryTables:
         self.check_dataset()
         absent: list[str] = []
         for table_id in table_ids:
-            try:
-                with _translated(f"get table {self._table_ref(table_id)}"):
-                    self._http.call(
-                        "GET", f"{self._dataset_path}/tables/{table_id}", timeout=self.timeout
+            with _translated(f"get table {self._table_ref(table_id)}"):
+                try:
+                    self._client.get_table(
+                        self._table_ref(table_id), retry=_NO_RETRY, timeout=self.timeout
                     )
-            except PermanentError as exc:
-                if _http_code(exc) != 404:
-                    raise
-                absent.append(table_id)
+                except gexc.NotFound:
+                    absent.append(table_id)
         return absent
 
     def create(self, table_ids: Sequence[str]) -> list[str]:
         created: list[str] = []
         for table_id in table_ids:
-            table = {  # no schema: see the module doc
-                "tableReference": {
-                    "projectId": self.project,
-                    "datasetId": self.dataset,
-                    "tableId": table_id,
-                },
-                "description": DESCRIPTION,
-            }
-            try:
-                with _translated(f"create table {self._table_ref(table_id)}"):
-                    self._http.call(
-                        "POST", f"{self._dataset_path}/tables", table, timeout=self.timeout
+            table = bigquery.Table(self._table_ref(table_id))  # no schema: see the module doc
+            table.description = "Loaded by rds2bq from an RDS export (BigQuery DTS, amazon_s3)."
+            with _translated(f"create table {self._table_ref(table_id)}"):
+                try:
+                    self._client.create_table(
+                        table, exists_ok=False, retry=_NO_RETRY, timeout=self.timeout
                     )
-            except PermanentError as exc:
-                if _http_code(exc) != 409:
-                    raise
-                continue  # created meanwhile by someone else: what we wanted
+                except gexc.Conflict:
+                    continue  # created meanwhile by someone else: what we wanted
             created.append(table_id)
         return created
 
 
 def build_destination_tables(settings: Settings, endpoint: str | None = None) -> BigQueryTables:
-    """The adapter for these settings; ``endpoint`` (local stack only) points it at the BigQuery
-    stand-in, without credentials; it defaults to ``RDS2BQ_BQ_ENDPOINT``."""
+    """The adapter for these settings; ``endpoint`` (local stack only) points the client at the
+    BigQuery stand-in, with anonymous credentials; it defaults to ``RDS2BQ_BQ_ENDPOINT``."""
     endpoint = settings.bq_endpoint if endpoint is None else endpoint
+    client = bigquery.Client(
+        project=settings.gcp_project,
+        location=settings.bq_location,
+        **local_client_options(endpoint),
+    )
     return BigQueryTables(
-        google_api(ENDPOINT, endpoint, "bigquery/v2/"),
+        client,
         project=settings.gcp_project,
         dataset=settings.bq_dataset,
         location=settings.bq_location,

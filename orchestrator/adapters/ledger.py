@@ -5,27 +5,30 @@ the list of its table keys; each table has its own document, so a run of 2,000 t
 from the 1 MiB document limit and per-table updates never contend on the run document. Times are
 stored as Firestore timestamps (UTC). No secret is ever part of a Run or TableRun.
 
-Spoken over Firestore's REST API (``firestore_rest``), not the SDK: see issue 7 (cold start).
+Retries (docs/platform.md, "Firestore"): reads retry transient faults for up to 30 s. Writes
+are creates (a second one fails ALREADY_EXISTS) or conditional on the document's update time (a
+second one fails its precondition), so none of them can apply twice; they are retried only on
+UNAVAILABLE, and a write that timed out is never re-sent blind: it surfaces as TransientError and
+the next invocation reads before it writes again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from contextlib import AbstractContextManager, suppress
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrator.adapters.firestore_rest import (
-    FirestoreApi,
-    firestore_http,
-    structured_query,
-)
-from orchestrator.adapters.google_http import ApiError, translated
+from google.api_core import exceptions as gexc
+from google.api_core import retry as retries
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from orchestrator.adapters.google_errors import translated
 from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.model import Run, RunState, TableRun, TableState, Transition
 
@@ -38,13 +41,36 @@ _BATCH = 400  # under Firestore's 500 writes per commit
 TIMEOUT = 30.0
 DEDUPE_RETENTION = timedelta(days=8)  # longer than Pub/Sub's 7-day retry window
 CLAIM_LEASE = timedelta(minutes=10)  # longer than notify's timeout: a live handler keeps it
+READ_RETRY = retries.Retry(
+    predicate=retries.if_transient_error, initial=0.1, maximum=2.0, timeout=TIMEOUT
+)
+WRITE_RETRY = retries.Retry(
+    predicate=retries.if_exception_type(gexc.ServiceUnavailable),
+    initial=0.1,
+    maximum=1.0,
+    timeout=10.0,
+)
 # A conditional write that lost a race: the document changed (or vanished, or appeared) since it
 # was read. Read again and retry.
-_LOST_RACE = frozenset({"FAILED_PRECONDITION", "NOT_FOUND", "ABORTED", "ALREADY_EXISTS"})
+_LOST_RACE = (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted, gexc.Conflict)
 
 
 def _translated(what: str) -> AbstractContextManager[None]:
     return translated("Firestore", what)
+
+
+def _plain_time(value: Any) -> datetime:
+    """Firestore's DatetimeWithNanoseconds as a plain aware UTC datetime."""
+    return datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=UTC,
+    )
 
 
 def _to_doc(record: Run | TableRun) -> dict[str, Any]:
@@ -66,9 +92,11 @@ def _from_doc(cls: type[T], doc: Mapping[str, Any] | None) -> T:
     for name, value in doc.items():
         if name not in known:
             continue
-        if isinstance(value, list):
+        if isinstance(value, datetime):
+            value = _plain_time(value)
+        elif isinstance(value, list):
             value = tuple(value)
-        values[name] = value  # timestamps come back as aware UTC datetimes
+        values[name] = value
     if cls is Run:
         values["state"] = RunState(values["state"])
     elif cls is TableRun:
@@ -80,46 +108,39 @@ def _run_doc(run: Run) -> dict[str, Any]:
     return {**_to_doc(run), "open": run.needs_attention}
 
 
-def build_ledger(settings: Settings, environ: Mapping[str, str] | None = None) -> FirestoreLedger:
-    """The ledger of ``settings``: on the emulator when ``FIRESTORE_EMULATOR_HOST`` is set (as the
-    SDK did), else on Firestore with the default credentials."""
-    env = os.environ if environ is None else environ
-    http = firestore_http(env.get("FIRESTORE_EMULATOR_HOST", ""), env)
-    api = FirestoreApi(http, settings.gcp_project, settings.firestore_database)
-    return FirestoreLedger(api, settings.ledger_collection)
+def build_ledger(settings: Settings, client: firestore.Client | None = None) -> FirestoreLedger:
+    """The ledger of ``settings``. The client goes to the emulator when ``FIRESTORE_EMULATOR_HOST``
+    is set (the SDK's own rule), else to Firestore with the default credentials."""
+    if client is None:
+        client = firestore.Client(
+            project=settings.gcp_project, database=settings.firestore_database
+        )
+    return FirestoreLedger(client, settings.ledger_collection)
 
 
 class FirestoreLedger:
     def __init__(
-        self, api: FirestoreApi, collection: str = "rds2bq_runs", max_attempts: int = 25
+        self, client: firestore.Client, collection: str = "rds2bq_runs", max_attempts: int = 25
     ) -> None:
-        self._api = api
-        self._runs = collection
-        self._dedupe = f"{collection}_dedupe"
+        self._client = client
+        self._runs = client.collection(collection)
+        self._dedupe = client.collection(f"{collection}_dedupe")
         self._max_attempts = max_attempts
 
-    def _run(self, run_id: str) -> str:
-        return f"{self._runs}/{run_id}"
+    def _tables(self, run_id: str) -> Any:
+        return self._runs.document(run_id).collection("tables")
 
-    def _table(self, run_id: str, key: str) -> str:
-        return f"{self._runs}/{run_id}/tables/{key}"
-
-    def _claim(self, key: str) -> str:
-        return f"{self._dedupe}/{key}"
-
-    def _create(self, path: str, doc: Mapping[str, Any]) -> bool:
+    def _create(self, ref: Any, doc: Mapping[str, Any]) -> bool:
         """Create the document; False (and nothing written) if it already exists."""
         try:
-            self._api.create(path, doc, timeout=TIMEOUT)
-        except ApiError as exc:
-            if exc.status != "ALREADY_EXISTS":
-                raise
+            ref.create(doc, retry=WRITE_RETRY, timeout=TIMEOUT)
+        except gexc.Conflict:
             return False
         return True
 
     def create_run(self, run: Run) -> tuple[Run, bool]:
         with _translated("create run"):
-            if self._create(self._run(run.run_id), _run_doc(run)):
+            if self._create(self._runs.document(run.run_id), _run_doc(run)):
                 return run, True
             existing = self.get_run(run.run_id)
         if existing is None:  # pragma: no cover - deleted between the two calls
@@ -128,20 +149,20 @@ class FirestoreLedger:
 
     def get_run(self, run_id: str) -> Run | None:
         with _translated("get run"):
-            doc = self._api.get(self._run(run_id), timeout=TIMEOUT)
-        return _from_doc(Run, doc.fields) if doc is not None else None
+            snap = self._runs.document(run_id).get(retry=READ_RETRY, timeout=TIMEOUT)
+        return _from_doc(Run, snap.to_dict()) if snap.exists else None
 
     def open_runs(self) -> list[Run]:
-        query = structured_query(self._runs, where=[("open", "EQUAL", True)])
+        query = self._runs.where(filter=FieldFilter("open", "==", True))
         with _translated("query open runs"):
-            docs = self._api.run_query("", query, timeout=TIMEOUT)
-        return sorted((_from_doc(Run, d.fields) for d in docs), key=lambda r: r.run_id)
+            docs = list(query.stream(retry=READ_RETRY, timeout=TIMEOUT))
+        return sorted((_from_doc(Run, d.to_dict()) for d in docs), key=lambda r: r.run_id)
 
     def recent_runs(self, limit: int) -> list[Run]:
-        query = structured_query(self._runs, order_by=[("run_time", "DESCENDING")], limit=limit)
+        query = self._runs.order_by("run_time", direction=firestore.Query.DESCENDING).limit(limit)
         with _translated("query recent runs"):
-            docs = self._api.run_query("", query, timeout=TIMEOUT)
-        return [_from_doc(Run, d.fields) for d in docs]
+            docs = list(query.stream(retry=READ_RETRY, timeout=TIMEOUT))
+        return [_from_doc(Run, d.to_dict()) for d in docs]
 
     def transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
         def apply(doc: dict[str, Any] | None) -> tuple[Transition, dict[str, Any] | None]:
@@ -150,40 +171,40 @@ class FirestoreLedger:
             result = mutate(_from_doc(Run, doc))
             return result, (None if result.run is None else _run_doc(result.run))
 
-        return self._compare_and_set(self._run(run_id), apply, "transition")
+        return self._compare_and_set(self._runs.document(run_id), apply, "transition")
 
     def add_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        col = self._tables(run_id)
         items = list(tables)
         for start in range(0, len(items), _BATCH):
             chunk = items[start : start + _BATCH]
-            writes = [self._api.create_write(self._table(run_id, t.key), _to_doc(t)) for t in chunk]
+            batch = self._client.batch()
+            for table in chunk:
+                batch.create(col.document(table.key), _to_doc(table))
             with _translated("add tables"):
                 try:
-                    self._api.commit(writes, timeout=TIMEOUT)
-                except ApiError as exc:
-                    if exc.status != "ALREADY_EXISTS":
-                        raise
+                    batch.commit(retry=WRITE_RETRY, timeout=TIMEOUT)
+                except gexc.Conflict:
                     # A commit is atomic: one existing document (a concurrent or earlier poll
                     # wrote it) failed the whole chunk. Create the others one by one and leave
                     # the existing ones untouched.
                     for table in chunk:
-                        self._create(self._table(run_id, table.key), _to_doc(table))
+                        self._create(col.document(table.key), _to_doc(table))
 
     def tables(self, run_id: str) -> list[TableRun]:
         with _translated("read tables"):
-            query = structured_query("tables")
-            docs = self._api.run_query(self._run(run_id), query, timeout=TIMEOUT)
-        return sorted((_from_doc(TableRun, d.fields) for d in docs), key=lambda t: t.key)
+            docs = list(self._tables(run_id).stream(retry=READ_RETRY, timeout=TIMEOUT))
+        return sorted((_from_doc(TableRun, d.to_dict()) for d in docs), key=lambda t: t.key)
 
     def put_tables(self, run_id: str, tables: Iterable[TableRun]) -> None:
+        col = self._tables(run_id)
         items = list(tables)
         with _translated("write tables"):
             for start in range(0, len(items), _BATCH):
-                writes = [
-                    self._api.set_write(self._table(run_id, t.key), _to_doc(t))
-                    for t in items[start : start + _BATCH]
-                ]
-                self._api.commit(writes, timeout=TIMEOUT)
+                batch = self._client.batch()
+                for table in items[start : start + _BATCH]:
+                    batch.set(col.document(table.key), _to_doc(table))
+                batch.commit(retry=WRITE_RETRY, timeout=TIMEOUT)
 
     def update_table(
         self, run_id: str, key: str, mutate: Callable[[TableRun], TableRun | None]
@@ -194,26 +215,27 @@ class FirestoreLedger:
             changed = mutate(_from_doc(TableRun, doc))
             return changed, (None if changed is None else _to_doc(changed))
 
-        return self._compare_and_set(self._table(run_id, key), apply, "update table")
+        return self._compare_and_set(self._tables(run_id).document(key), apply, "update table")
 
     def count_unfinished(self, run_id: str) -> int:
         unfinished = [s.value for s in TableState if not s.is_final]
-        query = structured_query("tables", where=[("state", "IN", unfinished)])
+        query = self._tables(run_id).where(filter=FieldFilter("state", "in", unfinished))
         with _translated("count tables"):
-            return self._api.count(self._run(run_id), query, timeout=TIMEOUT)
+            result = query.count().get(retry=READ_RETRY, timeout=TIMEOUT)
+        return int(result[0][0].value)
 
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
-        query = structured_query("tables", where=[("dts_config", "EQUAL", dts_config)], limit=1)
+        query = self._tables(run_id).where(filter=FieldFilter("dts_config", "==", dts_config))
         with _translated("find table"):
-            docs = self._api.run_query(self._run(run_id), query, timeout=TIMEOUT)
-        return _from_doc(TableRun, docs[0].fields) if docs else None
+            docs = list(query.limit(1).stream(retry=READ_RETRY, timeout=TIMEOUT))
+        return _from_doc(TableRun, docs[0].to_dict()) if docs else None
 
     def claim_once(self, key: str, now: datetime) -> bool:
         # ``expire_at`` lets a Firestore TTL policy clean these up after the retry window.
-        path = self._claim(key)
+        ref = self._dedupe.document(key)
         doc = {"claimed_at": now, "done": False, "expire_at": now + DEDUPE_RETENTION}
         with _translated("claim message"):
-            if self._create(path, doc):
+            if self._create(ref, doc):
                 return True
 
         def take_over(current: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
@@ -221,39 +243,39 @@ class FirestoreLedger:
             if current is None or current.get("done", True):
                 return False, None
             claimed = current.get("claimed_at")
-            if isinstance(claimed, datetime) and now - claimed < CLAIM_LEASE:
+            if isinstance(claimed, datetime) and now - _plain_time(claimed) < CLAIM_LEASE:
                 return False, None
             return True, doc
 
-        return self._compare_and_set(path, take_over, "claim message")
+        return self._compare_and_set(ref, take_over, "claim message")
 
     def mark_done(self, key: str) -> None:
         with _translated("mark message done"):
-            self._api.update(self._claim(key), {"done": True}, timeout=TIMEOUT)
+            self._dedupe.document(key).update({"done": True}, retry=WRITE_RETRY, timeout=TIMEOUT)
 
     def forget(self, key: str) -> None:
         with _translated("forget message"):
-            self._api.delete(self._claim(key), timeout=TIMEOUT)
+            self._dedupe.document(key).delete(retry=WRITE_RETRY, timeout=TIMEOUT)
 
     def remember(self, key: str, value: str, now: datetime) -> tuple[str, bool]:
         # Same collection (and TTL) as ``claim_once``: an idempotency key lives as long as a
         # message id does.
-        path = self._claim(key)
+        ref = self._dedupe.document(key)
         doc = {"value": value, "claimed_at": now, "expire_at": now + DEDUPE_RETENTION}
         with _translated("remember request"):
-            if self._create(path, doc):
+            if self._create(ref, doc):
                 return value, True
-            stored = self._api.get(path, timeout=TIMEOUT)
-        return str((stored.fields if stored else {}).get("value", "")), False
+            stored = ref.get(retry=READ_RETRY, timeout=TIMEOUT).to_dict() or {}
+        return str(stored.get("value", "")), False
 
     def _compare_and_set(
         self,
-        path: str,
+        ref: Any,
         apply: Callable[[dict[str, Any] | None], tuple[R, dict[str, Any] | None]],
         what: str,
     ) -> R:
         """Optimistic read-modify-write: the write succeeds only if the document was not updated
-        since it was read (``updateTime`` precondition); otherwise read again and retry.
+        since it was read (``last_update_time`` precondition); otherwise read again and retry.
 
         Why not a Firestore transaction: concurrent read-write transactions on one document take
         locks, and the emulator resolves the resulting upgrade deadlock only by a lock timeout of
@@ -261,19 +283,16 @@ class FirestoreLedger:
         """
         for attempt in range(self._max_attempts):
             with _translated(what):
-                current = self._api.get(path, timeout=TIMEOUT)
-                result, doc = apply(None if current is None else current.fields)
+                snap = ref.get(retry=READ_RETRY, timeout=TIMEOUT)
+                result, doc = apply(snap.to_dict() if snap.exists else None)
                 if doc is None:
                     return result
-                if current is None:  # nothing to compare with: it must still be absent
-                    write = self._api.create_write(path, doc)
-                else:
-                    write = self._api.update_write(path, doc, current.update_time)
-                try:
-                    self._api.commit([write], timeout=TIMEOUT)
+                with suppress(*_LOST_RACE):
+                    if not snap.exists:  # nothing to compare with: it must still be absent
+                        ref.create(doc, retry=WRITE_RETRY, timeout=TIMEOUT)
+                    else:
+                        option = self._client.write_option(last_update_time=snap.update_time)
+                        ref.update(doc, option=option, retry=WRITE_RETRY, timeout=TIMEOUT)
                     return result
-                except ApiError as exc:
-                    if exc.status not in _LOST_RACE:
-                        raise
-                time.sleep(random.uniform(0, min(0.2, 0.01 * 2**attempt)))
+            time.sleep(random.uniform(0, min(0.2, 0.01 * 2**attempt)))
         raise TransientError(f"Firestore {what}: still contended after {self._max_attempts} tries")

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator.adapters.aws import translate
-from orchestrator.adapters.google_http import ApiError, GoogleHttp
+from orchestrator.adapters.google_errors import TRANSIENT, message
 from orchestrator.errors import AccessDeniedError, NotFoundError, PermanentError, TransientError
 
 TIMEOUT = 15.0
@@ -159,6 +159,29 @@ class AwsProbe:
         return Role(str(role.get("Arn", role_arn)), dict(document))
 
 
+def anonymous_sts(region: str, endpoint_url: str = "") -> Any:
+    """An STS client that signs nothing: AssumeRoleWithWebIdentity needs only the token."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    return boto3.client(
+        "sts",
+        region_name=region,
+        endpoint_url=endpoint_url or None,
+        config=Config(signature_version=UNSIGNED, connect_timeout=10, read_timeout=20),
+    )
+
+
+def operator_iam(endpoint_url: str = "") -> Any:
+    """IAM with the operator's own credentials (boto3's default chain), not the functions'."""
+    import boto3
+
+    from orchestrator.adapters.aws_session import CLIENT_CONFIG
+
+    return boto3.client("iam", endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)
+
+
 def assume_web_identity(sts_unsigned: Any, role_arn: str, token: str, session: str) -> str:
     """AssumeRoleWithWebIdentity once (an unsigned call); the assumed role's ARN. The token is
     never part of an error."""
@@ -177,35 +200,49 @@ def assume_web_identity(sts_unsigned: Any, role_arn: str, token: str, session: s
     return str(reply["AssumedRoleUser"]["Arn"])
 
 
-class TopicProbe:
-    """Pub/Sub topic existence, schema and publishers, over the REST API (``GoogleHttp``)."""
+def unverified_claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified (whoever receives the token verifies it); {} if unreadable."""
+    from google.auth import jwt
 
-    def __init__(self, http: GoogleHttp) -> None:
-        self._http = http
+    try:
+        claims = jwt.decode(token, verify=False)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError):
+        return {}
+    return dict(claims) if isinstance(claims, dict) else {}
+
+
+class TopicProbe:
+    """Pub/Sub topic existence, schema and publishers, with an injected ``PublisherClient``."""
+
+    def __init__(self, publisher: Any) -> None:
+        self._publisher = publisher
 
     def topic(self, path: str) -> Topic:
+        from google.api_core import exceptions as gexc
+
         try:
-            topic = self._http.call("GET", path, timeout=TIMEOUT)
-        except ApiError as exc:
-            if exc.status == "NOT_FOUND":
-                raise NotFoundError(f"topic {path} does not exist") from exc
-            if exc.status in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
-                raise AccessDeniedError(f"pubsub.topics.get on {path} was refused") from exc
-            if exc.transient:
-                raise TransientError(f"Pub/Sub unavailable reading {path}") from exc
-            raise PermanentError(f"reading topic {path}: {exc.message}") from exc
-        schema = (topic.get("schemaSettings") or {}).get("schema", "")
-        return Topic(path, str(schema))
+            topic = self._publisher.get_topic(request={"topic": path}, timeout=TIMEOUT)
+        except gexc.NotFound as exc:
+            raise NotFoundError(f"topic {path} does not exist") from exc
+        except (gexc.Forbidden, gexc.Unauthorized) as exc:  # over REST: by HTTP code
+            raise AccessDeniedError(f"pubsub.topics.get on {path} was refused") from exc
+        except TRANSIENT as exc:
+            raise TransientError(f"Pub/Sub unavailable reading {path}") from exc
+        except gexc.GoogleAPICallError as exc:
+            raise PermanentError(f"reading topic {path}: {message(exc)}") from exc
+        return Topic(path, str(topic.schema_settings.schema or ""))
 
     def publishers(self, path: str) -> list[str] | None:
         """Members with roles/pubsub.publisher on the topic; None when the policy is unreadable
         (no permission, or an emulator without IAM)."""
+        from google.api_core import exceptions as gexc
+
         try:
-            policy = self._http.call("POST", f"{path}:getIamPolicy", {}, timeout=TIMEOUT)
-        except ApiError:
+            policy = self._publisher.get_iam_policy(request={"resource": path}, timeout=TIMEOUT)
+        except gexc.GoogleAPICallError:
             return None
         members: list[str] = []
-        for binding in policy.get("bindings", ()):
-            if binding.get("role") == "roles/pubsub.publisher":
-                members.extend(str(m) for m in binding.get("members", ()))
+        for binding in policy.bindings:
+            if binding.role == "roles/pubsub.publisher":
+                members.extend(str(m) for m in binding.members)
         return members

@@ -1,23 +1,22 @@
-"""Pub/Sub: publish our events to the notification topic (the ``EventBus`` port), over the REST
-API (``topics.publish``; see ``google_http`` for why not the SDK).
+"""Pub/Sub: publish our events to the notification topic (the ``EventBus`` port), through
+``google.cloud.pubsub_v1.PublisherClient``.
 
 Messages are encoded by ``notifications.encode_event`` so the consumer parses exactly what is
 produced here. ``publish`` returns only when Pub/Sub has accepted every message, or raises:
-TransientError when a retry may work (unavailable, no answer, throttled), PermanentError when it
+TransientError when a retry may work (unavailable, deadline, throttled), PermanentError when it
 cannot (topic missing, no permission, bad request). A failure after some messages went out means
 a retry publishes those again: consumers de-duplicate (delivery is at least once anyway).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.adapters.google_http import ApiError, GoogleHttp, google_api
+from google.api_core import exceptions as gexc
+
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import Event
 from orchestrator.notifications import encode_event
@@ -28,10 +27,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
-ENDPOINT = "https://pubsub.googleapis.com/v1/"
 # topics.publish takes at most 1,000 messages and 10 MB per request; stay under both.
 MAX_MESSAGES = 1000
 MAX_BYTES = 9_000_000
+MAX_LATENCY = 0.01  # seconds a batch waits for more messages: the outbox hands them over at once
+
+# Codes (HTTP-style, as google.api_core exposes them) worth retrying.
+_TRANSIENT_CODES = frozenset({408, 409, 429, 499, 500, 502, 503, 504})
+
+
+class PublishFuture(Protocol):
+    def result(self, timeout: float | None = None) -> Any: ...
+
+
+class Publisher(Protocol):
+    """What we use of ``google.cloud.pubsub_v1.PublisherClient``."""
+
+    def publish(self, topic: str, data: bytes, **kwargs: Any) -> Any: ...
 
 
 class PubsubEventBus:
@@ -39,13 +51,13 @@ class PubsubEventBus:
 
     def __init__(
         self,
-        http: GoogleHttp,
+        publisher: Publisher,
         topic_path: str,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = http
+        self._publisher = publisher
         self._topic = topic_path
         self._timeout = timeout
         self._clock = clock
@@ -59,82 +71,73 @@ class PubsubEventBus:
             return
         deadline = self._clock() + self._timeout
         # Encode everything first: an event we cannot encode must not leave the batch half sent.
-        messages: list[tuple[Event, dict[str, Any]]] = []
+        encoded = []
         for event in events:
             try:
-                data, attributes = encode_event(event)
+                encoded.append((event, *encode_event(event)))
             except (ValueError, TypeError) as exc:
                 raise PermanentError(
                     f"the {event.kind} event of run {event.run_id} cannot be encoded: {exc}"
                 ) from exc
-            wire = {"data": base64.b64encode(data).decode("ascii"), "attributes": attributes}
-            messages.append((event, wire))
-        for chunk in _chunks(messages):
-            remaining = deadline - self._clock()
-            first = chunk[0][0]
-            if remaining <= 0:
-                raise TransientError(
-                    f"Pub/Sub did not confirm the {first.kind} event of run {first.run_id} on "
+        pending: list[tuple[Event, PublishFuture]] = []
+        for event, data, attributes in encoded:
+            try:
+                # The per-RPC timeout bounds the client's own retries of the publish call.
+                future = self._publisher.publish(
+                    self._topic, data, timeout=self._timeout, **attributes
+                )
+            except gexc.GoogleAPICallError as exc:
+                raise _translate(exc, self._topic, event) from exc
+            pending.append((event, future))
+        # Await every future, even after a failure, so none is left running unobserved; the
+        # first failure is the one reported.
+        failure: Exception | None = None
+        for event, future in pending:
+            try:
+                future.result(timeout=max(deadline - self._clock(), 0.0))
+            except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+                failure = failure or _translate(exc, self._topic, event)
+            except TimeoutError:
+                failure = failure or TransientError(
+                    f"Pub/Sub did not confirm the {event.kind} event of run {event.run_id} on "
                     f"{self._topic} within {self._timeout:.0f}s"
                 )
-            try:
-                answer = self._http.call(
-                    "POST",
-                    f"{self._topic}:publish",
-                    {"messages": [wire for _, wire in chunk]},
-                    timeout=remaining,
-                )
-            except ApiError as exc:
-                raise _translate(exc, self._topic, first) from exc
-            if len(answer.get("messageIds", ())) != len(chunk):
-                raise TransientError(
-                    f"Pub/Sub confirmed {len(answer.get('messageIds', ()))} of {len(chunk)} "
-                    f"events on {self._topic}"
-                )
-        logger.debug("published %d event(s) to %s", len(messages), self._topic)
+        if failure is not None:
+            raise failure
+        logger.debug("published %d event(s) to %s", len(pending), self._topic)
 
 
-def _chunks(
-    messages: list[tuple[Event, dict[str, Any]]],
-) -> Iterator[list[tuple[Event, dict[str, Any]]]]:
-    chunk: list[tuple[Event, dict[str, Any]]] = []
-    size = 0
-    for item in messages:
-        weight = len(item[1]["data"]) + sum(
-            len(k) + len(v) for k, v in item[1]["attributes"].items()
-        )
-        if chunk and (len(chunk) == MAX_MESSAGES or size + weight > MAX_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += weight
-    if chunk:
-        yield chunk
+def build_publisher() -> Publisher:
+    """One ``PublisherClient`` per instance, batching as the outbox publishes: every event of one
+    transition goes out in as few requests as Pub/Sub takes (at most 1,000 messages and 10 MB a
+    request), and a lone event waits at most ``MAX_LATENCY`` for company. The client honours
+    ``PUBSUB_EMULATOR_HOST`` (the local stack)."""
+    from google.cloud.pubsub_v1 import PublisherClient
+    from google.cloud.pubsub_v1.types import BatchSettings
+
+    batching = BatchSettings(
+        max_messages=MAX_MESSAGES, max_bytes=MAX_BYTES, max_latency=MAX_LATENCY
+    )
+    publisher: Publisher = PublisherClient(batch_settings=batching)
+    return publisher
 
 
 def build_event_bus(
-    settings: Settings,
-    http: GoogleHttp | None = None,
-    timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    environ: Mapping[str, str] | None = None,
+    settings: Settings, publisher: Publisher | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
 ) -> PubsubEventBus:
-    """The bus for ``settings.topic_path``; ``PUBSUB_EMULATOR_HOST`` (as the SDKs honour it)
-    points it at the emulator, which takes no credentials."""
-    if http is None:
-        http = pubsub_http(os.environ if environ is None else environ)
-    return PubsubEventBus(http, settings.topic_path, timeout=timeout)
+    """The bus for ``settings.topic_path``."""
+    return PubsubEventBus(publisher or build_publisher(), settings.topic_path, timeout=timeout)
 
 
-def pubsub_http(environ: Mapping[str, str]) -> GoogleHttp:
-    return google_api(ENDPOINT, environ.get("PUBSUB_EMULATOR_HOST", ""), "v1/", environ=environ)
-
-
-def _translate(exc: ApiError, topic: str, event: Event) -> TransientError | PermanentError:
+def _translate(exc: Exception, topic: str, event: Event) -> TransientError | PermanentError:
     what = f"publishing the {event.kind} event of run {event.run_id} to {topic}"
-    if exc.status == "NOT_FOUND":
+    if isinstance(exc, gexc.NotFound):
         return PermanentError(f"{what}: the topic does not exist")
-    if exc.status in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+    if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
         return PermanentError(f"{what}: permission denied (needs roles/pubsub.publisher)")
-    if exc.transient or exc.status == "CANCELLED":
-        return TransientError(f"{what}: {exc.status}: {exc.message}")
-    return PermanentError(f"{what}: {exc.status}: {exc.message}")
+    if isinstance(exc, gexc.RetryError):
+        return TransientError(f"{what}: gave up retrying ({exc.message})")
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and code in _TRANSIENT_CODES:
+        return TransientError(f"{what}: {type(exc).__name__}: {getattr(exc, 'message', exc)}")
+    return PermanentError(f"{what}: {type(exc).__name__}: {getattr(exc, 'message', exc)}")

@@ -7,28 +7,45 @@ without a redeploy, and a warm instance does not call Secret Manager per request
 
 from __future__ import annotations
 
-import base64
+import logging
 import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
-from orchestrator.adapters.google_http import ApiError, GoogleHttp, google_api
+from google.api_core import exceptions as gexc
+from google.api_core import retry as retries
+from google.auth import exceptions as auth_exc
+
+from orchestrator.adapters.google_errors import TRANSIENT, local_client_options
 from orchestrator.errors import NotFoundError, PermanentError, TransientError
 from orchestrator.logs import register_secret
 
 CACHE_SECONDS = 300.0
-ENDPOINT = "https://secretmanager.googleapis.com/v1/"
+TIMEOUT = 15.0
+RETRY_SECONDS = 20.0
+# The generated transports log whole responses at DEBUG, and an access answer is the secret. Pin
+# their level so that no logging setup (a DEBUG root, GOOGLE_SDK_PYTHON_LOGGING_SCOPE) emits one.
+_PAYLOAD_LOGGER = "google.cloud.secretmanager_v1.services.secret_manager_service.transports"
 
 
 class SecretManagerSecrets:
-    """``versions.access`` over Secret Manager's REST API (see ``google_http`` for why not the
-    SDK)."""
+    """``AccessSecretVersion`` through ``SecretManagerServiceClient`` (injected)."""
 
     def __init__(
-        self, http: GoogleHttp, project: str, cache_seconds: float = CACHE_SECONDS
+        self,
+        client: Any,
+        project: str,
+        cache_seconds: float = CACHE_SECONDS,
+        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
-        self._http = http
+        logging.getLogger(_PAYLOAD_LOGGER).setLevel(logging.INFO)
+        self._client = client
+        # A read: transient faults are retried by the client, within a bound of our choosing.
+        self._retry = retries.Retry(
+            predicate=retries.if_transient_error, initial=0.1, maximum=2.0, timeout=retry_seconds
+        )
         self._project = project
         self._cache: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
@@ -45,32 +62,39 @@ class SecretManagerSecrets:
             if hit and time.monotonic() - hit[0] < self._ttl:
                 return hit[1]
         try:
-            answer = self._http.call("GET", f"{self._path(name)}:access", timeout=15.0)
-        except ApiError as exc:
-            if exc.status == "NOT_FOUND":
-                raise NotFoundError(
-                    f"secret {name} (or its latest version) does not exist"
-                ) from exc
-            if exc.status in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
-                raise PermanentError(
-                    f"no roles/secretmanager.secretAccessor on secret {name}"
-                ) from exc
-            if exc.transient:
-                raise TransientError(f"Secret Manager unavailable reading {name}") from exc
-            raise PermanentError(f"Secret Manager refused reading {name}: {exc.status}") from exc
+            response = self._client.access_secret_version(
+                request={"name": self._path(name)}, retry=self._retry, timeout=TIMEOUT
+            )
+        except gexc.NotFound as exc:
+            raise NotFoundError(f"secret {name} (or its latest version) does not exist") from exc
+        except (gexc.Forbidden, gexc.Unauthorized) as exc:  # over REST: by HTTP code
+            raise PermanentError(f"no roles/secretmanager.secretAccessor on secret {name}") from exc
+        except TRANSIENT as exc:
+            raise TransientError(f"Secret Manager unavailable reading {name}") from exc
+        except gexc.GoogleAPICallError as exc:
+            # Never echo more than the status: an answer about a secret is no place to guess.
+            raise PermanentError(f"Secret Manager refused reading {name}: {exc.code}") from exc
+        except auth_exc.GoogleAuthError as exc:
+            raise PermanentError(f"no Google credentials to read secret {name}") from exc
         try:
-            value = base64.b64decode(answer["payload"]["data"]).decode("utf-8")
-        except (KeyError, TypeError, ValueError) as exc:
-            # Never echo the answer: it may hold the secret.
-            raise PermanentError(f"secret {name}: Secret Manager sent no readable payload") from exc
+            value = bytes(response.payload.data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PermanentError(f"secret {name}: its payload is not UTF-8 text") from exc
         register_secret(value)
         with self._lock:
             self._cache[name] = (time.monotonic(), value)
         return value
 
 
-def secret_manager(project: str, environ: Mapping[str, str] | None = None) -> SecretManagerSecrets:
-    return SecretManagerSecrets(google_api(ENDPOINT, environ=environ), project)
+def secret_manager(project: str, endpoint: str = "") -> SecretManagerSecrets:
+    """Secret Manager on its REST transport (the wire the local stand-in checks); ``endpoint``
+    points it at that stand-in (local only)."""
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        transport="rest", **local_client_options(endpoint)
+    )
+    return SecretManagerSecrets(client, project)
 
 
 class EnvSecrets:

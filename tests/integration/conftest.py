@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import grpc
 import pytest
+import urllib3
 
 from devstack.bigquery_standin import BigQueryStandin, start_bigquery
-from devstack.dts_standin import DtsStandin, client_for, http_for, start
-from orchestrator.adapters.google_http import GoogleHttp
+from devstack.dts_standin import DtsStandin, client_for, start
 from orchestrator.config import Settings, load_settings
 from tests.conftest import GCP_PROJECT
 
@@ -52,14 +54,36 @@ def dts_standin(moto_server: Any) -> Iterator[DtsStandin]:
 
 @pytest.fixture
 def dts_client(dts_standin: DtsStandin) -> Any:
-    """The official DataTransferServiceClient over REST: what a person or a script would use."""
+    """The official DataTransferServiceClient over REST, pointed at the stand-in: the client the
+    production adapter is built on, and what a person or a script would use."""
     return client_for(dts_standin.target)
 
 
+class Raw:
+    """Plain HTTP against the stand-in: status code and decoded JSON body."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.base = endpoint + "/v1/"
+        self.pool = urllib3.PoolManager(retries=False)
+
+    def __call__(
+        self, method: str, path: str, body: Any = None, **query: str
+    ) -> tuple[int, dict[str, Any]]:
+        url = self.base + path + ("?" + urlencode(query) if query else "")
+        reply = self.pool.request(
+            method,
+            url,
+            body=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=10.0,
+        )
+        assert reply.headers["Content-Type"].startswith("application/json")
+        return reply.status, json.loads(reply.data)
+
+
 @pytest.fixture
-def dts_http(dts_standin: DtsStandin) -> GoogleHttp:
-    """The REST client the production adapter is built on, pointed at the stand-in."""
-    return http_for(dts_standin.target)
+def raw(dts_standin: DtsStandin) -> Raw:
+    return Raw(dts_standin.endpoint)
 
 
 @pytest.fixture

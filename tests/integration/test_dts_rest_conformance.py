@@ -9,18 +9,16 @@ adapter's requests are checked against the same format whenever it talks to it.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
-import urllib3
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery_datatransfer_v1 as dts
 
 from devstack.dts_standin import DtsStandin
+from tests.integration.conftest import Raw
 
 pytestmark = pytest.mark.integration
 
@@ -46,33 +44,6 @@ def config_json(display_name: str = "rds2bq-prod:shop.orders") -> dict[str, Any]
         },
         "scheduleOptions": {"disableAutoScheduling": True},
     }
-
-
-class Raw:
-    """Plain HTTP against the stand-in: status code and decoded JSON body."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.base = endpoint + "/v1/"
-        self.pool = urllib3.PoolManager(retries=False)
-
-    def __call__(
-        self, method: str, path: str, body: Any = None, **query: str
-    ) -> tuple[int, dict[str, Any]]:
-        url = self.base + path + ("?" + urlencode(query) if query else "")
-        reply = self.pool.request(
-            method,
-            url,
-            body=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            timeout=10.0,
-        )
-        assert reply.headers["Content-Type"].startswith("application/json")
-        return reply.status, json.loads(reply.data)
-
-
-@pytest.fixture
-def raw(dts_standin: DtsStandin) -> Raw:
-    return Raw(dts_standin.endpoint)
 
 
 @pytest.fixture

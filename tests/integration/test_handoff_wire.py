@@ -16,7 +16,6 @@ from devstack.bigquery_standin import BigQueryStandin
 from devstack.dts_standin import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import build_transfer_runner
-from orchestrator.adapters.google_http import GoogleHttp
 from orchestrator.adapters.ledger import FirestoreLedger
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.model import ExportStatus, TableExportStatus, TableState
@@ -36,7 +35,7 @@ NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 def build(
     n: int,
     dts: DtsStandin,
-    dts_http: GoogleHttp,
+    dts_client: Any,
     bigquery: BigQueryStandin,
     firestore_emulator: Any,
 ) -> tuple[Orchestrator, FakeExporter, Any]:
@@ -54,7 +53,7 @@ def build(
             )
         }
     )
-    runner = build_transfer_runner(settings, http=dts_http)
+    runner = build_transfer_runner(settings, client=dts_client)
     outcome = sync(settings, runner, build_destination_tables(settings, bigquery.endpoint), secrets)
     assert outcome.result is not None and outcome.result.ok
     ledger = FirestoreLedger(firestore_client(firestore_emulator.host), settings.ledger_collection)
@@ -84,11 +83,11 @@ def starts(dts: DtsStandin) -> Counter[str]:
 
 def test_ten_concurrent_polls_start_each_table_once(
     dts_standin: DtsStandin,
-    dts_http: GoogleHttp,
+    dts_client: Any,
     bigquery_standin: BigQueryStandin,
     firestore_emulator: Any,
 ) -> None:
-    service, _, ledger = build(30, dts_standin, dts_http, bigquery_standin, firestore_emulator)
+    service, _, ledger = build(30, dts_standin, dts_client, bigquery_standin, firestore_emulator)
     dts_standin.faults.latency = 0.05
     with ThreadPoolExecutor(10) as pool:
         reports = list(pool.map(lambda _: service.poll(), range(10)))
@@ -101,11 +100,11 @@ def test_ten_concurrent_polls_start_each_table_once(
 
 def test_a_fault_after_37_of_100_starts_then_another_poll(
     dts_standin: DtsStandin,
-    dts_http: GoogleHttp,
+    dts_client: Any,
     bigquery_standin: BigQueryStandin,
     firestore_emulator: Any,
 ) -> None:
-    service, _, ledger = build(100, dts_standin, dts_http, bigquery_standin, firestore_emulator)
+    service, _, ledger = build(100, dts_standin, dts_client, bigquery_standin, firestore_emulator)
     dts_standin.faults.fail_after_starts(37, "UNAVAILABLE")
     first = service.poll()
     assert [r["action"] for r in first.runs] == ["export-complete", "handoff-incomplete"]
@@ -120,11 +119,11 @@ def test_a_fault_after_37_of_100_starts_then_another_poll(
 
 def test_run_outcome_reads_where_a_transfer_run_stands(
     dts_standin: DtsStandin,
-    dts_http: GoogleHttp,
+    dts_client: Any,
     bigquery_standin: BigQueryStandin,
     firestore_emulator: Any,
 ) -> None:
-    service, _, ledger = build(2, dts_standin, dts_http, bigquery_standin, firestore_emulator)
+    service, _, ledger = build(2, dts_standin, dts_client, bigquery_standin, firestore_emulator)
     service.poll()
     runner = service.transfers()
     first, second = ledger.tables(f"{NOW:%Y%m%d%H%M}")

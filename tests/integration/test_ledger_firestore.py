@@ -13,7 +13,7 @@ from orchestrator import machine
 from orchestrator.adapters.ledger import FirestoreLedger
 from orchestrator.errors import NotFoundError, PermanentError
 from orchestrator.model import RunState, TableRun, TableState, Transition
-from tests.stack import GCP_PROJECT, firestore_client
+from tests.stack import firestore_client
 
 pytestmark = pytest.mark.integration
 RUN_TIME = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
@@ -168,38 +168,3 @@ def test_times_keep_microseconds_and_come_back_in_utc(ledger: FirestoreLedger) -
     stored = ledger.get_run(run.run_id)
     assert stored is not None and stored.export_started_at == at
     assert stored.export_started_at.tzinfo is UTC
-
-
-def test_documents_written_by_the_sdk_stay_readable_and_the_other_way(
-    firestore_emulator: Any,
-) -> None:
-    """The layout the google-cloud-firestore SDK wrote before: same fields, same types."""
-    firestore = pytest.importorskip("google.cloud.firestore")
-    from google.auth.credentials import AnonymousCredentials
-
-    collection = f"runs_{uuid.uuid4().hex[:8]}"
-    ledger = FirestoreLedger(firestore_client(firestore_emulator.host), collection)
-    runs = firestore.Client(project=GCP_PROJECT, credentials=AnonymousCredentials()).collection(
-        collection
-    )
-    at = datetime(2026, 11, 27, 15, 0, 1, 123456, tzinfo=UTC)
-    old = new_run(("a.x", "a.y")).with_(state=RunState.EXPORTED, export_completed_at=at)
-    runs.document(old.run_id).set(
-        {**vars(old), "state": "EXPORTED", "tables": ["a.x", "a.y"], "outbox": [], "open": True}
-    )
-    runs.document(old.run_id).collection("tables").document("a.x").set(
-        {"key": "a.x", "state": "STARTED", "attempts": 2, "started_at": at, "finished_at": None}
-    )
-    assert ledger.get_run(old.run_id) == old
-    assert [r.run_id for r in ledger.open_runs()] == [old.run_id]
-    assert ledger.tables(old.run_id) == [
-        TableRun("a.x", TableState.STARTED, attempts=2, started_at=at)
-    ]
-    assert ledger.count_unfinished(old.run_id) == 1
-
-    new = new_run(minute=1).with_(percent=7, outbox=("e1",), snapshot_time=at)
-    ledger.create_run(new)
-    stored = runs.document(new.run_id).get().to_dict()
-    assert stored["open"] is True and stored["percent"] == 7 and stored["outbox"] == ["e1"]
-    assert stored["state"] == "EXPORT_STARTING" and stored["snapshot_time"] == at
-    assert stored["run_time"] == new.run_time and stored["late_flagged_at"] is None

@@ -17,8 +17,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from devstack.processes import Service, free_port
-from orchestrator.adapters.google_http import GoogleHttp
-from orchestrator.adapters.pubsub import PubsubEventBus, build_event_bus
+from orchestrator.adapters.pubsub import PubsubEventBus, build_event_bus, build_publisher
 from orchestrator.errors import PermanentError, TransientError
 from orchestrator.model import Event, EventKind
 from orchestrator.notifications import (
@@ -40,9 +39,9 @@ AT = datetime(2026, 11, 27, 15, 14, 43, 250000, tzinfo=UTC)
 class Topic:
     path: str
     subscription: str
-    publisher: pubsub_v1.PublisherClient  # the SDK, to set up and to pull: not what is tested
+    publisher: pubsub_v1.PublisherClient  # a plain client, to set up and to publish as DTS does
     subscriber: pubsub_v1.SubscriberClient
-    http: GoogleHttp  # what the bus under test publishes with
+    bus_publisher: Any  # the client the bus under test publishes with, built as in production
 
 
 @pytest.fixture
@@ -56,12 +55,12 @@ def topic(pubsub_emulator: Service) -> Iterator[Topic]:
     subscription = subscriber.subscription_path(GCP_PROJECT, f"rds2bq-notify-{suffix}")
     publisher.create_topic(name=path, timeout=30)
     subscriber.create_subscription(name=subscription, topic=path, timeout=30)
-    yield Topic(
-        path, subscription, publisher, subscriber, GoogleHttp(f"http://{pubsub_emulator.host}/v1/")
-    )
+    bus_publisher = build_publisher()
+    yield Topic(path, subscription, publisher, subscriber, bus_publisher)
     subscriber.delete_subscription(subscription=subscription, timeout=30)
     publisher.delete_topic(topic=path, timeout=30)
     subscriber.close()
+    bus_publisher.stop()
 
 
 def pull(topic: Topic, count: int, within: float = 20.0) -> list[PubsubMessage]:
@@ -102,7 +101,7 @@ def test_published_events_come_back_parsed_as_the_same_events(topic: Topic) -> N
     ]
 
     # WHEN published through the bus and pulled back from the emulator
-    PubsubEventBus(topic.http, topic.path, timeout=20).publish(events)
+    PubsubEventBus(topic.bus_publisher, topic.path, timeout=20).publish(events)
     messages = pull(topic, len(events))
 
     # THEN each parses to its event (datetimes as RFC 3339 text), with its attributes on the wire
@@ -154,19 +153,19 @@ def test_build_event_bus_honours_the_emulator(topic: Topic) -> None:
 
 
 def test_nothing_to_publish_is_a_no_op(topic: Topic) -> None:
-    PubsubEventBus(topic.http, topic.path).publish([])
+    PubsubEventBus(topic.bus_publisher, topic.path).publish([])
 
 
 def test_a_missing_topic_is_permanent(topic: Topic) -> None:
     missing = topic.publisher.topic_path(GCP_PROJECT, "no-such-topic")
-    bus = PubsubEventBus(topic.http, missing, timeout=20)
+    bus = PubsubEventBus(topic.bus_publisher, missing, timeout=20)
 
     with pytest.raises(PermanentError, match="topic does not exist"):
         bus.publish([Event(EventKind.RUN_CLOSED, "202611271500", AT)])
 
 
 def test_an_event_that_cannot_be_encoded_is_permanent_and_nothing_is_sent(topic: Topic) -> None:
-    bus = PubsubEventBus(topic.http, topic.path, timeout=20)
+    bus = PubsubEventBus(topic.bus_publisher, topic.path, timeout=20)
     good = Event(EventKind.RUN_CLOSED, "202611271500", AT)
     bad = Event(EventKind.RUN_CLOSED, "202611271500", AT, {"thing": object()})
 
@@ -180,15 +179,17 @@ def test_an_event_that_cannot_be_encoded_is_permanent_and_nothing_is_sent(topic:
 
 
 def test_an_unreachable_pubsub_is_transient_and_bounded() -> None:
-    # GIVEN a bus pointed at a port where nothing listens
-    http = GoogleHttp(f"http://127.0.0.1:{free_port()}/v1/")
-    bus = PubsubEventBus(http, f"projects/{GCP_PROJECT}/topics/t", timeout=1.5)
+    # GIVEN a bus whose client points at a port where nothing listens
+    os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{free_port()}"
+    publisher = build_publisher()
+    bus = PubsubEventBus(publisher, f"projects/{GCP_PROJECT}/topics/t", timeout=1.5)
 
     started = time.monotonic()
     with pytest.raises(TransientError):
         bus.publish([Event(EventKind.RUN_CLOSED, "202611271500", AT)])
 
     assert time.monotonic() - started < 5.0
+    publisher.stop()
 
 
 def test_more_events_than_one_publish_request_takes_all_arrive(topic: Topic) -> None:
@@ -199,23 +200,23 @@ def test_more_events_than_one_publish_request_takes_all_arrive(topic: Topic) -> 
     ]
 
     # WHEN published at once
-    PubsubEventBus(topic.http, topic.path, timeout=30).publish(events)
+    PubsubEventBus(topic.bus_publisher, topic.path, timeout=30).publish(events)
 
     # THEN every one arrives, once
     tables = [parse_message(m).data["table"] for m in pull(topic, 1_001, within=60)]  # type: ignore[union-attr]
     assert sorted(tables) == [f"shop.t{i:04d}" for i in range(1_001)]
 
 
-def test_doctors_topic_probe_reads_the_topic_over_rest(topic: Topic) -> None:
+def test_doctors_topic_probe_reads_the_topic(topic: Topic) -> None:
     from orchestrator.adapters.probes import TopicProbe
     from orchestrator.errors import NotFoundError
 
-    probe = TopicProbe(topic.http)
+    probe = TopicProbe(topic.bus_publisher)
 
     assert probe.topic(topic.path).path == topic.path
     assert probe.topic(topic.path).schema == ""
     with pytest.raises(NotFoundError, match="does not exist"):
         probe.topic(f"projects/{GCP_PROJECT}/topics/no-such-topic")
-    # the emulator has no IAM (getIamPolicy is 404): the probe says it could not tell (None),
+    # the emulator has no IAM (getIamPolicy fails): the probe says it could not tell (None),
     # rather than "nobody may publish" ([])
     assert probe.publishers(topic.path) is None

@@ -14,7 +14,6 @@ from devstack.bigquery_standin import BigQueryStandin
 from devstack.dts_standin import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
-from orchestrator.adapters.google_http import GoogleHttp
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.config import Settings
 from orchestrator.errors import PermanentError
@@ -33,8 +32,7 @@ CHANGES = ("CreateTransferConfig", "UpdateTransferConfig", "DeleteTransferConfig
 class World:
     dts: DtsStandin
     bigquery: BigQueryStandin
-    client: Any  # the official client, for hand edits
-    http: GoogleHttp  # what the adapter under test calls with
+    client: Any  # the official client: the adapter's, and for hand edits
     environ: dict[str, str]
 
     def keys(self, access_key_id: str, secret: str) -> None:
@@ -43,7 +41,7 @@ class World:
         )
 
     def store(self, settings: Settings) -> DtsTransfers:
-        return build_transfer_runner(settings, http=self.http)
+        return build_transfer_runner(settings, client=self.client)
 
     def sync(
         self, tables: str = TABLES, *, prune: bool = False, dry_run: bool = False, **env: str
@@ -69,11 +67,10 @@ class World:
 def world(
     dts_standin: DtsStandin,
     dts_client: Any,
-    dts_http: GoogleHttp,
     bigquery_standin: BigQueryStandin,
 ) -> World:
     bigquery_standin.add_dataset(GCP_PROJECT, "rds_shop", "asia-northeast1")
-    w = World(dts_standin, bigquery_standin, dts_client, dts_http, {})
+    w = World(dts_standin, bigquery_standin, dts_client, {})
     w.keys("AKIAFIRSTKEY", "first-secret")
     return w
 

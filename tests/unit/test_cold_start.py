@@ -1,8 +1,8 @@
-"""Cold start: the functions' paths load no gRPC stack at all.
+"""Cold start: each entry point's path imports the SDKs it uses and no other.
 
-Building every service and every Google adapter the functions use (Firestore, Pub/Sub, DTS,
-Secret Manager, over REST) loads neither grpc, protobuf, google-api-core nor any
-``google-cloud-*`` SDK, nor requests or cryptography; boto3 only when AWS is called."""
+An SDK is imported only inside the builder that needs it (``orchestrator.wiring`` and the
+adapters); ``main.py`` and the pure core import none. Each case builds, in a fresh interpreter,
+what one path builds, and lists the SDKs that got loaded (see bench/ for what that costs)."""
 
 from __future__ import annotations
 
@@ -12,40 +12,59 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.unit.test_config import VALID
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = (
-    "boto3",
-    "botocore",
-    "grpc",
-    "google.protobuf",
-    "proto",
-    "google.api_core",
-    "google.cloud.firestore",
-    "google.cloud.firestore_v1",
-    "google.cloud.pubsub_v1",
-    "google.cloud.bigquery_datatransfer_v1",
-    "google.cloud.bigquery",
-    "google.cloud.secretmanager",
-    "requests",
-    "cryptography",
-)
+SDKS = {
+    "firestore": "google.cloud.firestore_v1",
+    "pubsub": "google.cloud.pubsub_v1",
+    "dts": "google.cloud.bigquery_datatransfer_v1",
+    "secret manager": "google.cloud.secretmanager_v1",
+    "bigquery": "google.cloud.bigquery",
+    "boto3": "boto3",
+    "botocore": "botocore",
+}
 
 PROGRAM = """
 import json, sys
 import main
 from orchestrator import wiring
 w = wiring.get()
-w.service, w.notify_service, w.status, w.reruns  # every service the functions use
-w.ledger, w.transfers(), w.secrets._get()  # and every Google adapter on their paths
-from orchestrator.adapters.pubsub import build_event_bus
-build_event_bus(w.settings)
-print(json.dumps([m for m in {heavy} if m in sys.modules]))
+{build}
+print(json.dumps(sorted(name for name, module in {sdks}.items() if module in sys.modules)))
 """
 
+PATHS = {
+    # main.py alone: the framework and our pure code
+    "import main": ("", []),
+    # poll with no open run: one ledger query
+    "idle poll": ("w.service; w.ledger", ["firestore"]),
+    # notify recording an outcome, with nothing to publish or post
+    "notify": ("w.notify_service; w.ledger", ["firestore"]),
+    # notify when it publishes an event
+    "notify, publishing": (
+        "w.notify_service; w.ledger; w.events._get()",
+        ["firestore", "pubsub"],
+    ),
+    # notify when it posts to Slack: the webhook URL comes from Secret Manager
+    "notify, posting": (
+        "w.notify_service; w.ledger; w.notifier; w.secrets._get()",
+        ["firestore", "secret manager"],
+    ),
+    # the poll that hands a completed export off to DTS
+    "hand-off poll": ("w.service; w.ledger; w.transfers()", ["dts", "firestore"]),
+    # start_export: the ledger and AWS
+    "start_export": ("w.service; w.ledger; w.exporter()", ["boto3", "botocore", "firestore"]),
+    # status reads the ledger only
+    "status": ("w.status; w.ledger", ["firestore"]),
+}
 
-def test_building_every_service_and_google_adapter_loads_no_grpc_stack(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_each_path_loads_only_the_sdks_it_uses(path: str, tmp_path: Path) -> None:
+    build, expected = PATHS[path]
     tables = tmp_path / "tables.txt"
     tables.write_text("shop.orders\n")
     env = {
@@ -53,11 +72,16 @@ def test_building_every_service_and_google_adapter_loads_no_grpc_stack(tmp_path:
         **VALID,
         "RDS2BQ_TABLES_FILE": str(tables),
         "GOOGLE_CLOUD_PROJECT": "acme",
-        "K_SERVICE": "poll",  # as on Cloud Functions: tokens from the metadata server
         "RDS2BQ_SECRETS_BACKEND": "secret-manager",
+        # no call is made, but a client asks for credentials when it is built: local peers take
+        # none (the SDK module loaded is the same)
+        "FIRESTORE_EMULATOR_HOST": "127.0.0.1:1",
+        "PUBSUB_EMULATOR_HOST": "127.0.0.1:1",
+        "RDS2BQ_DTS_ENDPOINT": "127.0.0.1:1",
+        "RDS2BQ_SECRETS_ENDPOINT": "127.0.0.1:1",
     }
     result = subprocess.run(
-        [sys.executable, "-c", PROGRAM.format(heavy=HEAVY)],
+        [sys.executable, "-c", PROGRAM.format(build=build, sdks=SDKS)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -66,4 +90,4 @@ def test_building_every_service_and_google_adapter_loads_no_grpc_stack(tmp_path:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == sorted(expected)

@@ -26,7 +26,7 @@ KEYS_JSON = json.dumps({"access_key_id": "AKIADTSREADER0001", "secret_access_key
 
 def token(claims: dict[str, str]) -> str:
     body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    return f"eyJhbGciOiJSUzI1NiJ9.{body}.signature"
+    return f"eyJhbGciOiJSUzI1NiJ9.{body}.c2lnbmF0dXJl"  # signature: base64url, as in a real JWT
 
 
 def web_policy(**conditions: str) -> dict[str, Any]:
