@@ -10,7 +10,8 @@ from typing import Any
 
 import functions_framework
 
-from orchestrator import http, logs, wiring
+from orchestrator import logs, wiring
+from orchestrator.faces import http
 
 logs.setup()
 
@@ -44,7 +45,7 @@ def notify(cloud_event: Any) -> None:
 
     Returns normally for anything handled or permanently unhandleable (acknowledged); raises only
     for transient faults, so that the platform retries."""
-    from orchestrator.notifications import MalformedMessageError, message_from_push
+    from orchestrator.core.notifications import MalformedMessageError, message_from_push
 
     try:
         message = message_from_push(cloud_event.data)
@@ -57,7 +58,7 @@ def notify(cloud_event: Any) -> None:
 @functions_framework.http
 def rerun(request: Any) -> http.Reply:
     """Operator (IAM): re-transfer tables of a run from its export, or re-export (as of a day)."""
-    from orchestrator.rerun_request import RERUN_FIELDS, RerunRequest
+    from orchestrator.app.rerun_request import RERUN_FIELDS, RerunRequest
 
     def act() -> Any:
         body = RerunRequest.from_body(http.json_body(request, set(RERUN_FIELDS)))

@@ -54,7 +54,7 @@ class Screen:
             print("└" + "─" * 76 + "\n", flush=True)
 
     def slack(self, payload: dict[str, Any]) -> None:
-        from orchestrator.slack import render_text
+        from orchestrator.present.slack import render_text
 
         self.slack_posts += 1
         self.block(f"Slack message #{self.slack_posts}", render_text(payload))
@@ -69,7 +69,7 @@ def product_status(run_id: str) -> str:
     import contextlib
     import io
 
-    from orchestrator import cli
+    from orchestrator.faces import cli
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

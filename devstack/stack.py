@@ -387,10 +387,10 @@ def _push_to_notify(stack: LocalStack) -> None:
 
 
 def run_sync(stack: LocalStack) -> str:
-    from orchestrator import sync
     from orchestrator.adapters.bigquery import build_destination_tables
     from orchestrator.adapters.dts import build_transfer_runner
     from orchestrator.adapters.secrets import EnvSecrets
+    from orchestrator.app import sync
 
     settings = stack.settings()
     outcome = sync.sync(
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m orchestrator stack", description="Keep the local stack up for experiments."
     )
     parser.parse_args(argv)
-    from orchestrator.slack import render_text
+    from orchestrator.present.slack import render_text
 
     def show(payload: dict[str, Any]) -> None:
         print("\n--- Slack ---\n" + render_text(payload) + "\n", flush=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator.errors import ConfigError
-from orchestrator.model import TableRef, parse_table_ref
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.model import TableRef, parse_table_ref
 
 PREFIX = "RDS2BQ_"
 

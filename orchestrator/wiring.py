@@ -11,15 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.app.daily import Orchestrator
+from orchestrator.app.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
 from orchestrator.config import Settings, load_settings
-from orchestrator.model import Event, now_utc
-from orchestrator.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
-from orchestrator.service import Orchestrator
+from orchestrator.core.model import Event, now_utc
 
 if TYPE_CHECKING:
-    from orchestrator.notify import NotifyService
-    from orchestrator.rerun import Reruns
-    from orchestrator.status import StatusReader
+    from orchestrator.app.notify import NotifyService
+    from orchestrator.app.reruns import Reruns
+    from orchestrator.app.status import StatusReader
 
 
 class SystemClock:
@@ -124,7 +124,7 @@ class Wiring:
 
     @cached_property
     def notify_service(self) -> NotifyService:
-        from orchestrator.notify import NotifyService
+        from orchestrator.app.notify import NotifyService
 
         return NotifyService(self.settings, self.ledger, self.notifier, self.events, SystemClock())
 
@@ -136,13 +136,13 @@ class Wiring:
 
     @cached_property
     def reruns(self) -> Reruns:
-        from orchestrator.rerun import Reruns
+        from orchestrator.app.reruns import Reruns
 
         return Reruns(self.service)
 
     @cached_property
     def status(self) -> StatusReader:
-        from orchestrator.status import StatusReader
+        from orchestrator.app.status import StatusReader
 
         return StatusReader(self.ledger, SystemClock())
 

@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from orchestrator.errors import (
+from orchestrator.app.ports import RunOutcome, TransferConfig
+from orchestrator.core.errors import (
     NoSnapshotError,
     PermanentError,
     SourceNotFoundError,
     TransientError,
 )
-from orchestrator.model import (
+from orchestrator.core.model import (
     ExportObservation,
     ExportStatus,
     Run,
@@ -22,7 +23,6 @@ from orchestrator.model import (
     TableRun,
     Transition,
 )
-from orchestrator.ports import RunOutcome, TransferConfig
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestrator.errors import (
+from orchestrator.core.errors import (
     AccessDeniedError,
     ExportQuotaError,
     KmsKeyError,
@@ -25,7 +25,7 @@ from orchestrator.errors import (
     SourceNotFoundError,
     TransientError,
 )
-from orchestrator.model import ExportObservation, ExportStatus, Source, TableExportStatus
+from orchestrator.core.model import ExportObservation, ExportStatus, Source, TableExportStatus
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings

@@ -26,7 +26,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
-from orchestrator.errors import ConfigError, PermanentError, TransientError
+from orchestrator.core.errors import ConfigError, PermanentError, TransientError
 from orchestrator.logs import register_secret
 
 SESSION_NAME = "rds2bq"

@@ -27,7 +27,7 @@ from google.cloud import bigquery
 
 from orchestrator.adapters.google_errors import local_client_options, translated
 from orchestrator.config import Settings
-from orchestrator.errors import PermanentError
+from orchestrator.core.errors import PermanentError
 
 TIMEOUT = 30.0
 # retries are the caller's; None turns the client's off (its annotations say Retry only)

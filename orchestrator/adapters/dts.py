@@ -3,8 +3,8 @@
 Implements ``ports.TransferRunner`` (the fan-out) and ``sync.ConfigStore`` (``sync``) with the
 official ``DataTransferServiceClient`` on its REST transport (the wire the local stand-in checks
 is the wire deployed). The client is injected (built once in the wiring module). Every call passes
-``retry=None`` and an explicit ``timeout``: retries are the caller's (``orchestrator.retry``), and
-a hidden library retry would double them and blur the adoption in ``start_run``.
+``retry=None`` and an explicit ``timeout``: retries are the caller's (``orchestrator.core.retry``),
+and a hidden library retry would double them and blur the adoption in ``start_run``.
 
 Our configs are those named ``rds2bq-{env}:{table_key}``; no call here changes any other config.
 """
@@ -26,11 +26,11 @@ from orchestrator.adapters.google_errors import (
     outcome_unknown,
     translated,
 )
+from orchestrator.app.ports import RunOutcome, Secrets, TransferConfig
+from orchestrator.app.sync import AccessKeys, display_name_for, primary_config, table_key_of
 from orchestrator.config import Settings
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.model import utc
-from orchestrator.ports import RunOutcome, Secrets, TransferConfig
-from orchestrator.sync import AccessKeys, display_name_for, primary_config, table_key_of
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.model import utc
 
 log = logging.getLogger(__name__)
 

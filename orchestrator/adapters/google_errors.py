@@ -22,7 +22,7 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 
-from orchestrator.errors import PermanentError, TransientError
+from orchestrator.core.errors import PermanentError, TransientError
 
 TRANSIENT = (
     gexc.ServiceUnavailable,

@@ -29,8 +29,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from orchestrator.adapters.google_errors import translated
-from orchestrator.errors import NotFoundError, TransientError
-from orchestrator.model import Run, RunState, TableRun, TableState, Transition
+from orchestrator.core.errors import NotFoundError, TransientError
+from orchestrator.core.model import Run, RunState, TableRun, TableState, Transition
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings

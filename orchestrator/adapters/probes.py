@@ -19,7 +19,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator.adapters.aws import translate
 from orchestrator.adapters.google_errors import TRANSIENT, message
-from orchestrator.errors import AccessDeniedError, NotFoundError, PermanentError, TransientError
+from orchestrator.core.errors import (
+    AccessDeniedError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 
 TIMEOUT = 15.0
 _NOT_FOUND_CODES = {

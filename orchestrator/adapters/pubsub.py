@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from google.api_core import exceptions as gexc
 
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.model import Event
-from orchestrator.notifications import encode_event
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.model import Event
+from orchestrator.core.notifications import encode_event
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings

@@ -19,7 +19,7 @@ from google.api_core import retry as retries
 from google.auth import exceptions as auth_exc
 
 from orchestrator.adapters.google_errors import TRANSIENT, local_client_options
-from orchestrator.errors import NotFoundError, PermanentError, TransientError
+from orchestrator.core.errors import NotFoundError, PermanentError, TransientError
 from orchestrator.logs import register_secret
 
 CACHE_SECONDS = 300.0

@@ -27,8 +27,8 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.ports import Secrets
+from orchestrator.app.ports import Secrets
+from orchestrator.core.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings

@@ -15,8 +15,8 @@ import pytest
 
 from devstack.aws import realistic_layout
 from devstack.stack import LocalStack, call, start_stack, wait_for
-from orchestrator.model import RunState, TableState
-from orchestrator.slack import validate_payload
+from orchestrator.core.model import RunState, TableState
+from orchestrator.present.slack import validate_payload
 from tests.e2e.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e

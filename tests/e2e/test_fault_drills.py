@@ -20,7 +20,7 @@ import pytest
 
 from devstack.aws import realistic_layout
 from devstack.stack import PROJECT, LocalStack, call, start_stack, wait_for
-from orchestrator.model import RunState, TableState
+from orchestrator.core.model import RunState, TableState
 from tests.e2e.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e

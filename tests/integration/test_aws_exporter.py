@@ -16,7 +16,7 @@ from devstack.aws import (
 )
 from orchestrator.adapters.aws import AwsExporter, translate
 from orchestrator.adapters.aws_session import build_session, client
-from orchestrator.errors import (
+from orchestrator.core.errors import (
     AccessDeniedError,
     ExportQuotaError,
     KmsKeyError,
@@ -25,7 +25,7 @@ from orchestrator.errors import (
     SourceNotFoundError,
     TransientError,
 )
-from orchestrator.model import ExportStatus, Source
+from orchestrator.core.model import ExportStatus, Source
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)

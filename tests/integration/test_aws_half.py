@@ -12,9 +12,9 @@ from devstack.aws import ExportControl, seed_account, table_files
 from orchestrator.adapters.aws import build_exporter
 from orchestrator.adapters.aws_session import build_session
 from orchestrator.adapters.ledger import FirestoreLedger
-from orchestrator.model import EventKind, RunState, TableState
-from orchestrator.ports import RecordingEventBus
-from orchestrator.service import Orchestrator
+from orchestrator.app.daily import Orchestrator
+from orchestrator.app.ports import RecordingEventBus
+from orchestrator.core.model import EventKind, RunState, TableState
 from tests.fakes import FakeTransfers, FixedClock
 from tests.stack import firestore_client, settings_for
 

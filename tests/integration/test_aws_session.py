@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.adapters.aws_session import build_session, client
-from orchestrator.errors import ConfigError
+from orchestrator.core.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 ROLE = "arn:aws:iam::123456789012:role/rds2bq-orchestrator"

@@ -13,9 +13,9 @@ from google.api_core import exceptions as gexc
 
 from devstack.dts_standin import HTTP_CODES, DtsStandin
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.ports import TransferConfig
-from orchestrator.sync import AccessKeys, desired_configs
+from orchestrator.app.ports import TransferConfig
+from orchestrator.app.sync import AccessKeys, desired_configs
+from orchestrator.core.errors import PermanentError, TransientError
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration

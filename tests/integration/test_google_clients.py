@@ -13,7 +13,7 @@ from devstack.google_standins import MetadataStandIn, SecretManagerStandIn
 from orchestrator.adapters.aws_session import build_session, client, google_id_token_loader
 from orchestrator.adapters.probes import unverified_claims
 from orchestrator.adapters.secrets import SecretManagerSecrets, secret_manager
-from orchestrator.errors import NotFoundError, PermanentError, TransientError
+from orchestrator.core.errors import NotFoundError, PermanentError, TransientError
 from orchestrator.logs import redact
 
 pytestmark = pytest.mark.integration

@@ -18,11 +18,11 @@ from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import build_transfer_runner
 from orchestrator.adapters.ledger import FirestoreLedger
 from orchestrator.adapters.secrets import EnvSecrets
-from orchestrator.model import ExportStatus, TableExportStatus, TableState
-from orchestrator.ports import RecordingEventBus
-from orchestrator.retry import Backoff
-from orchestrator.service import Orchestrator
-from orchestrator.sync import sync
+from orchestrator.app.daily import Orchestrator
+from orchestrator.app.ports import RecordingEventBus
+from orchestrator.app.sync import sync
+from orchestrator.core.model import ExportStatus, TableExportStatus, TableState
+from orchestrator.core.retry import Backoff
 from tests.conftest import GCP_PROJECT
 from tests.fakes import FakeExporter, FixedClock
 from tests.integration.conftest import make_settings

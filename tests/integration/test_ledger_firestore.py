@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator import machine
 from orchestrator.adapters.ledger import FirestoreLedger
-from orchestrator.errors import NotFoundError, PermanentError
-from orchestrator.model import RunState, TableRun, TableState, Transition
+from orchestrator.core import machine
+from orchestrator.core.errors import NotFoundError, PermanentError
+from orchestrator.core.model import RunState, TableRun, TableState, Transition
 from tests.stack import firestore_client
 
 pytestmark = pytest.mark.integration

@@ -33,11 +33,12 @@ from devstack.aws import (
 )
 from devstack.bigquery_standin import BigQueryStandin
 from devstack.dts_standin import DtsStandin, client_for
-from orchestrator import cli, wiring
+from orchestrator import wiring
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.config import load_settings
-from orchestrator.model import RunState, TableState
-from orchestrator.notifications import PubsubMessage
+from orchestrator.core.model import RunState, TableState
+from orchestrator.core.notifications import PubsubMessage
+from orchestrator.faces import cli
 from tests.conftest import GCP_PROJECT
 
 pytestmark = pytest.mark.integration

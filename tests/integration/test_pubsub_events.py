@@ -18,9 +18,9 @@ from google.cloud import pubsub_v1
 
 from devstack.processes import Service, free_port
 from orchestrator.adapters.pubsub import PubsubEventBus, build_event_bus, build_publisher
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.model import Event, EventKind
-from orchestrator.notifications import (
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.model import Event, EventKind
+from orchestrator.core.notifications import (
     DtsRunState,
     PubsubMessage,
     TransferRunFinished,
@@ -209,7 +209,7 @@ def test_more_events_than_one_publish_request_takes_all_arrive(topic: Topic) -> 
 
 def test_doctors_topic_probe_reads_the_topic(topic: Topic) -> None:
     from orchestrator.adapters.probes import TopicProbe
-    from orchestrator.errors import NotFoundError
+    from orchestrator.core.errors import NotFoundError
 
     probe = TopicProbe(topic.bus_publisher)
 

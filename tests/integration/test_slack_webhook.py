@@ -16,7 +16,7 @@ import pytest
 from devstack import slack_standin
 from devstack.processes import free_port
 from orchestrator.adapters.slack_webhook import RetryPolicy, SlackWebhookNotifier
-from orchestrator.errors import PermanentError, TransientError
+from orchestrator.core.errors import PermanentError, TransientError
 
 pytestmark = pytest.mark.integration
 

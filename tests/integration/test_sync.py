@@ -15,9 +15,9 @@ from devstack.dts_standin import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
 from orchestrator.adapters.secrets import EnvSecrets
+from orchestrator.app.sync import Drift, SyncOutcome, render_plan, render_result, sync
 from orchestrator.config import Settings
-from orchestrator.errors import PermanentError
-from orchestrator.sync import Drift, SyncOutcome, render_plan, render_result, sync
+from orchestrator.core.errors import PermanentError
 from tests.conftest import GCP_PROJECT
 from tests.integration.conftest import make_settings
 

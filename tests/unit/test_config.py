@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import FIELDS, load_settings, parse_tables
-from orchestrator.errors import ConfigError
+from orchestrator.core.errors import ConfigError
 
 VALID = {
     "RDS2BQ_AWS_REGION": "ap-northeast-1",

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator import doctor
 from orchestrator.adapters.probes import KmsKey, Role, SourceEngine, Topic
 from orchestrator.adapters.secrets import EnvSecrets
-from orchestrator.doctor import Context, Outcome
-from orchestrator.errors import AccessDeniedError, NotFoundError
-from orchestrator.ports import RecordingNotifier, TransferConfig
-from orchestrator.sync import desired_configs
+from orchestrator.app import doctor
+from orchestrator.app.doctor import Context, Outcome
+from orchestrator.app.ports import RecordingNotifier, TransferConfig
+from orchestrator.app.sync import desired_configs
+from orchestrator.core.errors import AccessDeniedError, NotFoundError
 from tests.fakes import FakeExporter, InMemoryLedger
 from tests.unit.test_service import World
 

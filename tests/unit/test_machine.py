@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator import machine
-from orchestrator.model import (
+from orchestrator.core import machine
+from orchestrator.core.model import (
     TERMINAL_RUN_STATES,
     EventKind,
     ExportObservation,

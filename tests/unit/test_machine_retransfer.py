@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator import machine
-from orchestrator.model import EventKind, Run, RunState, TableRun, TableState
+from orchestrator.core import machine
+from orchestrator.core.model import EventKind, Run, RunState, TableRun, TableState
 
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 RUN_TIME = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)

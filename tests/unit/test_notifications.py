@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import PermanentError
-from orchestrator.model import Event, EventKind, TableState
-from orchestrator.notifications import (
+from orchestrator.core.errors import PermanentError
+from orchestrator.core.model import Event, EventKind, TableState
+from orchestrator.core.notifications import (
     MAX_DATA_BYTES,
     DtsRunState,
     MalformedMessageError,

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.model import Event, EventKind, RunState, TableState
-from orchestrator.notifications import PubsubMessage, encode_event
-from orchestrator.notify import NotifyService
-from orchestrator.ports import RecordingEventBus, RecordingNotifier
-from orchestrator.slack import validate_payload
+from orchestrator.app.notify import NotifyService
+from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.model import Event, EventKind, RunState, TableState
+from orchestrator.core.notifications import PubsubMessage, encode_event
+from orchestrator.present.slack import validate_payload
 from tests.unit.test_service import SLOT, World, names
 
 CANARY_KEY = "AKIACANARY9999999999"
@@ -273,7 +273,7 @@ def test_a_failure_whose_post_failed_transiently_is_posted_on_redelivery() -> No
 
 
 def test_the_poll_settles_runs_whose_notification_was_lost_and_a_late_one_posts_nothing() -> None:
-    from orchestrator.ports import RunOutcome
+    from orchestrator.app.ports import RunOutcome
 
     # GIVEN three transfer runs whose notifications never came, an hour after the hand-off
     n = Notify(3)

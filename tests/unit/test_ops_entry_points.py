@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from functions_framework import create_app
 
-from orchestrator import cli, wiring
+from orchestrator import wiring
 from orchestrator.config import FIELDS
+from orchestrator.faces import cli
 from tests.unit.test_config import VALID
 from tests.unit.test_rerun import KEYS, RUN_ID, Ops
 
@@ -29,7 +30,7 @@ class FakeWiring:
         self.settings = ops.w.settings
         self.service = ops.w.service
         self.reruns = ops.reruns
-        from orchestrator.status import StatusReader
+        from orchestrator.app.status import StatusReader
 
         self.status = StatusReader(ops.w.ledger, ops.w.clock)
 

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import (
+from orchestrator.app.notify import NotifyService
+from orchestrator.app.ports import RecordingNotifier
+from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult
+from orchestrator.app.reruns import ExportFilesGoneError, Reruns
+from orchestrator.core.errors import (
     BadRequestError,
     ConflictError,
     ExportQuotaError,
@@ -19,12 +23,8 @@ from orchestrator.errors import (
     TransferConfigMissingError,
     TransientError,
 )
-from orchestrator.model import EventKind, ExportStatus, RunState, TableState, Transition
-from orchestrator.notify import NotifyService
-from orchestrator.ports import RecordingNotifier
-from orchestrator.rerun import ExportFilesGoneError, Reruns
-from orchestrator.rerun_request import Mode, RerunRequest, RerunResult
-from orchestrator.retry import Backoff
+from orchestrator.core.model import EventKind, ExportStatus, RunState, TableState, Transition
+from orchestrator.core.retry import Backoff
 from tests.fakes import FakeExporter
 from tests.unit.test_notify import dts_message
 from tests.unit.test_service import SLOT, TASK, World, names
@@ -381,7 +381,7 @@ def test_dts_refusing_every_table_is_a_permanent_error() -> None:
 def test_an_abandoned_claim_is_taken_over_after_the_lease() -> None:
     ops = Ops().closed_partial()
     # GIVEN a re-transfer that claimed t0001 and died before reaching DTS
-    from orchestrator import machine
+    from orchestrator.core import machine
 
     config = ops.w.transfers.configs[KEYS[1]].name
     ops.w.ledger.update_table(

@@ -7,24 +7,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator import machine
+from orchestrator.app.daily import Orchestrator
+from orchestrator.app.ports import RecordingEventBus
 from orchestrator.config import load_settings
-from orchestrator.errors import (
+from orchestrator.core import machine
+from orchestrator.core.errors import (
     BadRequestError,
     ExportQuotaError,
     SourceNotFoundError,
     TransientError,
 )
-from orchestrator.model import (
+from orchestrator.core.model import (
     EventKind,
     ExportStatus,
     RunState,
     TableExportStatus,
     TableState,
 )
-from orchestrator.ports import RecordingEventBus
-from orchestrator.retry import Backoff
-from orchestrator.service import Orchestrator
+from orchestrator.core.retry import Backoff
 from tests.fakes import FakeExporter, FakeTransfers, FixedClock, InMemoryLedger
 from tests.unit.test_config import VALID
 

@@ -11,16 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator import slack
-from orchestrator.model import Event, EventKind, Run, RunState, TableRun, TableState
-from orchestrator.notifications import (
+from orchestrator.core.model import Event, EventKind, Run, RunState, TableRun, TableState
+from orchestrator.core.notifications import (
     PubsubMessage,
     TransferRunFinished,
     encode_event,
     message_from_push,
     parse_message,
 )
-from orchestrator.slack import SlackContext, render_text, validate_payload
+from orchestrator.present import slack
+from orchestrator.present.slack import SlackContext, render_text, validate_payload
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CTX = SlackContext(TOKYO, "rds2bq-test", "asia-northeast1", "rds_shop", "prod")

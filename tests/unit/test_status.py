@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.errors import BadRequestError, NotFoundError
-from orchestrator.model import ExportStatus
-from orchestrator.status import StatusReader, seconds_between
+from orchestrator.app.status import StatusReader, seconds_between
+from orchestrator.core.errors import BadRequestError, NotFoundError
+from orchestrator.core.model import ExportStatus
 from tests.unit.test_rerun import KEYS, RUN_ID, Ops
 from tests.unit.test_service import TASK
 

@@ -9,11 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from devstack.dts_standin import compile_data_path, render_template
-from orchestrator.config import Settings, load_settings
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.model import export_task_id
-from orchestrator.ports import TransferConfig
-from orchestrator.sync import (
+from orchestrator.app.ports import TransferConfig
+from orchestrator.app.sync import (
     AccessKeys,
     Drift,
     SyncPlan,
@@ -27,6 +24,9 @@ from orchestrator.sync import (
     render_result,
     table_key_of,
 )
+from orchestrator.config import Settings, load_settings
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.model import export_task_id
 
 KEY_ID = "AKIACURRENT00000001"
 

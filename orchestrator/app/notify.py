@@ -21,18 +21,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from orchestrator import machine, outbox, slack
+from orchestrator.app import outbox
+from orchestrator.app.ports import Clock, EventBus, Ledger, Notifier
 from orchestrator.config import Settings
-from orchestrator.errors import PermanentError, TransientError
-from orchestrator.model import Event, EventKind, RunState, TableState, run_id_for
-from orchestrator.notifications import (
+from orchestrator.core import machine
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.model import Event, EventKind, RunState, TableState, run_id_for
+from orchestrator.core.notifications import (
     MalformedMessageError,
     PubsubMessage,
     TransferRunFinished,
     parse_message,
     transfer_key,
 )
-from orchestrator.ports import Clock, EventBus, Ledger, Notifier
+from orchestrator.present import slack
 
 log = logging.getLogger(__name__)
 _FAILED = (TableState.FAILED, TableState.CANCELLED)

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orchestrator.doctor import CheckResult, Outcome
-from orchestrator.rerun_request import Mode, RerunResult
-from orchestrator.slack import format_duration, format_time
+from orchestrator.app.doctor import CheckResult, Outcome
+from orchestrator.app.rerun_request import Mode, RerunResult
+from orchestrator.present.slack import format_duration, format_time
 
 BAR_WIDTH = 30
 _ERROR_WIDTH = 70

@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.errors import BadRequestError
-from orchestrator.model import Event, EventKind, TableState
+from orchestrator.core.errors import BadRequestError
+from orchestrator.core.model import Event, EventKind, TableState
 
 # DTS messages are a few KB; anything this large is not one of ours and is refused before decoding.
 MAX_DATA_BYTES = 1_000_000

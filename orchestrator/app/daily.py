@@ -16,15 +16,25 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from orchestrator import machine, outbox
+from orchestrator.app import outbox
+from orchestrator.app.ports import (
+    Clock,
+    EventBus,
+    Exporter,
+    Ledger,
+    RunOutcome,
+    TransferConfig,
+    TransferRunner,
+)
 from orchestrator.config import Settings
-from orchestrator.errors import (
+from orchestrator.core import machine
+from orchestrator.core.errors import (
     BadRequestError,
     ExportQuotaError,
     PermanentError,
     TransientError,
 )
-from orchestrator.model import (
+from orchestrator.core.model import (
     ExportStatus,
     Run,
     RunState,
@@ -34,17 +44,8 @@ from orchestrator.model import (
     Transition,
     floor_minute,
 )
-from orchestrator.notifications import transfer_key
-from orchestrator.ports import (
-    Clock,
-    EventBus,
-    Exporter,
-    Ledger,
-    RunOutcome,
-    TransferConfig,
-    TransferRunner,
-)
-from orchestrator.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from orchestrator.core.notifications import transfer_key
+from orchestrator.core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from orchestrator.model import (
+from orchestrator.core.model import (
     Event,
     ExportObservation,
     Run,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from orchestrator.model import (
+from orchestrator.core.model import (
     Event,
     EventKind,
     ExportObservation,

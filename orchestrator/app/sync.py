@@ -22,10 +22,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from orchestrator import logs
+from orchestrator.app.ports import Secrets, TransferConfig
 from orchestrator.config import Settings
-from orchestrator.errors import PermanentError, Rds2bqError
-from orchestrator.model import RUN_ID_FORMAT, TableRef
-from orchestrator.ports import Secrets, TransferConfig
+from orchestrator.core.errors import PermanentError, Rds2bqError
+from orchestrator.core.model import RUN_ID_FORMAT, TableRef
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from orchestrator.errors import BadRequestError, NotFoundError
-from orchestrator.model import Run, RunState, TableRun, TableState, run_time_of
-from orchestrator.ports import Clock, Ledger
+from orchestrator.app.ports import Clock, Ledger
+from orchestrator.core.errors import BadRequestError, NotFoundError
+from orchestrator.core.model import Run, RunState, TableRun, TableState, run_time_of
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100

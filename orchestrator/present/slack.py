@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from orchestrator.model import (
+from orchestrator.core.model import (
     Event,
     EventKind,
     Run,
@@ -26,7 +26,7 @@ from orchestrator.model import (
     TableState,
     parse_table_ref,
 )
-from orchestrator.notifications import TransferRunFinished, parse_timestamp
+from orchestrator.core.notifications import TransferRunFinished, parse_timestamp
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings

@@ -1,6 +1,6 @@
 """What an operator asks of a rerun, and what it answers: the request, validated from its JSON
 body (``BadRequestError`` says what is wrong), and the result, per table. Pure data: the work is
-``orchestrator.rerun.Reruns``'s.
+``orchestrator.app.reruns.Reruns``'s.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.errors import BadRequestError
-from orchestrator.model import run_time_of
+from orchestrator.core.errors import BadRequestError
+from orchestrator.core.model import run_time_of
 
 RERUN_FIELDS = frozenset(
     {"run_id", "mode", "tables", "failed", "as_of", "dry_run", "request_id", "force"}

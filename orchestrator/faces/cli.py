@@ -22,9 +22,8 @@ from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import http, render
 from orchestrator.config import FIELDS, Settings, load_settings
-from orchestrator.errors import (
+from orchestrator.core.errors import (
     BadRequestError,
     ConfigError,
     ConflictError,
@@ -32,8 +31,10 @@ from orchestrator.errors import (
     Rds2bqError,
     TransientError,
 )
+from orchestrator.core.model import floor_minute, now_utc
+from orchestrator.faces import http
 from orchestrator.logs import redact
-from orchestrator.model import floor_minute, now_utc
+from orchestrator.present import terminal as render
 
 if TYPE_CHECKING:
     from orchestrator.wiring import Wiring
@@ -414,9 +415,9 @@ def cmd_poll(cli: Cli) -> int:
 
 
 def cmd_sync(cli: Cli) -> int:
-    from orchestrator import sync
     from orchestrator.adapters.bigquery import build_destination_tables
     from orchestrator.adapters.dts import build_transfer_runner
+    from orchestrator.app import sync
 
     s = cli.settings
     outcome = sync.sync(
@@ -456,7 +457,7 @@ def rerun_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_rerun(cli: Cli) -> int:
-    from orchestrator.rerun_request import RerunRequest
+    from orchestrator.app.rerun_request import RerunRequest
 
     request = RerunRequest.from_body(rerun_body(cli.args))
     result = cli.wiring.reruns.rerun(request)
@@ -529,7 +530,7 @@ def _watch(cli: Cli, run_id: str) -> int:
 
 
 def cmd_doctor(cli: Cli) -> int:
-    from orchestrator import doctor
+    from orchestrator.app import doctor
 
     s = cli.settings
     ctx = doctor.context_from_wiring(cli.wiring, send_test=cli.args.send_test)

@@ -12,10 +12,10 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 
-from orchestrator.errors import TransientError
-from orchestrator.model import Event, Run, Transition
-from orchestrator.notifications import PubsubMessage, encode_event, parse_message
-from orchestrator.ports import EventBus, Ledger
+from orchestrator.app.ports import EventBus, Ledger
+from orchestrator.core.errors import TransientError
+from orchestrator.core.model import Event, Run, Transition
+from orchestrator.core.notifications import PubsubMessage, encode_event, parse_message
 
 log = logging.getLogger(__name__)
 

@@ -21,17 +21,18 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from orchestrator import slack, sync
+from orchestrator.app import sync
+from orchestrator.app.daily import MAX_CONCURRENT_EXPORTS
+from orchestrator.app.ports import Exporter, Ledger, Notifier, Secrets
 from orchestrator.config import Settings
-from orchestrator.errors import (
+from orchestrator.core.errors import (
     AccessDeniedError,
     NoSnapshotError,
     NotFoundError,
     Rds2bqError,
     TransientError,
 )
-from orchestrator.ports import Exporter, Ledger, Notifier, Secrets
-from orchestrator.service import MAX_CONCURRENT_EXPORTS
+from orchestrator.present import slack
 
 if TYPE_CHECKING:
     from orchestrator.adapters.probes import KmsKey, Role, SourceEngine, Topic

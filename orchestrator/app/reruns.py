@@ -27,8 +27,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 
-from orchestrator import machine, outbox
-from orchestrator.errors import (
+from orchestrator.app import outbox
+from orchestrator.app.daily import MAX_CONCURRENT_EXPORTS, Orchestrator
+from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult, TableOutcome
+from orchestrator.core import machine
+from orchestrator.core.errors import (
     BadRequestError,
     ConflictError,
     ExportQuotaError,
@@ -38,7 +41,7 @@ from orchestrator.errors import (
     TransferConfigMissingError,
     TransientError,
 )
-from orchestrator.model import (
+from orchestrator.core.model import (
     Run,
     RunState,
     TableRun,
@@ -48,9 +51,7 @@ from orchestrator.model import (
     floor_minute,
     run_id_for,
 )
-from orchestrator.rerun_request import Mode, RerunRequest, RerunResult, TableOutcome
-from orchestrator.retry import Backoff, call_with_retry
-from orchestrator.service import MAX_CONCURRENT_EXPORTS, Orchestrator
+from orchestrator.core.retry import Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from orchestrator.errors import TransientError
+from orchestrator.core.errors import TransientError
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from orchestrator.errors import (
+from orchestrator.core.errors import (
     BadRequestError,
     ConfigError,
     ConflictError,
