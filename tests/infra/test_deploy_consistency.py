@@ -3,7 +3,7 @@
 cloudbuild.yaml deploys what main.py defines, with the trigger its decorator expects; every
 required setting is given at deploy time and passes the code's own validation; secret settings
 name the secrets scheduler.tf creates; the scheduler jobs call the deployed functions with OIDC;
-nothing is public; the uploaded source holds the runtime and nothing else.
+nothing is public. What gcloud uploads is held by test_uploads.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -515,84 +514,3 @@ def _strings(node: object) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from _strings(value)
-
-
-# --- What gcloud uploads ---------------------------------------------------------------------
-
-RUNTIME_PACKAGES = {"orchestrator"}
-
-
-def _upload_list(directory: Path) -> set[str]:
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        pytest.fail("gcloud is not on PATH (see scripts/check-prereqs.sh)")
-    result = subprocess.run(
-        [gcloud, "meta", "list-files-for-upload", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return {line.strip() for line in result.stdout.splitlines() if line.strip()}
-
-
-def test_gcloudignore_ships_the_runtime_only(tmp_path: Path) -> None:
-    # GIVEN a tree with one file of each kind the repository has
-    for name in [".gcloudignore", ".gitignore"]:
-        shutil.copy(ROOT / name, tmp_path / name)
-    kept = {
-        "main.py",
-        "requirements.txt",
-        "tables.txt",
-        "orchestrator/config.py",
-        "orchestrator/adapters/aws.py",
-    }
-    dropped = {
-        "tests/unit/test_x.py",
-        "tests/infra/conftest.py",
-        "devstack/aws.py",
-        "bench/bench_x.py",
-        "infra/aws/iam.tf",
-        "scheduler.tf",
-        "cloudbuild.yaml",
-        "docs/deploy.md",
-        "README.md",
-        "Makefile",
-        "mk/infra.mk",
-        "pyproject.toml",
-        "requirements-dev.txt",
-        "scripts/check-prereqs.sh",
-        ".ci/run",
-        ".venv/bin/python",
-        ".venv-checkov/bin/checkov",
-        "build/env.yaml",
-        "terraform.tfstate",
-        "infra/aws/.terraform/x",
-        "orchestrator/__pycache__/x.pyc",
-    }
-    for name in kept | dropped:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("x\n", encoding="utf-8")
-    # WHEN gcloud lists what it would upload THEN only the runtime remains
-    assert _upload_list(tmp_path) == kept
-
-
-def test_uploaded_code_imports_only_uploaded_code() -> None:
-    uploaded = _upload_list(ROOT)
-    assert {"main.py", "requirements.txt"} <= uploaded
-    local_packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
-    for name in sorted(n for n in uploaded if n.endswith(".py")):
-        tree = ast.parse((ROOT / name).read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            modules = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom) and node.level == 0
-                else []
-            )
-            for module in modules:
-                top = module.split(".")[0]
-                if top in local_packages:
-                    assert top in RUNTIME_PACKAGES, f"{name} imports {module}, not deployed"
