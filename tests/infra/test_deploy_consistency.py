@@ -157,7 +157,13 @@ def test_every_function_deploys_the_same_way(
         assert flags["--region"] == "${_REGION}"
         assert flags["--project"] == "${_PROJECT}"
         assert flags["--source"] == "."
-        assert flags["--no-allow-unauthenticated"] is True
+        # No --[no-]allow-unauthenticated: either makes gcloud read and set the Cloud Run
+        # service's IAM policy on every deploy (run.services.setIamPolicy, which the deployer
+        # lacks), so every build after the first would fail. Without it a new function is
+        # private, --quiet answers gcloud's "allow unauthenticated?" prompt with no, and an
+        # existing function keeps its policy (docs/deploy.md, "Why no allow-unauthenticated flag").
+        assert not {"--allow-unauthenticated", "--no-allow-unauthenticated"} & set(flags)
+        assert flags["--quiet"] is True
         assert flags["--env-vars-file"] == ENV_VARS_FILE
         assert flags["--build-service-account"] == (
             "projects/${_PROJECT}/serviceAccounts/"
