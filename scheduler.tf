@@ -25,10 +25,20 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 5.40, < 7.0"
     }
+    # For google_project_service_identity only (the service agents, created up front).
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 5.40, < 7.0"
+    }
   }
 }
 
 provider "google" {
+  project = var.project
+  region  = var.region
+}
+
+provider "google-beta" {
   project = var.project
   region  = var.region
 }
@@ -265,6 +275,24 @@ resource "google_project_service" "enabled" {
   disable_on_destroy = false
 }
 
+# --- Service agents ---------------------------------------------------------------------------------
+# Google creates a service's agent lazily (at its first use, sometimes minutes after the API is
+# enabled), and IAM refuses a grant to an agent that does not exist yet. These two are granted
+# below (the DTS agent publishes to the topic and acts as the transfers account; the Pub/Sub agent
+# mints notify's push tokens), so they are created here first, deterministically, instead of
+# hoping they exist by the first apply. (By hand: gcloud beta services identity create
+# --service=bigquerydatatransfer.googleapis.com.) The grants keep using the documented email
+# form, which is what these resources create.
+
+resource "google_project_service_identity" "agent" {
+  provider = google-beta
+  for_each = toset(["bigquerydatatransfer.googleapis.com", "pubsub.googleapis.com"])
+
+  project    = var.project
+  service    = each.value
+  depends_on = [google_project_service.enabled]
+}
+
 # --- Service accounts: one per function, one for the scheduler, one for the notify trigger, one
 # --- the transfers run as, one for Cloud Build (deploy + sync). None has a key: they are only
 # --- ever attached to, or impersonated by, Google services.
@@ -363,9 +391,10 @@ resource "google_pubsub_topic" "events" {
 
 # DTS publishes run-finished notifications through its service agent.
 resource "google_pubsub_topic_iam_member" "dts_publisher" {
-  topic  = google_pubsub_topic.events.id
-  role   = "roles/pubsub.publisher"
-  member = local.dts_service_agent
+  topic      = google_pubsub_topic.events.id
+  role       = "roles/pubsub.publisher"
+  member     = local.dts_service_agent
+  depends_on = [google_project_service_identity.agent]
 }
 
 resource "google_pubsub_topic_iam_member" "function_publisher" {
@@ -390,6 +419,7 @@ resource "google_service_account_iam_member" "pubsub_mints_push_tokens" {
   service_account_id = google_service_account.notify_push.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
+  depends_on         = [google_project_service_identity.agent]
 }
 
 # --- Secrets: containers only. Values are added out of band (docs/deploy.md), so no secret
@@ -498,12 +528,17 @@ resource "google_service_account_iam_member" "dts_acts_as_transfers" {
   service_account_id = google_service_account.transfers.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.dts_service_agent
+  depends_on         = [google_project_service_identity.agent]
 }
 
-# sync creates the destination tables (before the first run, as DTS requires).
-resource "google_bigquery_dataset_iam_member" "sync_creates_tables" {
+# sync creates the destination tables (before the first run, as DTS requires) and the transfer
+# configs. DTS's Amazon S3 guide requires whoever creates a transfer to hold bigquery.datasets.get
+# and bigquery.datasets.update on the target dataset; dataEditor has no datasets.update, and
+# dataOwner on this one dataset is the smallest predefined role that has it (it also lets the
+# deployer change this dataset's access list, and nothing outside it).
+resource "google_bigquery_dataset_iam_member" "sync_owns_dataset" {
   dataset_id = google_bigquery_dataset.destination.dataset_id
-  role       = "roles/bigquery.dataEditor"
+  role       = "roles/bigquery.dataOwner"
   member     = google_service_account.deployer.member
 }
 

@@ -520,3 +520,46 @@ def _strings(node: object) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from _strings(value)
+
+
+def test_service_agents_exist_before_anything_is_granted_to_them(hcl: dict[str, Any]) -> None:
+    # Google creates a service agent lazily; IAM refuses a grant to one that does not exist yet.
+    # The agents rds2bq grants to are created up front, and every such grant waits for them.
+    (identity,) = _tf_resources(hcl, "google_project_service_identity").values()
+    assert identity["provider"] == "google-beta"
+    services = set(re.findall(r'"([a-z.]+\.googleapis\.com)"', identity["for_each"]))
+    assert services == {"bigquerydatatransfer.googleapis.com", "pubsub.googleapis.com"}
+    assert identity["depends_on"] == ["${google_project_service.enabled}"]
+    agents = {"${local.dts_service_agent}", "${local.pubsub_service_agent}"}
+    granted = 0
+    for kind in (
+        "google_pubsub_topic_iam_member",
+        "google_service_account_iam_member",
+        "google_project_iam_member",
+        "google_bigquery_dataset_iam_member",
+    ):
+        for name, body in _tf_resources(hcl, kind).items():
+            if body["member"] in agents:
+                granted += 1
+                assert "${google_project_service_identity.agent}" in body.get("depends_on", []), (
+                    f"{kind}.{name} is granted to a service agent without waiting for it"
+                )
+    assert granted == 3
+    required = _tf(hcl)["terraform"][0]["required_providers"][0]
+    assert required["google-beta"]["source"] == "hashicorp/google-beta"
+
+
+def test_sync_may_create_transfers_into_the_dataset(hcl: dict[str, Any]) -> None:
+    # DTS's Amazon S3 guide: whoever creates a transfer needs bigquery.datasets.get and
+    # bigquery.datasets.update on the target dataset. dataEditor lacks update; dataOwner on the
+    # one dataset is the smallest predefined role with both.
+    grants = {
+        (body["role"], body["member"])
+        for body in _tf_resources(hcl, "google_bigquery_dataset_iam_member").values()
+    }
+    assert grants == {
+        ("roles/bigquery.dataOwner", "${google_service_account.deployer.member}"),
+        ("roles/bigquery.dataOwner", "${google_service_account.transfers.member}"),
+    }
+    for body in _tf_resources(hcl, "google_bigquery_dataset_iam_member").values():
+        assert body["dataset_id"] == "${google_bigquery_dataset.destination.dataset_id}"
