@@ -25,10 +25,20 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 5.40, < 7.0"
     }
+    # For google_project_service_identity only (the service agents, created up front).
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 5.40, < 7.0"
+    }
   }
 }
 
 provider "google" {
+  project = var.project
+  region  = var.region
+}
+
+provider "google-beta" {
   project = var.project
   region  = var.region
 }
@@ -186,6 +196,49 @@ variable "operators" {
   }
 }
 
+variable "alert_email" {
+  description = "E-mail address that Cloud Monitoring alerts when rds2bq itself is failing or silent (its Slack messages come from the same functions, so they cannot say that)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an e-mail address."
+  }
+}
+
+variable "alert_notification_channels" {
+  description = "More Cloud Monitoring notification channels for the same alerts (ids such as projects/P/notificationChannels/123: a pager, or a chat channel that rds2bq does not post to)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "alert_notification_channels must be notification channel ids: projects/PROJECT/notificationChannels/NUMBER."
+  }
+}
+
+variable "run_closed_window_hours" {
+  description = "The dead-man's switch: alert when no run has closed for this many hours. More than a day, since daily runs close about 24 h apart and a slow export moves the closing later."
+  type        = number
+  default     = 26
+
+  validation {
+    condition     = var.run_closed_window_hours >= 2 && var.run_closed_window_hours <= 168 && floor(var.run_closed_window_hours) == var.run_closed_window_hours
+    error_message = "run_closed_window_hours must be a whole number of hours between 2 and 168."
+  }
+}
+
+variable "poll_silence_minutes" {
+  description = "Alert when the poll job has not run for this many minutes (paused, deleted, or Cloud Scheduler not running it). Keep it a few poll_schedule intervals."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.poll_silence_minutes >= 10 && var.poll_silence_minutes <= 1410 && floor(var.poll_silence_minutes) == var.poll_silence_minutes
+    error_message = "poll_silence_minutes must be a whole number of minutes between 10 and 1410 (a metric-absence condition allows at most 23.5 hours)."
+  }
+}
+
 variable "functions_deployed" {
   description = "false for the first apply (before cloudbuild.yaml has deployed the functions); true afterwards, to read the function URLs and create the invoker bindings and scheduler jobs."
   type        = bool
@@ -254,6 +307,7 @@ resource "google_project_service" "enabled" {
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
@@ -263,6 +317,24 @@ resource "google_project_service" "enabled" {
   service = each.value
   # Other workloads in the project may use the same APIs: never switch them off on destroy.
   disable_on_destroy = false
+}
+
+# --- Service agents ---------------------------------------------------------------------------------
+# Google creates a service's agent lazily (at its first use, sometimes minutes after the API is
+# enabled), and IAM refuses a grant to an agent that does not exist yet. These two are granted
+# below (the DTS agent publishes to the topic and acts as the transfers account; the Pub/Sub agent
+# mints notify's push tokens), so they are created here first, deterministically, instead of
+# hoping they exist by the first apply. (By hand: gcloud beta services identity create
+# --service=bigquerydatatransfer.googleapis.com.) The grants keep using the documented email
+# form, which is what these resources create.
+
+resource "google_project_service_identity" "agent" {
+  provider = google-beta
+  for_each = toset(["bigquerydatatransfer.googleapis.com", "pubsub.googleapis.com"])
+
+  project    = var.project
+  service    = each.value
+  depends_on = [google_project_service.enabled]
 }
 
 # --- Service accounts: one per function, one for the scheduler, one for the notify trigger, one
@@ -363,9 +435,10 @@ resource "google_pubsub_topic" "events" {
 
 # DTS publishes run-finished notifications through its service agent.
 resource "google_pubsub_topic_iam_member" "dts_publisher" {
-  topic  = google_pubsub_topic.events.id
-  role   = "roles/pubsub.publisher"
-  member = local.dts_service_agent
+  topic      = google_pubsub_topic.events.id
+  role       = "roles/pubsub.publisher"
+  member     = local.dts_service_agent
+  depends_on = [google_project_service_identity.agent]
 }
 
 resource "google_pubsub_topic_iam_member" "function_publisher" {
@@ -390,6 +463,7 @@ resource "google_service_account_iam_member" "pubsub_mints_push_tokens" {
   service_account_id = google_service_account.notify_push.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
+  depends_on         = [google_project_service_identity.agent]
 }
 
 # --- Secrets: containers only. Values are added out of band (docs/deploy.md), so no secret
@@ -498,12 +572,17 @@ resource "google_service_account_iam_member" "dts_acts_as_transfers" {
   service_account_id = google_service_account.transfers.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.dts_service_agent
+  depends_on         = [google_project_service_identity.agent]
 }
 
-# sync creates the destination tables (before the first run, as DTS requires).
-resource "google_bigquery_dataset_iam_member" "sync_creates_tables" {
+# sync creates the destination tables (before the first run, as DTS requires) and the transfer
+# configs. DTS's Amazon S3 guide requires whoever creates a transfer to hold bigquery.datasets.get
+# and bigquery.datasets.update on the target dataset; dataEditor has no datasets.update, and
+# dataOwner on this one dataset is the smallest predefined role that has it (it also lets the
+# deployer change this dataset's access list, and nothing outside it).
+resource "google_bigquery_dataset_iam_member" "sync_owns_dataset" {
   dataset_id = google_bigquery_dataset.destination.dataset_id
-  role       = "roles/bigquery.dataEditor"
+  role       = "roles/bigquery.dataOwner"
   member     = google_service_account.deployer.member
 }
 
@@ -627,6 +706,143 @@ resource "google_cloud_scheduler_job" "poll" {
   }
 
   depends_on = [google_cloud_run_v2_service_iam_member.invoker]
+}
+
+# --- Watching the watcher: alerts that do not depend on rds2bq being up ------------------------
+# Slack hears from the same functions it would be warned about, so these go through Cloud
+# Monitoring to an e-mail address (and any other channel given): a function logging an error or
+# failing, no run closing for a day and more (the dead-man's switch), the poll job not running.
+# docs/deploy.md ("Watching the watcher") says what each means and what to do.
+
+locals {
+  # Cloud Functions gen2 log as their Cloud Run service, which has the function's name.
+  function_services = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=(${join(" OR ", [for f in local.functions : "\"${f.name}\""])})"
+  alert_channels    = concat([google_monitoring_notification_channel.email.id], var.alert_notification_channels)
+  # Underscores: the name becomes part of a PromQL metric name below.
+  run_closed_metric    = "${replace(var.name_prefix, "-", "_")}_run_closed"
+  poll_attempts_metric = "${replace(var.name_prefix, "-", "_")}_poll_attempts"
+}
+
+resource "google_monitoring_notification_channel" "email" {
+  display_name = "rds2bq alerts"
+  description  = "Where rds2bq's own failures are reported (alert_email)."
+  type         = "email"
+  labels       = { email_address = var.alert_email }
+  depends_on   = [google_project_service.enabled]
+}
+
+# (a) Any function logging at ERROR or worse, or failing: an uncaught exception, a timeout or a
+# crash shows as a 5xx in the function's request log, which Cloud Run writes at ERROR.
+resource "google_monitoring_alert_policy" "function_errors" {
+  display_name          = "rds2bq: a function logged an error or failed"
+  combiner              = "OR"
+  notification_channels = local.alert_channels
+
+  conditions {
+    display_name = "ERROR or worse in an rds2bq function's logs"
+
+    condition_matched_log {
+      filter = "${local.function_services} AND severity>=ERROR"
+    }
+  }
+
+  # Log-match conditions require a rate limit: one message per 5 minutes at most.
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "An rds2bq function logged an error or failed a request. Open the incident's log entry, then follow docs/deploy.md, \"Watching the watcher\"."
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# (b) The dead-man's switch: one point per closed run, from the line orchestrator/outbox.py logs
+# (RUN_CLOSED_LOG) when a run reaches SUCCEEDED, PARTIAL, FAILED or CANCELED.
+resource "google_logging_metric" "run_closed" {
+  name        = local.run_closed_metric
+  description = "Runs closed (SUCCEEDED, PARTIAL, FAILED or CANCELED): the \"run closed: RUN_ID STATE\" line of orchestrator/outbox.py."
+  filter      = "${local.function_services} AND labels.component=\"rds2bq\" AND jsonPayload.message=~\"^run closed: \""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# A metric-absence condition allows at most 23.5 hours, less than a day between daily runs; PromQL's
+# absent_over_time takes any window. It also fires while no run has ever closed, so the policy
+# exists only from the second apply on (step 7), right before the first run (step 9).
+resource "google_monitoring_alert_policy" "no_run_closed" {
+  count = var.functions_deployed ? 1 : 0
+
+  display_name          = "rds2bq: no run closed in ${var.run_closed_window_hours} h"
+  combiner              = "OR"
+  notification_channels = local.alert_channels
+
+  conditions {
+    display_name = "No run closed in ${var.run_closed_window_hours} h"
+
+    condition_prometheus_query_language {
+      query               = "absent_over_time(logging_googleapis_com:user_${google_logging_metric.run_closed.name}{monitored_resource=\"cloud_run_revision\"}[${var.run_closed_window_hours}h])"
+      duration            = "0s"
+      evaluation_interval = "300s"
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "No rds2bq run has closed in ${var.run_closed_window_hours} hours: the daily export did not start, is stuck, or nothing records its end. See docs/deploy.md, \"Watching the watcher\"."
+  }
+}
+
+# (c) The poll job not running: one point per finished attempt of the poll job (whatever its
+# outcome: a failing poll is (a)'s business), and an alert when none came for a while.
+resource "google_logging_metric" "poll_attempts" {
+  name        = local.poll_attempts_metric
+  description = "Finished attempts of the poll Cloud Scheduler job."
+  filter      = "resource.type=\"cloud_scheduler_job\" AND resource.labels.job_id=\"${var.name_prefix}-poll\" AND jsonPayload.\"@type\"=\"type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "poll_not_running" {
+  display_name          = "rds2bq: the poll job has not run for ${var.poll_silence_minutes} min"
+  combiner              = "OR"
+  notification_channels = local.alert_channels
+
+  conditions {
+    display_name = "No poll attempt in ${var.poll_silence_minutes} min"
+
+    condition_absent {
+      filter   = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.poll_attempts.name}\" AND resource.type=\"cloud_scheduler_job\""
+      duration = "${var.poll_silence_minutes * 60}s"
+
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "The rds2bq poll job has not run for ${var.poll_silence_minutes} minutes, so no export is followed and no transfer is started. See docs/deploy.md, \"Watching the watcher\"."
+  }
 }
 
 # --- Outputs ------------------------------------------------------------------------------------

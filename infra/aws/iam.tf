@@ -257,6 +257,16 @@ data "aws_iam_policy_document" "dts_reader" {
     }
   }
 
+  # DTS documents read-only S3 access on the bucket (AmazonS3ReadOnlyAccess) as its minimum; of
+  # that, a reader of one prefix needs the bucket's Region too. GetBucketLocation takes no
+  # s3:prefix, so it cannot share the statement above.
+  statement {
+    sid       = "LocateBucket"
+    effect    = "Allow"
+    actions   = ["s3:GetBucketLocation"]
+    resources = [local.bucket_arn]
+  }
+
   statement {
     sid       = "DecryptViaS3"
     effect    = "Allow"

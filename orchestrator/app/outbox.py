@@ -14,10 +14,16 @@ from collections.abc import Callable, Sequence
 
 from orchestrator.app.ports import EventBus, Ledger
 from orchestrator.core.errors import TransientError
-from orchestrator.core.model import Event, Run, Transition
+from orchestrator.core.model import Event, EventKind, Run, Transition
 from orchestrator.core.notifications import PubsubMessage, encode_event, parse_message
 
 log = logging.getLogger(__name__)
+
+# Logged once per run, when the transition that closes it (SUCCEEDED, PARTIAL, FAILED, CANCELED) is
+# committed: every closing goes through transition() below. The dead-man's switch counts these
+# lines (scheduler.tf, google_logging_metric.run_closed; docs/deploy.md, "Watching the watcher"),
+# so the text is part of the deployment: tests/infra/test_monitoring.py holds the two together.
+RUN_CLOSED_LOG = "run closed: %s %s"
 
 
 def entry(event: Event) -> str:
@@ -50,6 +56,8 @@ def transition(
 
     result = ledger.transition(run_id, with_outbox)
     if result.events:
+        if result.run is not None and any(e.kind is EventKind.RUN_CLOSED for e in result.events):
+            log.info(RUN_CLOSED_LOG, run_id, result.run.state.value, extra={"run_id": run_id})
         _publish(ledger, bus, run_id, [entry(e) for e in result.events], result.events)
     return result
 

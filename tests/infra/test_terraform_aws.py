@@ -339,9 +339,14 @@ def test_dts_reader_can_only_read_the_prefix(applied: Applied) -> None:
     assert {a for s in policy for a in s["Action"]} == {
         "s3:GetObject",
         "s3:ListBucket",
+        "s3:GetBucketLocation",
         "kms:Decrypt",
     }
     assert sids["ReadExportObjects"]["Resource"] == [f"arn:aws:s3:::{applied.bucket}/rds2bq/*"]
+    # DTS asks where the bucket is; that call names the bucket, not a prefix.
+    assert sids["LocateBucket"]["Action"] == ["s3:GetBucketLocation"]
+    assert sids["LocateBucket"]["Resource"] == [f"arn:aws:s3:::{applied.bucket}"]
+    assert "Condition" not in sids["LocateBucket"]
     assert sids["ListExportPrefix"]["Condition"] == {"StringLike": {"s3:prefix": "rds2bq/*"}}
     assert sids["DecryptViaS3"]["Resource"] == [applied.outputs["kms_key_arn"]]
     assert sids["DecryptViaS3"]["Condition"] == {

@@ -305,3 +305,19 @@ def test_the_poll_settles_runs_whose_notification_was_lost_and_a_late_one_posts_
     assert w.ledger.runs["202611271500"].state is RunState.PARTIAL
     n.deliver_published()
     assert len(n.slack.payloads) == 2 and "PARTIAL" in n.slack.payloads[-1]["text"]
+
+
+def test_a_run_closing_logs_one_run_closed_line_with_its_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The dead-man's switch counts these lines (scheduler.tf); the filter is held against this
+    # text in tests/infra/test_monitoring.py.
+    n = Notify(2)
+    with caplog.at_level(logging.INFO, logger="orchestrator.app.outbox"):
+        n.finish("shop.t0000", "SUCCEEDED")
+        assert not [r for r in caplog.records if r.getMessage().startswith("run closed")]
+        n.finish("shop.t0001", "FAILED", "boom")
+        n.finish("shop.t0001", "FAILED", "boom", mid="again")  # a re-published duplicate
+    closed = [r for r in caplog.records if r.getMessage().startswith("run closed")]
+    assert [r.getMessage() for r in closed] == ["run closed: 202611271500 PARTIAL"]
+    assert getattr(closed[0], "run_id", None) == "202611271500"
