@@ -33,7 +33,6 @@ from orchestrator.errors import (
     TransientError,
 )
 from orchestrator.logs import redact
-from orchestrator.model import floor_minute, now_utc
 
 if TYPE_CHECKING:
     from orchestrator.wiring import Wiring
@@ -64,7 +63,7 @@ DESCRIPTION = """\
 rds2bq: land Amazon RDS / Aurora exports in BigQuery, daily.
 
 commands:
-  start    start the export of a run (default slot: now, to the minute)
+  start    start the export of a run (--slot: the daily slot it is for)
   poll     advance every open run by one step (what Cloud Scheduler calls)
   sync     make the DTS transfer configs and destination tables match the tables file
   rerun    re-transfer tables of a run from its export, or re-export (optionally as of a day)
@@ -143,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     start = command("start", "start the export of a run")
     start.add_argument(
         "--slot",
-        help="the run's slot, RFC 3339 (default: now, to the minute), e.g. 2026-11-27T15:00:00Z",
+        help=(
+            "the daily slot the run is for, RFC 3339, e.g. 2026-11-27T15:00:00Z (required, as for "
+            "the HTTP function: a slot taken from the clock would start a new export every minute)"
+        ),
     )
     start.add_argument("--json", action="store_true", help="print the run as JSON")
 
@@ -388,8 +390,15 @@ def _devstack(name: str, argv: Sequence[str]) -> int:
 
 
 def cmd_start(cli: Cli) -> int:
-    slot = http.parse_time(cli.args.slot, "--slot") if cli.args.slot else floor_minute(now_utc())
-    run = cli.wiring.service.start_export(slot)
+    # The HTTP function's policy (http.scheduled_slot): no slot is taken from the clock, or two
+    # calls a minute apart would start two exports.
+    if not cli.args.slot:
+        raise BadRequestError(
+            "no slot: pass --slot with the daily slot to start, e.g. --slot 2026-11-27T15:00:00Z "
+            "(a repeat with the same slot adopts the run; to export again now, use "
+            "`rerun --export`)"
+        )
+    run = cli.wiring.service.start_export(http.parse_time(cli.args.slot, "--slot"))
     if cli.args.json:
         cli.json({"run": run})
     else:

@@ -23,6 +23,7 @@ from orchestrator.model import (
     TableState,
     Transition,
     export_task_id,
+    is_daily_run_time,
     run_id_for,
 )
 
@@ -40,6 +41,10 @@ def new_run(
     now: datetime,
     parent_run_id: str = "",
 ) -> Run:
+    # The kind is in the run time (model's run keys): a daily run on second 00, a re-export on
+    # any other. A mismatch would let one kind's run take the other's id.
+    if (kind == "daily") != is_daily_run_time(run_time):
+        raise ValueError(f"a {kind} run cannot have run time {run_time.isoformat()}")
     return Run(
         run_id=run_id_for(run_time),
         run_time=run_time,
@@ -337,6 +342,19 @@ def table_start_recorded(table: TableRun, run_name: str, now: datetime) -> Table
         reason="",
         error_code=0,
         error_message="",
+    )
+
+
+def unloadable_export(run: Run, env: str) -> str:
+    """Why DTS cannot load this run's export ('' when it can): the configs' data_path template
+    makes ``model.export_task_id`` of the run time, and a run written by the previous version
+    kept its export under an id without seconds, which the template no longer produces."""
+    expected = export_task_id(env, run.run_time)
+    if run.export_task_id == expected:
+        return ""
+    return (
+        f"export {run.export_task_id} was started by the previous version, whose export ids had "
+        f"no seconds; the transfer configs now read {expected}: re-export these tables"
     )
 
 

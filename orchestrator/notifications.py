@@ -43,7 +43,7 @@ _RUN_NAME_RE = re.compile(
     r"projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
     r"/transferConfigs/(?P<config>[^/]+)/runs/(?P<run>[^/]+)"
 )
-_RUN_ID_RE = re.compile(r"\d{12}")
+_RUN_ID_RE = re.compile(r"[0-9]{12}(?:[0-9]{2})?")  # model.run_id_for: daily or re-export
 _TIMESTAMP_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -189,7 +189,7 @@ def encode_event(event: Event) -> tuple[bytes, dict[str, str]]:
     Raises ValueError for what the parser would refuse (bad run id, naive time, oversize).
     """
     if not _RUN_ID_RE.fullmatch(event.run_id):
-        raise ValueError(f"{event.run_id!r} is not a run id (YYYYMMDDHHMM)")
+        raise ValueError(f"{event.run_id!r} is not a run id (YYYYMMDDHHMM[SS])")
     body = {"runId": event.run_id, "at": format_timestamp(event.at), "data": event.data}
     data = json.dumps(body, default=_json_default, ensure_ascii=False, separators=(",", ":"))
     encoded = data.encode("utf-8")
@@ -337,7 +337,7 @@ def _parse_event(data: bytes, attributes: Mapping[str, str], mid: str) -> Event:
     body = _json_object(data, mid)
     run_id = _required_str(body, "runId", mid)
     if not _RUN_ID_RE.fullmatch(run_id):
-        raise MalformedMessageError("'runId' is not YYYYMMDDHHMM", mid)
+        raise MalformedMessageError("'runId' is not YYYYMMDDHHMM[SS]", mid)
     at = _timestamp(_required(body, "at", mid), "at", mid)
     payload = body.get("data", {})
     if not isinstance(payload, dict):

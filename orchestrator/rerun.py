@@ -45,7 +45,7 @@ from orchestrator.model import (
     TableState,
     Transition,
     export_task_id,
-    floor_minute,
+    reexport_run_time,
     run_id_for,
 )
 from orchestrator.rerun_request import Mode, RerunRequest, RerunResult, TableOutcome
@@ -101,7 +101,9 @@ class Reruns:
 
     def _once(self, request: RerunRequest, now: datetime) -> RerunResult:
         key = "rerun-" + hashlib.sha256(request.request_id.encode()).hexdigest()
-        target = request.run_id if request.mode is Mode.TRANSFER else run_id_for(now)
+        target = (
+            request.run_id if request.mode is Mode.TRANSFER else run_id_for(reexport_run_time(now))
+        )
         fingerprint = request.fingerprint()
         stored, created = self.ledger.remember(key, f"{target}|{fingerprint}", now)
         if not created:
@@ -156,6 +158,12 @@ class Reruns:
     def _retransfer(self, request: RerunRequest, now: datetime) -> RerunResult:
         run = self._run(request.run_id)
         self._check_transferable(run)
+        unloadable = machine.unloadable_export(run, self.settings.env)
+        if unloadable:
+            raise ConflictError(
+                f"run {run.run_id} cannot be re-transferred: {unloadable} "
+                f'("mode": "export", "run_id": "{run.run_id}")'
+            )
         docs = {t.key: t for t in self.ledger.tables(run.run_id)}
         keys = self._transfer_keys(request, run, docs)
         if not keys:
@@ -439,7 +447,7 @@ class Reruns:
             )
         if request.as_of is not None and request.as_of > now.date():
             raise BadRequestError(f"as_of {request.as_of.isoformat()} is in the future (UTC)")
-        run_time = floor_minute(now)
+        run_time = reexport_run_time(now)
         existing = self.ledger.get_run(run_id_for(run_time))
         if existing is not None:
             repeated = self._repeat_of(existing, request, keys)
@@ -460,7 +468,7 @@ class Reruns:
         if existing is not None:  # the minute, and so the run id, is taken by another run
             raise ConflictError(
                 f"run {existing.run_id} ({existing.kind}) was started this minute for another "
-                "request, and a run is identified by its minute: ask again in a minute"
+                "request, and a re-export is identified by its minute: ask again in a minute"
             )
         task_id = export_task_id(s.env, run_time)
         as_of_text = (

@@ -93,7 +93,7 @@ class Local:
         code, out, err = self.cli("start", "--slot", slot)
         assert code == 0, err
         self.run_id = out.split()[1].rstrip(":")
-        task = f"rds2bq-{self.env['RDS2BQ_ENV']}-{self.run_id}"
+        task = out.split(" export ")[1].split()[0]
         self.control.complete(
             task,
             {f"shop.{k}": table_files(f"shop/{k}", (1, 2)) for k in TABLES},
@@ -402,9 +402,10 @@ def test_as_of_a_day_exports_the_newest_available_snapshot_of_that_day(local: Lo
 
 def test_status_watch_follows_an_export_with_a_progress_bar(local: Local) -> None:
     local.cli("sync")
-    code, out, _ = local.cli("start")
+    # The slot is passed, as the CLI requires: it takes none from the clock.
+    code, out, _ = local.cli("start", "--slot", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:00Z"))
     run_id = out.split()[1].rstrip(":")
-    task = f"rds2bq-{local.env['RDS2BQ_ENV']}-{run_id}"
+    task = out.split(" export ")[1].split()[0]
     steps = iter(
         [
             lambda: (local.control.progress(task, 40, gb=1), local.cli("poll")),

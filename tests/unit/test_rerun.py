@@ -423,10 +423,11 @@ def test_a_re_export_is_a_new_run_with_a_new_export_of_the_chosen_tables() -> No
     ops = Ops().closed_partial()
     ops.w.clock.current = datetime(2026, 11, 28, 1, 30, 42, tzinfo=UTC)
     result = ops.rerun(mode="export", run_id=RUN_ID, failed=True)
-    assert result.run_id == "202611280130" and result.mode is Mode.EXPORT
-    run = ops.run("202611280130")
+    # A re-export's run time is its minute at second 01, so its ids can never be a daily run's.
+    assert result.run_id == "20261128013001" and result.mode is Mode.EXPORT
+    run = ops.run("20261128013001")
     assert (run.kind, run.parent_run_id, run.tables) == ("rerun", RUN_ID, tuple(KEYS[1:]))
-    assert run.export_task_id == "rds2bq-prod-202611280130" != TASK
+    assert run.export_task_id == "rds2bq-prod-20261128013001" != TASK
     assert ops.w.exporter.export_only[run.export_task_id] == KEYS[1:]
     assert run.state is RunState.EXPORTING and result.state == "EXPORTING"
 
