@@ -26,8 +26,13 @@ from orchestrator.model import (
     is_daily_run_time,
     run_id_for,
 )
+from orchestrator.redaction import redact
 
 UNCHANGED = Transition(None)
+# Vendor text (AWS causes and warnings, DTS errors, refusals quoting them) becomes ledger state
+# only here, and is redacted on the way in: whichever path brought it (notify, the poll's
+# reconcile, a rerun, a start), status, Slack and the logs then read scrubbed text.
+_scrub = redact
 _RUNNING = (ExportStatus.STARTING, ExportStatus.IN_PROGRESS, ExportStatus.CANCELING)
 # perTableStatus values other than COMPLETE are unconfirmed (FACTS.md): anything else is skipped.
 _TABLE_EXPORTED = "COMPLETE"
@@ -92,6 +97,7 @@ def export_not_started(run: Run, cause: str, now: datetime) -> Transition:
     close the run and say why."""
     if run.state is not RunState.EXPORT_STARTING:
         return UNCHANGED
+    cause = _scrub(cause)
     failed = run.with_(state=RunState.FAILED, failure_cause=cause, closed_at=now, updated_at=now)
     return Transition(
         failed,
@@ -133,7 +139,7 @@ def observe_export(
         source_arn=run.source_arn or obs.source_arn,
         snapshot_time=run.snapshot_time or obs.snapshot_time,
         export_started_at=run.export_started_at or obs.task_start_time or now,
-        export_warning=obs.warning or run.export_warning,
+        export_warning=_scrub(obs.warning) or run.export_warning,
     )
     if obs.status in _RUNNING:
         return _running(run, progress, now, deadline_minutes)
@@ -142,7 +148,9 @@ def observe_export(
             raise ValueError("a COMPLETE observation needs the table classification")
         return _complete(progress, obs, tables, now)
     closed_state = RunState.CANCELED if obs.status is ExportStatus.CANCELED else RunState.FAILED
-    cause = obs.failure_cause or f"the export ended {obs.status.value} without a cause from AWS"
+    cause = _scrub(obs.failure_cause) or (
+        f"the export ended {obs.status.value} without a cause from AWS"
+    )
     closed = progress.with_(state=closed_state, failure_cause=cause, closed_at=now, updated_at=now)
     return Transition(
         closed,
@@ -199,7 +207,7 @@ def _complete(
                 now,
                 {
                     "tables": [{"table": t.key, "reason": t.reason} for t in skipped],
-                    "warning": obs.warning,
+                    "warning": _scrub(obs.warning),
                 },
             )
         )
@@ -239,7 +247,7 @@ def classify_tables(
                 )
             )
         elif entry.status.upper() != _TABLE_EXPORTED:
-            reason = entry.reason or f"export status {entry.status}"
+            reason = _scrub(entry.reason) or f"export status {entry.status}"
             result.append(
                 TableRun(
                     key, TableState.SKIPPED_BY_EXPORT, reason=reason, size_bytes=entry.size_bytes
@@ -359,6 +367,7 @@ def unloadable_export(run: Run, env: str) -> str:
 
 
 def table_start_failed(table: TableRun, reason: str, now: datetime) -> TableRun:
+    reason = _scrub(reason)
     return table.with_(
         state=TableState.FAILED, reason=reason, error_message=reason, finished_at=now
     )
@@ -383,7 +392,7 @@ def table_finished(
         state=state,
         dts_run=run_name,
         error_code=error_code,
-        error_message=error_message,
+        error_message=_scrub(error_message),
         started_at=started_at or table.started_at,
         finished_at=finished_at,
     )
@@ -515,5 +524,7 @@ def cancel_unstarted(run: Run, cause: str, now: datetime) -> Transition:
     if run.state is not RunState.EXPORT_STARTING:
         return UNCHANGED
     return Transition(
-        run.with_(state=RunState.CANCELED, failure_cause=cause, closed_at=now, updated_at=now)
+        run.with_(
+            state=RunState.CANCELED, failure_cause=_scrub(cause), closed_at=now, updated_at=now
+        )
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 from orchestrator.errors import BadRequestError
 from orchestrator.model import Event, EventKind, TableState
+from orchestrator.redaction import redact
 
 # DTS messages are a few KB; anything this large is not one of ours and is refused before decoding.
 MAX_DATA_BYTES = 1_000_000
@@ -49,9 +50,6 @@ _TIMESTAMP_RE = re.compile(
 )
 # Params whose values are scrubbed from error text if DTS echoes them there.
 _SECRET_PARAM_RE = re.compile(r"key|secret|password|token|credential", re.IGNORECASE)
-# AWS access key ids (long-term AKIA, temporary ASIA): scrubbed from error text DTS forwards.
-_AWS_KEY_ID_RE = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
-_REDACTED = "[redacted]"
 
 
 class MalformedMessageError(BadRequestError):
@@ -321,11 +319,14 @@ def _error_status(status: object, mid: str) -> tuple[int, str]:
 
 
 def _scrub(text: str, params: Mapping[str, Any]) -> str:
-    """Remove echoed credentials from DTS's error text before the params are dropped."""
-    for key, value in params.items():
-        if _SECRET_PARAM_RE.search(key) and isinstance(value, str) and len(value) >= 4:
-            text = text.replace(value, _REDACTED)
-    return _AWS_KEY_ID_RE.sub(_REDACTED, text)
+    """DTS's error text, redacted where it enters; the config's echoed key params are scrubbed
+    too, before the params are dropped."""
+    echoed = [
+        value
+        for key, value in params.items()
+        if isinstance(key, str) and _SECRET_PARAM_RE.search(key) and isinstance(value, str)
+    ]
+    return redact(text, also=echoed)
 
 
 def _parse_event(data: bytes, attributes: Mapping[str, str], mid: str) -> Event:

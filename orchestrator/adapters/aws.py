@@ -26,6 +26,7 @@ from orchestrator.errors import (
     TransientError,
 )
 from orchestrator.model import ExportObservation, ExportStatus, Source, TableExportStatus
+from orchestrator.redaction import redact
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -60,13 +61,15 @@ def _code(exc: ClientError) -> str:
 
 
 def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+    # AWS's text is redacted where it enters: it may name an access key id ("The security token
+    # included in the request is invalid: AKIA...") or echo a signature.
+    return redact(str(exc.response.get("Error", {}).get("Message", "")) or str(exc))
 
 
 def translate(exc: Exception, action: str) -> Exception:
     """Map one botocore error to our error family, with a message an operator can act on."""
     if isinstance(exc, BotoCoreError):  # connection, timeout, credential refresh
-        return TransientError(f"{action}: {exc}")
+        return TransientError(redact(f"{action}: {exc}"))
     if not isinstance(exc, ClientError):
         return exc
     code, message = _code(exc), _message(exc)
@@ -204,15 +207,7 @@ class AwsExporter:
 
     def start_export(self, task_id: str, source: Source, export_only: Sequence[str]) -> None:
         try:
-            self._rds.start_export_task(
-                ExportTaskIdentifier=task_id,
-                SourceArn=source.arn,
-                S3BucketName=self._bucket,
-                S3Prefix=self._prefix,
-                IamRoleArn=self._export_role_arn,
-                KmsKeyId=self._kms_key_id,
-                ExportOnly=list(export_only),
-            )
+            self._rds.start_export_task(**self.start_request(task_id, source, export_only))
         except ClientError as exc:
             if _code(exc) in ("ExportTaskAlreadyExists", "ExportTaskAlreadyExistsFault"):
                 log.info("export task %s already exists: adopted", task_id)
@@ -223,6 +218,23 @@ class AwsExporter:
         log.info(
             "export task %s started from %s (%d tables)", task_id, source.arn, len(export_only)
         )
+
+    def start_request(
+        self, task_id: str, source: Source, export_only: Sequence[str]
+    ) -> dict[str, Any]:
+        """StartExportTask's parameters. An empty prefix is left out, not sent as '': the export
+        then goes to the bucket's root, as ``_key`` reads it."""
+        request: dict[str, Any] = {
+            "ExportTaskIdentifier": task_id,
+            "SourceArn": source.arn,
+            "S3BucketName": self._bucket,
+            "IamRoleArn": self._export_role_arn,
+            "KmsKeyId": self._kms_key_id,
+            "ExportOnly": list(export_only),
+        }
+        if self._prefix:
+            request["S3Prefix"] = self._prefix
+        return request
 
     def describe_export(self, task_id: str) -> ExportObservation | None:
         try:
@@ -241,8 +253,8 @@ class AwsExporter:
             status=ExportStatus(str(t.get("Status", "STARTING")).upper()),
             percent=int(t.get("PercentProgress") or 0),
             extracted_gb=float(t.get("TotalExtractedDataInGB") or 0),
-            failure_cause=str(t.get("FailureCause") or ""),
-            warning=str(t.get("WarningMessage") or ""),
+            failure_cause=redact(str(t.get("FailureCause") or "")),
+            warning=redact(str(t.get("WarningMessage") or "")),
             source_arn=str(t.get("SourceArn") or ""),
             snapshot_time=_aware(t.get("SnapshotTime")),
             task_start_time=_aware(t.get("TaskStartTime")),
@@ -273,11 +285,13 @@ class AwsExporter:
                     TableExportStatus(
                         target=str(item.get("target", "")),
                         status=str(item.get("status", "")),
-                        reason=str(
-                            item.get("warningMessage")
-                            or item.get("failureCause")
-                            or item.get("reason")
-                            or ""
+                        reason=redact(
+                            str(
+                                item.get("warningMessage")
+                                or item.get("failureCause")
+                                or item.get("reason")
+                                or ""
+                            )
                         ),
                         size_bytes=int(float(item.get("sizeGB") or 0) * 1024**3),
                     )
