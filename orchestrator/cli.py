@@ -184,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--failed", action="store_true", help="every failed table of RUN_ID")
     rerun.add_argument("--export", action="store_true", help="a new export (implied by --as-of)")
     rerun.add_argument(
-        "--as-of", metavar="DATE", help="export the retained automated snapshot of this UTC day"
+        "--as-of",
+        metavar="DATE",
+        help=(
+            "export the retained automated snapshot taken on this day, YYYY-MM-DD, a day in the "
+            "configured time zone (RDS2BQ_TIMEZONE, default Asia/Tokyo)"
+        ),
     )
     rerun.add_argument("--dry-run", action="store_true", help="check and show, change nothing")
     rerun.add_argument(

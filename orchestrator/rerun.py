@@ -7,7 +7,8 @@
   back to TRANSFERRING: notify closes it again and posts a new summary.
 - **Re-export** (``mode: export``, implied by ``as_of``): a new run whose run time is the minute it
   was asked for (so a new export id), for every table, the named ones, or a run's failed ones;
-  with ``as_of`` it exports the retained automated snapshot of that UTC day.
+  with ``as_of`` it exports the retained automated snapshot of that day, a day in the configured
+  time zone (``RDS2BQ_TIMEZONE``): the day people mean when they type one.
 
 Every request is checked in full before anything changes, and refused with its reason: unknown
 table (400), unknown run (404), export files gone (409), a conflicting run in flight (409), five
@@ -25,7 +26,8 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from orchestrator import machine, outbox
 from orchestrator.errors import (
@@ -445,8 +447,13 @@ class Reruns:
                 message=f"run {request.run_id} has no failed table: nothing to re-export",
                 notes=tuple(notes),
             )
-        if request.as_of is not None and request.as_of > now.date():
-            raise BadRequestError(f"as_of {request.as_of.isoformat()} is in the future (UTC)")
+        tz = self.settings.timezone
+        # A day people type is a day where they are: the configured time zone, said back to them.
+        if request.as_of is not None and request.as_of > now.astimezone(tz).date():
+            raise BadRequestError(
+                f"as_of {request.as_of.isoformat()} is in the future ({tz.key}: today is "
+                f"{now.astimezone(tz).date().isoformat()})"
+            )
         run_time = reexport_run_time(now)
         existing = self.ledger.get_run(run_id_for(run_time))
         if existing is not None:
@@ -458,7 +465,7 @@ class Reruns:
             raise ConflictError("re-export refused: " + "; ".join(refusals))
         s = self.settings
         exporter = self._exporter()
-        source = exporter.resolve_source(s.source_kind, s.source_id, request.as_of)
+        source = exporter.resolve_source(s.source_kind, s.source_id, request.as_of, tz)
         running = exporter.running_exports()
         if running >= MAX_CONCURRENT_EXPORTS:
             raise ExportQuotaError(
@@ -472,7 +479,7 @@ class Reruns:
             )
         task_id = export_task_id(s.env, run_time)
         as_of_text = (
-            f" as of {source.snapshot_time.isoformat()}" if source.snapshot_time else " (live)"
+            f" as of {_local(source.snapshot_time, tz)}" if source.snapshot_time else " (live)"
         )
         if request.dry_run:
             return RerunResult(
@@ -563,7 +570,7 @@ class Reruns:
         same_day = (
             request.as_of is None
             or existing.snapshot_time is None
-            or existing.snapshot_time.date() == request.as_of
+            or existing.snapshot_time.astimezone(self.settings.timezone).date() == request.as_of
         )
         same = (
             existing.kind == "rerun"
@@ -643,3 +650,12 @@ def _table_refusal(
 def _clip(keys: Sequence[str], limit: int = 10) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _local(moment: datetime, tz: ZoneInfo) -> str:
+    """A time as people read it here: in the configured zone, named, with UTC beside it."""
+    local = moment.astimezone(tz)
+    return (
+        f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({tz.key}; "
+        f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+    )

@@ -145,7 +145,10 @@ class Orchestrator:
                 )
             else:
                 source = exporter.resolve_source(
-                    self.settings.source_kind, self.settings.source_id, as_of
+                    self.settings.source_kind,
+                    self.settings.source_id,
+                    as_of,
+                    self.settings.timezone,
                 )
                 running = exporter.running_exports()
                 if running >= MAX_CONCURRENT_EXPORTS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from orchestrator.errors import (
     NoSnapshotError,
@@ -152,7 +152,9 @@ class FakeExporter:
     calls: int = 0
     fail_start: Exception | None = None
 
-    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
+    def resolve_source(
+        self, kind: str, source_id: str, as_of: date | None = None, tz: tzinfo = UTC
+    ) -> Source:
         self.calls += 1
         if source_id not in self.clusters:
             raise SourceNotFoundError(f"cluster {source_id} not found")
@@ -161,7 +163,7 @@ class FakeExporter:
         usable = [
             s
             for s in self.snapshots
-            if s[2] == "available" and (as_of is None or s[1].date() == as_of)
+            if s[2] == "available" and (as_of is None or s[1].astimezone(tz).date() == as_of)
         ]
         if not usable:
             raise NoSnapshotError(f"no available automated snapshot of {source_id}")

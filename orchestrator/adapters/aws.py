@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -118,6 +118,10 @@ def _aws(action: str) -> Iterator[None]:
         raise translate(exc, action) from exc
 
 
+def _zone_name(tz: tzinfo) -> str:
+    return str(getattr(tz, "key", None) or tz.tzname(None) or tz)
+
+
 def _aware(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
@@ -142,7 +146,9 @@ class AwsExporter:
 
     # -------------------------------------------------------------- source
 
-    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
+    def resolve_source(
+        self, kind: str, source_id: str, as_of: date | None = None, tz: tzinfo = UTC
+    ) -> Source:
         if kind in ("cluster", "cluster-snapshot"):
             with _aws("rds:DescribeDBClusters"):
                 clusters = self._rds.describe_db_clusters(DBClusterIdentifier=source_id)
@@ -156,7 +162,7 @@ class AwsExporter:
                 snaps = [
                     (s["DBClusterSnapshotArn"], s) for p in pages for s in p["DBClusterSnapshots"]
                 ]
-            return self._latest(snaps, source_id, as_of, "cluster-snapshot")
+            return self._latest(snaps, source_id, as_of, tz, "cluster-snapshot")
         with _aws("rds:DescribeDBInstances"):
             self._rds.describe_db_instances(DBInstanceIdentifier=source_id)
         with _aws("rds:DescribeDBSnapshots"):
@@ -164,24 +170,28 @@ class AwsExporter:
                 DBInstanceIdentifier=source_id, SnapshotType="automated"
             )
             snaps = [(s["DBSnapshotArn"], s) for p in pages for s in p["DBSnapshots"]]
-        return self._latest(snaps, source_id, as_of, "db-snapshot")
+        return self._latest(snaps, source_id, as_of, tz, "db-snapshot")
 
     @staticmethod
     def _latest(
-        snaps: list[tuple[str, dict[str, Any]]], source_id: str, as_of: date | None, kind: str
+        snaps: list[tuple[str, dict[str, Any]]],
+        source_id: str,
+        as_of: date | None,
+        tz: tzinfo,
+        kind: str,
     ) -> Source:
-        """The newest *available* automated snapshot (of ``as_of``'s UTC day when given): one
-        still being created is never picked."""
+        """The newest *available* automated snapshot (taken on the day ``as_of`` in ``tz`` when
+        given): one still being created is never picked."""
         usable = []
         for arn, snap in snaps:
             created = _aware(snap.get("SnapshotCreateTime"))
             if snap.get("Status") != "available" or created is None:
                 continue
-            if as_of is not None and created.date() != as_of:
+            if as_of is not None and created.astimezone(tz).date() != as_of:
                 continue
             usable.append((created, arn))
         if not usable:
-            day = f" taken on {as_of.isoformat()} (UTC)" if as_of else ""
+            day = f" taken on {as_of.isoformat()} ({_zone_name(tz)})" if as_of else ""
             raise NoSnapshotError(
                 f"no available automated snapshot of {source_id}{day}; "
                 f"{len(snaps)} automated snapshot(s) exist"
