@@ -59,6 +59,7 @@ exit codes:
      (HTTP 409): a run in flight, the export's files gone
 """
 
+RUN_ID_HELP = "the run (UTC: YYYYMMDDHHMM for a daily run, YYYYMMDDHHMMSS for a re-export)"
 DESCRIPTION = """\
 rds2bq: land Amazon RDS / Aurora exports in BigQuery, daily.
 
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"  {PROG} rerun 202611271500 --export --failed\n"
         "--dry-run runs every check and changes nothing.",
     )
-    rerun.add_argument("run_id", nargs="?", help="the run (YYYYMMDDHHMM, UTC)")
+    rerun.add_argument("run_id", nargs="?", help=RUN_ID_HELP)
     rerun.add_argument(
         "--table",
         action="append",
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a run with its tables and errors; recent runs without RUN_ID",
         "Reads the run ledger (the export's progress is what the last poll saw).",
     )
-    status.add_argument("run_id", nargs="?", help="the run (YYYYMMDDHHMM, UTC)")
+    status.add_argument("run_id", nargs="?", help=RUN_ID_HELP)
     status.add_argument(
         "--watch",
         action="store_true",

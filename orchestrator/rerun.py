@@ -6,7 +6,8 @@
   export's files must still be in S3. The tables go back to STARTED (attempts + 1) and the run
   back to TRANSFERRING: notify closes it again and posts a new summary.
 - **Re-export** (``mode: export``, implied by ``as_of``): a new run whose run time is the minute it
-  was asked for (so a new export id), for every table, the named ones, or a run's failed ones;
+  was asked for at second 01 (``model.reexport_run_time``: so a new export id, never a daily
+  run's), for every table, the named ones, or a run's failed ones;
   with ``as_of`` it exports the retained automated snapshot of that day, a day in the configured
   time zone (``RDS2BQ_TIMEZONE``): the day people mean when they type one.
 
