@@ -531,3 +531,40 @@ def test_a_far_future_run_time_is_dropped_not_rendered_in_local_time(
     assert response.status_code < 300
     assert len(fake.slack.payloads) == before  # dropped as malformed, not posted
     assert ops.w.ledger.held == set()
+
+
+@given(body=st.dictionaries(rerun_fields, rerun_values, max_size=5))
+def test_rerun_any_body_for_real(stack: tuple[Ops, FakeWiring], body: dict[str, Any]) -> None:
+    # Not a dry run: what is acted on may start runs; what is refused must still change nothing,
+    # including a request_id remembered before a refusal.
+    ops, _ = stack
+    before = snapshot(ops)
+    response = client("rerun").post("/", json=body)
+    check_http(response, before, ops)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (deep(17), "nests deeper than 16"),
+        ('{"a": 1, "a": 2}', "appears more than once"),
+        ('{"a": NaN}', "NaN is not a JSON number"),
+        ('{"a": -Infinity}', "-Infinity is not a JSON number"),
+        (f'{{"a": [{2**63}]}}', "out of range"),
+        ("1" * 5000, "unreadable"),  # more digits than int() converts
+        ("{", "line 1 column 2"),
+    ],
+)
+def test_strict_json_refuses_with_a_short_reason(text: str, reason: str) -> None:
+    from orchestrator import jsontext
+
+    with pytest.raises(jsontext.JsonTextError, match=reason):
+        jsontext.loads(text)
+
+
+def test_strict_json_keeps_what_is_fine() -> None:
+    from orchestrator import jsontext
+
+    text = json.dumps({"a": [deep(3), {"b": 2**63 - 1, "c": '"[[["'}], "d": None})
+    assert jsontext.loads(text) == json.loads(text)
+    assert jsontext.depth('["[[[[", {"x": "\\"]"}]') == 2
