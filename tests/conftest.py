@@ -21,6 +21,7 @@ settings.register_profile(
     max_examples=60,
     deadline=None,
     derandomize=True,
+    database=None,  # no example database: every run tries the same examples, and writes nothing
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("RDS2BQ_HYPOTHESIS_PROFILE", "rds2bq"))
