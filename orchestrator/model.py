@@ -100,9 +100,9 @@ def floor_minute(dt: datetime) -> datetime:
 # export) a load belongs to, whatever kind of run asked for it. The kinds are kept apart by the
 # second: a daily run's run time is its slot's minute (second 00); a re-export's is the minute it
 # was asked for at second 01 (so a repeat within the minute is still the same run, as before).
-# A re-transfer is no run of its own: it loads
-# again, at the original run time, from the original run's export. So a daily run and a re-export
-# can never share a run id or an export id, whatever minute they fall in.
+# A re-transfer is no run of its own: it loads again, at the original run time, from the original
+# run's export. So a daily run and a re-export can never share a run id or an export id, whatever
+# minute they fall in.
 #
 # Ids: a daily run keeps the previous version's ``YYYYMMDDHHMM`` (so its ledger reads the same);
 # a re-export's is ``YYYYMMDDHHMMSS``. Both sort as their run times do (the daily id is the
