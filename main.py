@@ -70,4 +70,6 @@ def rerun(request: Any) -> http.Reply:
 @functions_framework.http
 def status(request: Any) -> http.Reply:
     """Operator (IAM): GET ?run_id=... for one run with its tables, or the recent runs."""
-    return http.handle(lambda: wiring.get().status.query(request.args))
+    return http.handle(
+        lambda: wiring.get().status.query(http.query_params(request, {"run_id", "limit"}))
+    )

@@ -4,8 +4,8 @@ Use ``logging`` with lazy ``%s`` arguments and pass the run id as ``extra={"run_
 becomes ``logging.googleapis.com/labels.run_id``. functions-framework merges its execution id into
 the labels of such lines, so every line of one invocation correlates for free.
 
-Secrets never reach a log call in the first place; ``redact`` is the last line of defence for
-values we know are secret (registered when they are read) in case one slips into a message.
+Secrets never reach a log call in the first place; ``redact`` (``orchestrator.core.redaction``, the
+one redaction) is the last line of defence, applied to every formatted line.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 from datetime import UTC, datetime
 from typing import Any
+
+from orchestrator.core.redaction import redact, register_secret
+
+__all__ = ["JsonFormatter", "redact", "register_secret", "setup"]
 
 _SEVERITY = {
     logging.DEBUG: "DEBUG",
@@ -24,24 +27,6 @@ _SEVERITY = {
     logging.ERROR: "ERROR",
     logging.CRITICAL: "CRITICAL",
 }
-_secrets: set[str] = set()
-_lock = threading.Lock()
-
-
-def register_secret(value: str) -> None:
-    """Remember a secret value so that ``redact`` removes it from any log line."""
-    if value and len(value) >= 6:
-        with _lock:
-            _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    with _lock:
-        values = tuple(_secrets)
-    for value in values:
-        if value in text:
-            text = text.replace(value, "[REDACTED]")
-    return text
 
 
 class JsonFormatter(logging.Formatter):

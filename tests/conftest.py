@@ -8,10 +8,23 @@ from collections.abc import Iterator
 from types import FrameType
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from devstack import processes
 
 GCP_PROJECT = "rds2bq-test"
+
+# Property tests (hypothesis): a fixed, modest budget and no per-example deadline, so that the
+# suite's time is predictable on a loaded machine (CI, or two shared cores) and the same every run.
+settings.register_profile(
+    "rds2bq",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,  # no example database: every run tries the same examples, and writes nothing
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("RDS2BQ_HYPOTHESIS_PROFILE", "rds2bq"))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

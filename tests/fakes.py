@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from orchestrator.app.ports import RunOutcome, TransferConfig
 from orchestrator.core.errors import (
@@ -36,6 +36,18 @@ class FixedClock:
         self.current += timedelta(**delta)
 
 
+_INT64 = 2**63
+
+
+def _storable(table: TableRun) -> TableRun:
+    """Firestore stores integers as int64: the SDK refuses a larger one (ValueError), and so does
+    this fake, so that what the real ledger would refuse is refused here too."""
+    for name in ("error_code", "size_bytes", "attempts"):
+        if not -_INT64 <= getattr(table, name) < _INT64:
+            raise ValueError(f"Value out of range: {name} does not fit in int64")
+    return table
+
+
 class InMemoryLedger:
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -43,6 +55,7 @@ class InMemoryLedger:
         self.table_docs: dict[str, dict[str, TableRun]] = {}
         self.queries = 0
         self.claimed: set[str] = set()
+        self.done: set[str] = set()
         self.remembered: dict[str, str] = {}
 
     def create_run(self, run: Run) -> tuple[Run, bool]:
@@ -89,7 +102,7 @@ class InMemoryLedger:
         with self._lock:
             docs = self.table_docs.setdefault(run_id, {})
             for table in tables:
-                docs[table.key] = table
+                docs[table.key] = _storable(table)
 
     def update_table(
         self, run_id: str, key: str, mutate: Callable[[TableRun], TableRun | None]
@@ -100,7 +113,7 @@ class InMemoryLedger:
                 return None
             changed = mutate(current)
             if changed is not None:
-                self.table_docs[run_id][key] = changed
+                self.table_docs[run_id][key] = _storable(changed)
             return changed
 
     def count_unfinished(self, run_id: str) -> int:
@@ -124,10 +137,18 @@ class InMemoryLedger:
     def mark_done(self, key: str) -> None:
         with self._lock:
             self.claimed.add(key)
+            self.done.add(key)
+
+    @property
+    def held(self) -> set[str]:
+        """Claims taken and neither done nor forgotten: what a crashed handler leaves behind."""
+        with self._lock:
+            return self.claimed - self.done
 
     def forget(self, key: str) -> None:
         with self._lock:
             self.claimed.discard(key)
+            self.done.discard(key)
             self.remembered.pop(key, None)
 
     def remember(self, key: str, value: str, now: datetime) -> tuple[str, bool]:
@@ -152,7 +173,9 @@ class FakeExporter:
     calls: int = 0
     fail_start: Exception | None = None
 
-    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
+    def resolve_source(
+        self, kind: str, source_id: str, as_of: date | None = None, tz: tzinfo = UTC
+    ) -> Source:
         self.calls += 1
         if source_id not in self.clusters:
             raise SourceNotFoundError(f"cluster {source_id} not found")
@@ -161,7 +184,7 @@ class FakeExporter:
         usable = [
             s
             for s in self.snapshots
-            if s[2] == "available" and (as_of is None or s[1].date() == as_of)
+            if s[2] == "available" and (as_of is None or s[1].astimezone(tz).date() == as_of)
         ]
         if not usable:
             raise NoSnapshotError(f"no available automated snapshot of {source_id}")

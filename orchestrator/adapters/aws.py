@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,6 +26,7 @@ from orchestrator.core.errors import (
     TransientError,
 )
 from orchestrator.core.model import ExportObservation, ExportStatus, Source, TableExportStatus
+from orchestrator.core.redaction import redact
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -60,13 +61,15 @@ def _code(exc: ClientError) -> str:
 
 
 def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+    # AWS's text is redacted where it enters: it may name an access key id ("The security token
+    # included in the request is invalid: AKIA...") or echo a signature.
+    return redact(str(exc.response.get("Error", {}).get("Message", "")) or str(exc))
 
 
 def translate(exc: Exception, action: str) -> Exception:
     """Map one botocore error to our error family, with a message an operator can act on."""
     if isinstance(exc, BotoCoreError):  # connection, timeout, credential refresh
-        return TransientError(f"{action}: {exc}")
+        return TransientError(redact(f"{action}: {exc}"))
     if not isinstance(exc, ClientError):
         return exc
     code, message = _code(exc), _message(exc)
@@ -115,6 +118,10 @@ def _aws(action: str) -> Iterator[None]:
         raise translate(exc, action) from exc
 
 
+def _zone_name(tz: tzinfo) -> str:
+    return str(getattr(tz, "key", None) or tz.tzname(None) or tz)
+
+
 def _aware(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
@@ -139,7 +146,9 @@ class AwsExporter:
 
     # -------------------------------------------------------------- source
 
-    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
+    def resolve_source(
+        self, kind: str, source_id: str, as_of: date | None = None, tz: tzinfo = UTC
+    ) -> Source:
         if kind in ("cluster", "cluster-snapshot"):
             with _aws("rds:DescribeDBClusters"):
                 clusters = self._rds.describe_db_clusters(DBClusterIdentifier=source_id)
@@ -153,7 +162,7 @@ class AwsExporter:
                 snaps = [
                     (s["DBClusterSnapshotArn"], s) for p in pages for s in p["DBClusterSnapshots"]
                 ]
-            return self._latest(snaps, source_id, as_of, "cluster-snapshot")
+            return self._latest(snaps, source_id, as_of, tz, "cluster-snapshot")
         with _aws("rds:DescribeDBInstances"):
             self._rds.describe_db_instances(DBInstanceIdentifier=source_id)
         with _aws("rds:DescribeDBSnapshots"):
@@ -161,24 +170,28 @@ class AwsExporter:
                 DBInstanceIdentifier=source_id, SnapshotType="automated"
             )
             snaps = [(s["DBSnapshotArn"], s) for p in pages for s in p["DBSnapshots"]]
-        return self._latest(snaps, source_id, as_of, "db-snapshot")
+        return self._latest(snaps, source_id, as_of, tz, "db-snapshot")
 
     @staticmethod
     def _latest(
-        snaps: list[tuple[str, dict[str, Any]]], source_id: str, as_of: date | None, kind: str
+        snaps: list[tuple[str, dict[str, Any]]],
+        source_id: str,
+        as_of: date | None,
+        tz: tzinfo,
+        kind: str,
     ) -> Source:
-        """The newest *available* automated snapshot (of ``as_of``'s UTC day when given): one
-        still being created is never picked."""
+        """The newest *available* automated snapshot (taken on the day ``as_of`` in ``tz`` when
+        given): one still being created is never picked."""
         usable = []
         for arn, snap in snaps:
             created = _aware(snap.get("SnapshotCreateTime"))
             if snap.get("Status") != "available" or created is None:
                 continue
-            if as_of is not None and created.date() != as_of:
+            if as_of is not None and created.astimezone(tz).date() != as_of:
                 continue
             usable.append((created, arn))
         if not usable:
-            day = f" taken on {as_of.isoformat()} (UTC)" if as_of else ""
+            day = f" taken on {as_of.isoformat()} ({_zone_name(tz)})" if as_of else ""
             raise NoSnapshotError(
                 f"no available automated snapshot of {source_id}{day}; "
                 f"{len(snaps)} automated snapshot(s) exist"
@@ -204,15 +217,7 @@ class AwsExporter:
 
     def start_export(self, task_id: str, source: Source, export_only: Sequence[str]) -> None:
         try:
-            self._rds.start_export_task(
-                ExportTaskIdentifier=task_id,
-                SourceArn=source.arn,
-                S3BucketName=self._bucket,
-                S3Prefix=self._prefix,
-                IamRoleArn=self._export_role_arn,
-                KmsKeyId=self._kms_key_id,
-                ExportOnly=list(export_only),
-            )
+            self._rds.start_export_task(**self.start_request(task_id, source, export_only))
         except ClientError as exc:
             if _code(exc) in ("ExportTaskAlreadyExists", "ExportTaskAlreadyExistsFault"):
                 log.info("export task %s already exists: adopted", task_id)
@@ -223,6 +228,23 @@ class AwsExporter:
         log.info(
             "export task %s started from %s (%d tables)", task_id, source.arn, len(export_only)
         )
+
+    def start_request(
+        self, task_id: str, source: Source, export_only: Sequence[str]
+    ) -> dict[str, Any]:
+        """StartExportTask's parameters. An empty prefix is left out, not sent as '': the export
+        then goes to the bucket's root, as ``_key`` reads it."""
+        request: dict[str, Any] = {
+            "ExportTaskIdentifier": task_id,
+            "SourceArn": source.arn,
+            "S3BucketName": self._bucket,
+            "IamRoleArn": self._export_role_arn,
+            "KmsKeyId": self._kms_key_id,
+            "ExportOnly": list(export_only),
+        }
+        if self._prefix:
+            request["S3Prefix"] = self._prefix
+        return request
 
     def describe_export(self, task_id: str) -> ExportObservation | None:
         try:
@@ -241,8 +263,8 @@ class AwsExporter:
             status=ExportStatus(str(t.get("Status", "STARTING")).upper()),
             percent=int(t.get("PercentProgress") or 0),
             extracted_gb=float(t.get("TotalExtractedDataInGB") or 0),
-            failure_cause=str(t.get("FailureCause") or ""),
-            warning=str(t.get("WarningMessage") or ""),
+            failure_cause=redact(str(t.get("FailureCause") or "")),
+            warning=redact(str(t.get("WarningMessage") or "")),
             source_arn=str(t.get("SourceArn") or ""),
             snapshot_time=_aware(t.get("SnapshotTime")),
             task_start_time=_aware(t.get("TaskStartTime")),
@@ -273,11 +295,13 @@ class AwsExporter:
                     TableExportStatus(
                         target=str(item.get("target", "")),
                         status=str(item.get("status", "")),
-                        reason=str(
-                            item.get("warningMessage")
-                            or item.get("failureCause")
-                            or item.get("reason")
-                            or ""
+                        reason=redact(
+                            str(
+                                item.get("warningMessage")
+                                or item.get("failureCause")
+                                or item.get("reason")
+                                or ""
+                            )
                         ),
                         size_bytes=int(float(item.get("sizeGB") or 0) * 1024**3),
                     )

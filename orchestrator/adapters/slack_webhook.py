@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from orchestrator.app.ports import Secrets
 from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.redaction import redact
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -108,7 +109,9 @@ class SlackWebhookNotifier:
 
     def post(self, payload: Mapping[str, Any]) -> None:
         url = self._webhook_url()
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        # Every text of a message is scrubbed before it leaves: the ledger's text already is,
+        # but a payload may quote anything (an event's data, a test message's text).
+        body = json.dumps(_redacted(payload), ensure_ascii=False).encode("utf-8")
         policy = self._policy
         started = self._clock()
         attempt = 0
@@ -197,12 +200,12 @@ class SlackWebhookNotifier:
 
     def _redact(self, text: str) -> str:
         # Slack does not echo the URL, but a proxy or an error page might: never pass it on.
+        # Slack's reply is vendor text, scrubbed here where it enters.
+        also: list[str] = []
         if self._url:
-            text = text.replace(self._url, "[webhook]")
             path = urlsplit(self._url).path
-            if len(path) > 1:
-                text = text.replace(path, "[webhook]")
-        return text
+            also = [self._url] + ([path] if len(path) > 1 else [])
+        return redact(text, also=also)
 
     def _delay(self, attempt: int, reply: _Reply) -> float:
         if reply.status == 429 and reply.retry_after is not None:
@@ -233,3 +236,14 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(float((when - datetime.now(UTC)).total_seconds()), 0.0)
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it redacted (keys and structure kept), JSON-safe."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value

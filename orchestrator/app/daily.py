@@ -30,6 +30,7 @@ from orchestrator.config import Settings
 from orchestrator.core import machine
 from orchestrator.core.errors import (
     BadRequestError,
+    ConflictError,
     ExportQuotaError,
     PermanentError,
     TransientError,
@@ -42,7 +43,7 @@ from orchestrator.core.model import (
     TableRun,
     TableState,
     Transition,
-    floor_minute,
+    daily_run_time,
 )
 from orchestrator.core.notifications import transfer_key
 from orchestrator.core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
@@ -98,9 +99,12 @@ class Orchestrator:
         as_of: date | None = None,
         parent_run_id: str = "",
     ) -> Run:
-        """Create the run for ``slot`` if absent and make sure its export is started."""
+        """Create the run for ``slot`` if absent and make sure its export is started.
+
+        A daily run's slot is taken to the minute; a re-export passes its run time as made by
+        ``model.reexport_run_time``. Only a run of the same kind (and origin) is adopted."""
         now = self.clock.now()
-        run_time = floor_minute(slot)
+        run_time = daily_run_time(slot) if kind == "daily" else slot
         if run_time > now + FUTURE_SKEW:
             raise BadRequestError(f"slot {run_time.isoformat()} is in the future")
         if now - run_time > timedelta(hours=self.settings.max_slot_age_hours):
@@ -112,6 +116,13 @@ class Orchestrator:
         run, created = self.ledger.create_run(
             machine.new_run(self.settings.env, run_time, kind, keys, now, parent_run_id)
         )
+        if not created and (run.kind != kind or run.parent_run_id != parent_run_id):
+            # Only a ledger written by the previous version (one id per minute for every kind)
+            # can hold another kind's run under this id: never adopt it as ours.
+            raise ConflictError(
+                f"run {run.run_id} is a {run.kind} run, not this {kind} run: it was written by "
+                "the previous version, whose runs of every kind shared one id per minute"
+            )
         log.info(
             "run %s %s for slot %s",
             run.run_id,
@@ -135,7 +146,10 @@ class Orchestrator:
                 )
             else:
                 source = exporter.resolve_source(
-                    self.settings.source_kind, self.settings.source_id, as_of
+                    self.settings.source_kind,
+                    self.settings.source_id,
+                    as_of,
+                    self.settings.timezone,
                 )
                 running = exporter.running_exports()
                 if running >= MAX_CONCURRENT_EXPORTS:
@@ -278,6 +292,7 @@ class Orchestrator:
         the next holder asks DTS whether such a table's run exists before starting it again.
         """
         now = self.clock.now()
+        unloadable = machine.unloadable_export(run, self.settings.env)
         resumed = {k for k, t in tables.items() if t.state is TableState.STARTING}
         busy = self._loading_elsewhere(run)
         claimed: list[TableRun] = []
@@ -297,7 +312,10 @@ class Orchestrator:
                 )
                 continue
             config = configs.get(key)
-            if config is None:
+            if unloadable and table.state is TableState.PENDING:
+                # A load would read an empty folder and still end SUCCEEDED (FACTS.md): say so.
+                tables[key] = machine.table_start_failed(table, unloadable, now)
+            elif config is None:
                 tables[key] = machine.table_start_failed(
                     table, f"no transfer config for {key}: run `python -m orchestrator sync`", now
                 )

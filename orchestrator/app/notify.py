@@ -102,6 +102,18 @@ class NotifyService:
         except PermanentError as exc:
             log.error("message %s could not be handled: %s", message.message_id, exc)
             outcome = Outcome("failed", detail=str(exc))
+        except Exception as exc:
+            # Not one of our errors: a defect, or input the parser let through. Adapters
+            # translate every vendor fault into our two roots, so this is not transient, and a
+            # redelivery would fail the same way for days. Log it (with the traceback, which
+            # stays in the logs), acknowledge it, and release the claim as done: never left held
+            # until its lease expires.
+            log.exception(
+                "message %s could not be handled (%s): acknowledged",
+                message.message_id or "(no id)",
+                type(exc).__name__,
+            )
+            outcome = Outcome("failed", detail=f"unexpected {type(exc).__name__}")
         self.ledger.mark_done(key)
         return outcome
 

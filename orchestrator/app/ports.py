@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, Protocol
 
 from orchestrator.core.model import (
@@ -29,9 +29,12 @@ class Clock(Protocol):
 class Exporter(Protocol):
     """AWS: the export source, RDS export tasks and the export's metadata in S3."""
 
-    def resolve_source(self, kind: str, source_id: str, as_of: date | None = None) -> Source:
-        """The live cluster, or the latest *available* automated snapshot (of ``as_of``'s UTC day
-        when given). Raises SourceNotFoundError / NoSnapshotError."""
+    def resolve_source(
+        self, kind: str, source_id: str, as_of: date | None = None, tz: tzinfo = UTC
+    ) -> Source:
+        """The live cluster, or the latest *available* automated snapshot (taken on the day
+        ``as_of`` in time zone ``tz``, when given: the configured zone, the day people mean).
+        Raises SourceNotFoundError / NoSnapshotError."""
         ...
 
     def running_exports(self) -> int:

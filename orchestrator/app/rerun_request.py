@@ -21,7 +21,8 @@ RERUN_FIELDS = frozenset(
     {"run_id", "mode", "tables", "failed", "as_of", "dry_run", "request_id", "force"}
 )
 MAX_TABLES = 2000
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class Mode(StrEnum):
@@ -74,7 +75,7 @@ class RerunRequest:
                 '"mode": "export" for a new export'
             )
         request_id = _string(body, "request_id")
-        if request_id and not _REQUEST_ID_RE.match(request_id):
+        if request_id and not _REQUEST_ID_RE.fullmatch(request_id):
             raise BadRequestError("request_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
         if tables and failed:
             raise BadRequestError("send either tables or failed: true, not both")
@@ -149,10 +150,20 @@ def _date(value: Any) -> date | None:
         return None
     if not isinstance(value, str):
         raise BadRequestError("as_of must be a date string YYYY-MM-DD")
+    text = value.strip(" ")
+    # Only YYYY-MM-DD in ASCII digits: fromisoformat also takes 20261125 and 2026-W48-3, and
+    # other scripts' digits, none of which a person typing a day means.
+    if not _DATE_RE.fullmatch(text):
+        raise BadRequestError(f"as_of={_clip(value)} is not a date YYYY-MM-DD")
     try:
-        return date.fromisoformat(value.strip())
+        return date.fromisoformat(text)
     except ValueError:
-        raise BadRequestError(f"as_of={value!r} is not a date YYYY-MM-DD") from None
+        raise BadRequestError(f"as_of={_clip(value)} is not a day of the calendar") from None
+
+
+def _clip(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------- the answer

@@ -6,8 +6,10 @@
   export's files must still be in S3. The tables go back to STARTED (attempts + 1) and the run
   back to TRANSFERRING: notify closes it again and posts a new summary.
 - **Re-export** (``mode: export``, implied by ``as_of``): a new run whose run time is the minute it
-  was asked for (so a new export id), for every table, the named ones, or a run's failed ones;
-  with ``as_of`` it exports the retained automated snapshot of that UTC day.
+  was asked for at second 01 (``model.reexport_run_time``: so a new export id, never a daily
+  run's), for every table, the named ones, or a run's failed ones;
+  with ``as_of`` it exports the retained automated snapshot of that day, a day in the configured
+  time zone (``RDS2BQ_TIMEZONE``): the day people mean when they type one.
 
 Every request is checked in full before anything changes, and refused with its reason: unknown
 table (400), unknown run (404), export files gone (409), a conflicting run in flight (409), five
@@ -25,7 +27,8 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from orchestrator.app import outbox
 from orchestrator.app.daily import MAX_CONCURRENT_EXPORTS, Orchestrator
@@ -48,7 +51,7 @@ from orchestrator.core.model import (
     TableState,
     Transition,
     export_task_id,
-    floor_minute,
+    reexport_run_time,
     run_id_for,
 )
 from orchestrator.core.retry import Backoff, call_with_retry
@@ -102,7 +105,9 @@ class Reruns:
 
     def _once(self, request: RerunRequest, now: datetime) -> RerunResult:
         key = "rerun-" + hashlib.sha256(request.request_id.encode()).hexdigest()
-        target = request.run_id if request.mode is Mode.TRANSFER else run_id_for(now)
+        target = (
+            request.run_id if request.mode is Mode.TRANSFER else run_id_for(reexport_run_time(now))
+        )
         fingerprint = request.fingerprint()
         stored, created = self.ledger.remember(key, f"{target}|{fingerprint}", now)
         if not created:
@@ -157,6 +162,12 @@ class Reruns:
     def _retransfer(self, request: RerunRequest, now: datetime) -> RerunResult:
         run = self._run(request.run_id)
         self._check_transferable(run)
+        unloadable = machine.unloadable_export(run, self.settings.env)
+        if unloadable:
+            raise ConflictError(
+                f"run {run.run_id} cannot be re-transferred: {unloadable} "
+                f'("mode": "export", "run_id": "{run.run_id}")'
+            )
         docs = {t.key: t for t in self.ledger.tables(run.run_id)}
         keys = self._transfer_keys(request, run, docs)
         if not keys:
@@ -438,9 +449,14 @@ class Reruns:
                 message=f"run {request.run_id} has no failed table: nothing to re-export",
                 notes=tuple(notes),
             )
-        if request.as_of is not None and request.as_of > now.date():
-            raise BadRequestError(f"as_of {request.as_of.isoformat()} is in the future (UTC)")
-        run_time = floor_minute(now)
+        tz = self.settings.timezone
+        # A day people type is a day where they are: the configured time zone, said back to them.
+        if request.as_of is not None and request.as_of > now.astimezone(tz).date():
+            raise BadRequestError(
+                f"as_of {request.as_of.isoformat()} is in the future ({tz.key}: today is "
+                f"{now.astimezone(tz).date().isoformat()})"
+            )
+        run_time = reexport_run_time(now)
         existing = self.ledger.get_run(run_id_for(run_time))
         if existing is not None:
             repeated = self._repeat_of(existing, request, keys)
@@ -451,7 +467,7 @@ class Reruns:
             raise ConflictError("re-export refused: " + "; ".join(refusals))
         s = self.settings
         exporter = self._exporter()
-        source = exporter.resolve_source(s.source_kind, s.source_id, request.as_of)
+        source = exporter.resolve_source(s.source_kind, s.source_id, request.as_of, tz)
         running = exporter.running_exports()
         if running >= MAX_CONCURRENT_EXPORTS:
             raise ExportQuotaError(
@@ -461,11 +477,11 @@ class Reruns:
         if existing is not None:  # the minute, and so the run id, is taken by another run
             raise ConflictError(
                 f"run {existing.run_id} ({existing.kind}) was started this minute for another "
-                "request, and a run is identified by its minute: ask again in a minute"
+                "request, and a re-export is identified by its minute: ask again in a minute"
             )
         task_id = export_task_id(s.env, run_time)
         as_of_text = (
-            f" as of {source.snapshot_time.isoformat()}" if source.snapshot_time else " (live)"
+            f" as of {_local(source.snapshot_time, tz)}" if source.snapshot_time else " (live)"
         )
         if request.dry_run:
             return RerunResult(
@@ -556,7 +572,7 @@ class Reruns:
         same_day = (
             request.as_of is None
             or existing.snapshot_time is None
-            or existing.snapshot_time.date() == request.as_of
+            or existing.snapshot_time.astimezone(self.settings.timezone).date() == request.as_of
         )
         same = (
             existing.kind == "rerun"
@@ -636,3 +652,12 @@ def _table_refusal(
 def _clip(keys: Sequence[str], limit: int = 10) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _local(moment: datetime, tz: ZoneInfo) -> str:
+    """A time as people read it here: in the configured zone, named, with UTC beside it."""
+    local = moment.astimezone(tz)
+    return (
+        f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({tz.key}; "
+        f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+    )

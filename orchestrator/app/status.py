@@ -8,6 +8,7 @@ credentials. Times are UTC (RFC 3339); the CLI shows them in the configured time
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -158,6 +159,12 @@ class StatusReader:
         if run_id:
             return self.run(run_id)
         text = (params.get("limit") or str(DEFAULT_LIMIT)).strip()
-        if not text.isdigit():
-            raise BadRequestError(f"limit={text!r} is not a whole number")
+        # ASCII digits only: str.isdigit accepts '²', which int() then refuses.
+        if not re.fullmatch(r"[0-9]{1,6}", text):
+            raise BadRequestError(f"limit={_clip(text)} is not a whole number")
         return self.recent(int(text))
+
+
+def _clip(value: str, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

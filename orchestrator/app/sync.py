@@ -25,7 +25,7 @@ from orchestrator import logs
 from orchestrator.app.ports import Secrets, TransferConfig
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, Rds2bqError
-from orchestrator.core.model import RUN_ID_FORMAT, TableRef
+from orchestrator.core.model import EXPORT_TIME_FORMAT, TableRef
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,14 @@ def table_key_of(display_name: str, env: str) -> str | None:
 
 
 def data_path_for(settings: Settings, table: TableRef) -> str:
-    """``s3://BUCKET/PREFIX/rds2bq-ENV-{run_time|"%Y%m%d%H%M"}/DB/SCHEMA.TABLE/*.parquet``.
+    """``s3://BUCKET/PREFIX/rds2bq-ENV-{run_time|"%Y%m%d%H%M%S"}/DB/SCHEMA.TABLE/*.parquet``.
 
     The run-time template resolves (in UTC) to the export id of exactly the run that started the
     transfer, so no config is rewritten per run. One ``*`` spans every batch folder and both file
     namings; the literal prefix ends with the table's folder and its ``/`` so that S3 lists
     neither ``db.orders_items`` nor another run's export.
     """
-    export_id = f'rds2bq-{settings.env}-{{run_time|"{RUN_ID_FORMAT}"}}'
+    export_id = f'rds2bq-{settings.env}-{{run_time|"{EXPORT_TIME_FORMAT}"}}'
     parts = [settings.s3_prefix, export_id, table.export_dir, "*.parquet"]
     return f"s3://{settings.s3_bucket}/" + "/".join(p for p in parts if p)
 

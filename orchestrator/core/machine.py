@@ -23,10 +23,16 @@ from orchestrator.core.model import (
     TableState,
     Transition,
     export_task_id,
+    is_daily_run_time,
     run_id_for,
 )
+from orchestrator.core.redaction import redact
 
 UNCHANGED = Transition(None)
+# Vendor text (AWS causes and warnings, DTS errors, refusals quoting them) becomes ledger state
+# only here, and is redacted on the way in: whichever path brought it (notify, the poll's
+# reconcile, a rerun, a start), status, Slack and the logs then read scrubbed text.
+_scrub = redact
 _RUNNING = (ExportStatus.STARTING, ExportStatus.IN_PROGRESS, ExportStatus.CANCELING)
 # perTableStatus values other than COMPLETE are unconfirmed (docs/platform.md): anything else is
 # skipped.
@@ -41,6 +47,10 @@ def new_run(
     now: datetime,
     parent_run_id: str = "",
 ) -> Run:
+    # The kind is in the run time (model's run keys): a daily run on second 00, a re-export on
+    # any other. A mismatch would let one kind's run take the other's id.
+    if (kind == "daily") != is_daily_run_time(run_time):
+        raise ValueError(f"a {kind} run cannot have run time {run_time.isoformat()}")
     return Run(
         run_id=run_id_for(run_time),
         run_time=run_time,
@@ -88,6 +98,7 @@ def export_not_started(run: Run, cause: str, now: datetime) -> Transition:
     close the run and say why."""
     if run.state is not RunState.EXPORT_STARTING:
         return UNCHANGED
+    cause = _scrub(cause)
     failed = run.with_(state=RunState.FAILED, failure_cause=cause, closed_at=now, updated_at=now)
     return Transition(
         failed,
@@ -129,7 +140,7 @@ def observe_export(
         source_arn=run.source_arn or obs.source_arn,
         snapshot_time=run.snapshot_time or obs.snapshot_time,
         export_started_at=run.export_started_at or obs.task_start_time or now,
-        export_warning=obs.warning or run.export_warning,
+        export_warning=_scrub(obs.warning) or run.export_warning,
     )
     if obs.status in _RUNNING:
         return _running(run, progress, now, deadline_minutes)
@@ -138,7 +149,9 @@ def observe_export(
             raise ValueError("a COMPLETE observation needs the table classification")
         return _complete(progress, obs, tables, now)
     closed_state = RunState.CANCELED if obs.status is ExportStatus.CANCELED else RunState.FAILED
-    cause = obs.failure_cause or f"the export ended {obs.status.value} without a cause from AWS"
+    cause = _scrub(obs.failure_cause) or (
+        f"the export ended {obs.status.value} without a cause from AWS"
+    )
     closed = progress.with_(state=closed_state, failure_cause=cause, closed_at=now, updated_at=now)
     return Transition(
         closed,
@@ -195,7 +208,7 @@ def _complete(
                 now,
                 {
                     "tables": [{"table": t.key, "reason": t.reason} for t in skipped],
-                    "warning": obs.warning,
+                    "warning": _scrub(obs.warning),
                 },
             )
         )
@@ -235,7 +248,7 @@ def classify_tables(
                 )
             )
         elif entry.status.upper() != _TABLE_EXPORTED:
-            reason = entry.reason or f"export status {entry.status}"
+            reason = _scrub(entry.reason) or f"export status {entry.status}"
             result.append(
                 TableRun(
                     key, TableState.SKIPPED_BY_EXPORT, reason=reason, size_bytes=entry.size_bytes
@@ -341,7 +354,21 @@ def table_start_recorded(table: TableRun, run_name: str, now: datetime) -> Table
     )
 
 
+def unloadable_export(run: Run, env: str) -> str:
+    """Why DTS cannot load this run's export ('' when it can): the configs' data_path template
+    makes ``model.export_task_id`` of the run time, and a run written by the previous version
+    kept its export under an id without seconds, which the template no longer produces."""
+    expected = export_task_id(env, run.run_time)
+    if run.export_task_id == expected:
+        return ""
+    return (
+        f"export {run.export_task_id} was started by the previous version, whose export ids had "
+        f"no seconds; the transfer configs now read {expected}: re-export these tables"
+    )
+
+
 def table_start_failed(table: TableRun, reason: str, now: datetime) -> TableRun:
+    reason = _scrub(reason)
     return table.with_(
         state=TableState.FAILED, reason=reason, error_message=reason, finished_at=now
     )
@@ -366,7 +393,7 @@ def table_finished(
         state=state,
         dts_run=run_name,
         error_code=error_code,
-        error_message=error_message,
+        error_message=_scrub(error_message),
         started_at=started_at or table.started_at,
         finished_at=finished_at,
     )
@@ -498,5 +525,7 @@ def cancel_unstarted(run: Run, cause: str, now: datetime) -> Transition:
     if run.state is not RunState.EXPORT_STARTING:
         return UNCHANGED
     return Transition(
-        run.with_(state=RunState.CANCELED, failure_cause=cause, closed_at=now, updated_at=now)
+        run.with_(
+            state=RunState.CANCELED, failure_cause=_scrub(cause), closed_at=now, updated_at=now
+        )
     )

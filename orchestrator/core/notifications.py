@@ -25,8 +25,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.core import jsontext
 from orchestrator.core.errors import BadRequestError
-from orchestrator.core.model import Event, EventKind, TableState
+from orchestrator.core.model import EARLIEST_TIME, LATEST_TIME, Event, EventKind, TableState
+from orchestrator.core.redaction import redact
 
 # DTS messages are a few KB; anything this large is not one of ours and is refused before decoding.
 MAX_DATA_BYTES = 1_000_000
@@ -43,15 +45,15 @@ _RUN_NAME_RE = re.compile(
     r"projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
     r"/transferConfigs/(?P<config>[^/]+)/runs/(?P<run>[^/]+)"
 )
-_RUN_ID_RE = re.compile(r"\d{12}")
+_RUN_ID_RE = re.compile(r"[0-9]{12}(?:[0-9]{2})?")  # model.run_id_for: daily or re-export
+# ASCII digits only ([0-9], not \d: that matches every script's digits, which int() accepts).
 _TIMESTAMP_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+INT32 = 2**31 - 1  # google.rpc.Status.code is an int32
 # Params whose values are scrubbed from error text if DTS echoes them there.
 _SECRET_PARAM_RE = re.compile(r"key|secret|password|token|credential", re.IGNORECASE)
-# AWS access key ids (long-term AKIA, temporary ASIA): scrubbed from error text DTS forwards.
-_AWS_KEY_ID_RE = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
-_REDACTED = "[redacted]"
 
 
 class MalformedMessageError(BadRequestError):
@@ -189,7 +191,7 @@ def encode_event(event: Event) -> tuple[bytes, dict[str, str]]:
     Raises ValueError for what the parser would refuse (bad run id, naive time, oversize).
     """
     if not _RUN_ID_RE.fullmatch(event.run_id):
-        raise ValueError(f"{event.run_id!r} is not a run id (YYYYMMDDHHMM)")
+        raise ValueError(f"{event.run_id!r} is not a run id (YYYYMMDDHHMM[SS])")
     body = {"runId": event.run_id, "at": format_timestamp(event.at), "data": event.data}
     data = json.dumps(body, default=_json_default, ensure_ascii=False, separators=(",", ":"))
     encoded = data.encode("utf-8")
@@ -223,7 +225,10 @@ def parse_timestamp(text: str) -> datetime:
     value = datetime(
         int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=tz
     )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: past datetime's range in UTC
+        raise ValueError("not a time datetime can hold in UTC") from None
 
 
 # --------------------------------------------------------------------------- internals
@@ -255,11 +260,13 @@ def _json_object(data: bytes, mid: str) -> dict[str, Any]:
     if not data:
         raise MalformedMessageError("empty data", mid)
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = jsontext.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise MalformedMessageError("data is not UTF-8", mid) from None
-    except (ValueError, RecursionError):
+    except jsontext.JsonSyntaxError:
         raise MalformedMessageError("data is not JSON", mid) from None
+    except jsontext.JsonTextError as exc:
+        raise MalformedMessageError(f"data is not JSON we accept: {exc}", mid) from None
     if not isinstance(value, dict):
         raise MalformedMessageError("data is not a JSON object", mid)
     return value
@@ -310,10 +317,12 @@ def _error_status(status: object, mid: str) -> tuple[int, str]:
     if not isinstance(status, dict):
         raise MalformedMessageError("'errorStatus' is not an object", mid)
     code = status.get("code", 0)
-    if isinstance(code, str) and code.isdigit() and len(code) < 10:
+    if isinstance(code, str) and re.fullmatch(r"-?[0-9]{1,10}", code):
         code = int(code)  # tolerated: int32 may arrive quoted from some JSON writers
     if not isinstance(code, int) or isinstance(code, bool):
         raise MalformedMessageError("'errorStatus.code' is not a number", mid)
+    if not -INT32 - 1 <= code <= INT32:
+        raise MalformedMessageError("'errorStatus.code' is out of the int32 range", mid)
     message = status.get("message", "")
     if not isinstance(message, str):
         raise MalformedMessageError("'errorStatus.message' is not text", mid)
@@ -321,11 +330,14 @@ def _error_status(status: object, mid: str) -> tuple[int, str]:
 
 
 def _scrub(text: str, params: Mapping[str, Any]) -> str:
-    """Remove echoed credentials from DTS's error text before the params are dropped."""
-    for key, value in params.items():
-        if _SECRET_PARAM_RE.search(key) and isinstance(value, str) and len(value) >= 4:
-            text = text.replace(value, _REDACTED)
-    return _AWS_KEY_ID_RE.sub(_REDACTED, text)
+    """DTS's error text, redacted where it enters; the config's echoed key params are scrubbed
+    too, before the params are dropped."""
+    echoed = [
+        value
+        for key, value in params.items()
+        if isinstance(key, str) and _SECRET_PARAM_RE.search(key) and isinstance(value, str)
+    ]
+    return redact(text, also=echoed)
 
 
 def _parse_event(data: bytes, attributes: Mapping[str, str], mid: str) -> Event:
@@ -337,7 +349,7 @@ def _parse_event(data: bytes, attributes: Mapping[str, str], mid: str) -> Event:
     body = _json_object(data, mid)
     run_id = _required_str(body, "runId", mid)
     if not _RUN_ID_RE.fullmatch(run_id):
-        raise MalformedMessageError("'runId' is not YYYYMMDDHHMM", mid)
+        raise MalformedMessageError("'runId' is not YYYYMMDDHHMM[SS]", mid)
     at = _timestamp(_required(body, "at", mid), "at", mid)
     payload = body.get("data", {})
     if not isinstance(payload, dict):
@@ -379,9 +391,14 @@ def _timestamp(value: object, key: str, mid: str) -> datetime:
     if not isinstance(value, str):
         raise MalformedMessageError(f"'{key}' is not a timestamp", mid)
     try:
-        return parse_timestamp(value)
+        moment = parse_timestamp(value)
     except (ValueError, OverflowError):
         raise MalformedMessageError(f"'{key}' is not an RFC 3339 timestamp", mid) from None
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise MalformedMessageError(
+            f"'{key}' is out of range ({EARLIEST_TIME.year} to {LATEST_TIME.year - 1})", mid
+        )
+    return moment
 
 
 def _clip(value: object, limit: int = 64) -> str:

@@ -31,7 +31,6 @@ from orchestrator.core.errors import (
     Rds2bqError,
     TransientError,
 )
-from orchestrator.core.model import floor_minute, now_utc
 from orchestrator.faces import http
 from orchestrator.logs import redact
 from orchestrator.present import terminal as render
@@ -61,11 +60,12 @@ exit codes:
      (HTTP 409): a run in flight, the export's files gone
 """
 
+RUN_ID_HELP = "the run (UTC: YYYYMMDDHHMM for a daily run, YYYYMMDDHHMMSS for a re-export)"
 DESCRIPTION = """\
 rds2bq: land Amazon RDS / Aurora exports in BigQuery, daily.
 
 commands:
-  start    start the export of a run (default slot: now, to the minute)
+  start    start the export of a run (--slot: the daily slot it is for)
   poll     advance every open run by one step (what Cloud Scheduler calls)
   sync     make the DTS transfer configs and destination tables match the tables file
   rerun    re-transfer tables of a run from its export, or re-export (optionally as of a day)
@@ -144,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     start = command("start", "start the export of a run")
     start.add_argument(
         "--slot",
-        help="the run's slot, RFC 3339 (default: now, to the minute), e.g. 2026-11-27T15:00:00Z",
+        help=(
+            "the daily slot the run is for, RFC 3339, e.g. 2026-11-27T15:00:00Z (required, as for "
+            "the HTTP function: a slot taken from the clock would start a new export every minute)"
+        ),
     )
     start.add_argument("--json", action="store_true", help="print the run as JSON")
 
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"  {PROG} rerun 202611271500 --export --failed\n"
         "--dry-run runs every check and changes nothing.",
     )
-    rerun.add_argument("run_id", nargs="?", help="the run (YYYYMMDDHHMM, UTC)")
+    rerun.add_argument("run_id", nargs="?", help=RUN_ID_HELP)
     rerun.add_argument(
         "--table",
         action="append",
@@ -183,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--failed", action="store_true", help="every failed table of RUN_ID")
     rerun.add_argument("--export", action="store_true", help="a new export (implied by --as-of)")
     rerun.add_argument(
-        "--as-of", metavar="DATE", help="export the retained automated snapshot of this UTC day"
+        "--as-of",
+        metavar="DATE",
+        help=(
+            "export the retained automated snapshot taken on this day, YYYY-MM-DD, a day in the "
+            "configured time zone (RDS2BQ_TIMEZONE, default Asia/Tokyo)"
+        ),
     )
     rerun.add_argument("--dry-run", action="store_true", help="check and show, change nothing")
     rerun.add_argument(
@@ -199,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a run with its tables and errors; recent runs without RUN_ID",
         "Reads the run ledger (the export's progress is what the last poll saw).",
     )
-    status.add_argument("run_id", nargs="?", help="the run (YYYYMMDDHHMM, UTC)")
+    status.add_argument("run_id", nargs="?", help=RUN_ID_HELP)
     status.add_argument(
         "--watch",
         action="store_true",
@@ -389,8 +397,15 @@ def _devstack(name: str, argv: Sequence[str]) -> int:
 
 
 def cmd_start(cli: Cli) -> int:
-    slot = http.parse_time(cli.args.slot, "--slot") if cli.args.slot else floor_minute(now_utc())
-    run = cli.wiring.service.start_export(slot)
+    # The HTTP function's policy (http.scheduled_slot): no slot is taken from the clock, or two
+    # calls a minute apart would start two exports.
+    if not cli.args.slot:
+        raise BadRequestError(
+            "no slot: pass --slot with the daily slot to start, e.g. --slot 2026-11-27T15:00:00Z "
+            "(a repeat with the same slot adopts the run; to export again now, use "
+            "`rerun --export`)"
+        )
+    run = cli.wiring.service.start_export(http.parse_time(cli.args.slot, "--slot"))
     if cli.args.json:
         cli.json({"run": run})
     else:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
+from orchestrator.core import jsontext
 from orchestrator.core.errors import (
     BadRequestError,
     ConfigError,
@@ -23,11 +25,19 @@ from orchestrator.core.errors import (
     PermanentError,
     TransientError,
 )
+from orchestrator.core.model import EARLIEST_TIME, LATEST_TIME
 from orchestrator.logs import redact
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 8  # no body of ours nests beyond 2 levels
+MAX_QUERY_VALUE = 256
+MAX_TIME_TEXT = 64
 Reply = tuple[str, int, dict[str, str]]
+_ISO_TIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 def _default(value: Any) -> Any:
@@ -78,9 +88,14 @@ def json_body(request: Any, allowed: set[str]) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequestError(f"body is not valid JSON: {exc}") from exc
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError("body is not UTF-8 text") from None
+    try:
+        body = jsontext.loads(text, MAX_JSON_DEPTH)
+    except jsontext.JsonTextError as exc:
+        # The reason names a position or a rule, never the body (which may hold anything).
+        raise BadRequestError(f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequestError("body must be a JSON object")
     unknown = sorted(set(body) - allowed)
@@ -92,16 +107,58 @@ def json_body(request: Any, allowed: set[str]) -> dict[str, Any]:
     return body
 
 
+def _clip(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_time(value: Any, field: str) -> datetime:
+    """An RFC 3339 time with its zone (``Z`` or an offset), as aware UTC; 400 with the reason."""
     if not isinstance(value, str):
         raise BadRequestError(f"{field} must be an RFC 3339 timestamp string")
+    text = value.strip(" ")
+    # ASCII only: fromisoformat and int() accept other scripts' digits, which no caller means.
+    if len(text) > MAX_TIME_TEXT or not _ISO_TIME_RE.fullmatch(text):
+        raise BadRequestError(
+            f"{field}={_clip(value)} is not an RFC 3339 timestamp, e.g. 2026-11-27T15:00:00Z"
+        )
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError as exc:
-        raise BadRequestError(f"{field}={value!r} is not an RFC 3339 timestamp") from exc
+        raise BadRequestError(f"{field}={_clip(value)} is not a valid time: {exc}") from None
     if parsed.tzinfo is None:
-        raise BadRequestError(f"{field}={value!r} has no time zone (add Z or an offset)")
-    return parsed
+        raise BadRequestError(f"{field}={_clip(value)} has no time zone (add Z or an offset)")
+    try:
+        moment = parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        moment = None  # the offset takes it past datetime's range
+    if moment is None or not EARLIEST_TIME <= moment < LATEST_TIME:
+        span = f"{EARLIEST_TIME.year} to {LATEST_TIME.year - 1}"
+        raise BadRequestError(f"{field}={_clip(value)} is out of range ({span})")
+    return moment
+
+
+def query_params(request: Any, allowed: set[str]) -> dict[str, str]:
+    """The query string as one value per name: unknown names, repeats, long or control-character
+    values are refused (400), so a service sees only what it can act on."""
+    args = request.args
+    names = list(args.keys())
+    unknown = sorted(set(names) - allowed)
+    if unknown:
+        raise BadRequestError(
+            f"unknown parameter(s): {', '.join(_clip(n) for n in unknown)}; allowed: "
+            f"{', '.join(sorted(allowed)) or 'none'}"
+        )
+    params: dict[str, str] = {}
+    for name in names:
+        values = args.getlist(name)
+        if len(values) != 1:
+            raise BadRequestError(f"parameter {name} is given {len(values)} times")
+        value = values[0]
+        if len(value) > MAX_QUERY_VALUE or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise BadRequestError(f"parameter {name} is too long or has control characters")
+        params[name] = value
+    return params
 
 
 def scheduled_slot(request: Any, body: Mapping[str, Any]) -> datetime:

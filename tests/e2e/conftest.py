@@ -1,5 +1,5 @@
 """e2e stacks share moto's in-process backends: each gets its own deployment name (RDS2BQ_ENV),
-so export ids (rds2bq-ENV-YYYYMMDDHHMM) of stacks started in the same minute never collide."""
+so export ids (rds2bq-ENV-YYYYMMDDHHMMSS) of stacks started in the same minute never collide."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 
 from devstack.aws import realistic_layout
 from devstack.stack import LocalStack, call, start_stack, wait_for
-from orchestrator.core.model import RunState, TableState
+from orchestrator.core.model import RunState, TableState, export_task_id
 from orchestrator.present.slack import validate_payload
 from tests.e2e.conftest import isolated_env
 
@@ -53,8 +53,8 @@ def test_a_whole_day(stack: LocalStack) -> None:
     statuses = [call(stack, "start_export", headers=schedule(slot))[0] for _ in range(3)]
     assert statuses == [200, 200, 200]
     run_id = slot.strftime("%Y%m%d%H%M")
-    task_id = f"rds2bq-{stack.env['RDS2BQ_ENV']}-{run_id}"
-    assert [t for t in stack.control.tasks() if t.endswith(run_id)] == [task_id]
+    task_id = export_task_id(stack.env["RDS2BQ_ENV"], slot)
+    assert [t for t in stack.control.tasks() if t.startswith(task_id[:-2])] == [task_id]
 
     # WHEN the export progresses and completes with a realistic layout and one skipped table
     stack.control.progress(task_id, 50, gb=2)

@@ -41,7 +41,7 @@ def test_fifty_tables_three_failures_three_posts_one_summary_and_replays_post_no
         stack.dts.set_outcome(key.replace(".", "__"), "FAILED", f"{key} failed to load", code=3)
     slot = datetime.now(UTC).replace(second=0, microsecond=0)
     call(stack, "start_export", {"slot": slot.isoformat()})
-    task = f"rds2bq-{stack.env['RDS2BQ_ENV']}-{slot:%Y%m%d%H%M}"
+    task = f"rds2bq-{stack.env['RDS2BQ_ENV']}-{slot:%Y%m%d%H%M%S}"
     files, skipped = realistic_layout(TABLES)
     stack.control.complete(task, files, skipped)
     call(stack, "poll")

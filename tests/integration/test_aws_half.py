@@ -58,8 +58,8 @@ def test_ten_concurrent_starts_give_one_export_task_and_one_run(day: Any) -> Non
     run_ids = {r.run_id for r in runs}
     assert len(run_ids) == 1
     run_id = run_ids.pop()
-    tasks = [t for t in day.control.tasks() if t.endswith(run_id)]
-    assert tasks == [f"rds2bq-{day.settings.env}-{run_id}"]
+    tasks = [t for t in day.control.tasks() if t.startswith(f"rds2bq-{day.settings.env}-{run_id}")]
+    assert tasks == [runs[0].export_task_id]
     assert [r.run_id for r in day.ledger.recent_runs(10)] == [run_id]
     assert [e.kind for e in day.events.events] == [EventKind.EXPORT_STARTED]
     task = day.control.task(tasks[0])

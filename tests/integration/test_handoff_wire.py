@@ -69,7 +69,7 @@ def build(
         sleep=lambda _: None,
     )
     service.start_export(NOW)
-    task = f"rds2bq-prod-{NOW:%Y%m%d%H%M}"
+    task = f"rds2bq-prod-{NOW:%Y%m%d%H%M%S}"
     exporter.tables_info[task] = [
         TableExportStatus(f"shop.shop.t{i:03d}", "COMPLETE") for i in range(n)
     ]

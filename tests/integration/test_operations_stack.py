@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from functions_framework import create_app
@@ -94,7 +95,7 @@ class Local:
         code, out, err = self.cli("start", "--slot", slot)
         assert code == 0, err
         self.run_id = out.split()[1].rstrip(":")
-        task = f"rds2bq-{self.env['RDS2BQ_ENV']}-{self.run_id}"
+        task = out.split(" export ")[1].split()[0]
         self.control.complete(
             task,
             {f"shop.{k}": table_files(f"shop/{k}", (1, 2)) for k in TABLES},
@@ -367,7 +368,9 @@ def test_dry_run_changes_nothing_and_a_repeat_starts_nothing_twice(local: Local)
 
 
 def local_day(local: Local, days_ago: int) -> str:
-    return (datetime.now(UTC) - timedelta(days=days_ago)).date().isoformat()
+    """A day as an operator types it: in the configured time zone (Asia/Tokyo by default)."""
+    tz = ZoneInfo(local.env.get("RDS2BQ_TIMEZONE") or "Asia/Tokyo")
+    return (datetime.now(tz) - timedelta(days=days_ago)).date().isoformat()
 
 
 # --------------------------------------------------------------------------- re-export as of a day
@@ -377,13 +380,19 @@ def test_as_of_a_day_exports_the_newest_available_snapshot_of_that_day(local: Lo
     local.cli("sync")
     now = datetime.now(UTC)
     day = (now - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
-    # GIVEN that day's seeded 18:05 snapshot, plus an earlier one and a later one still creating
-    early = add_cluster_snapshot("shop-aurora", day + timedelta(hours=3), "available", REGION)
+    # GIVEN the seeded snapshot of 18:05 UTC that day, which is 03:05 the next day in Tokyo (the
+    # configured time zone), plus an earlier one just after Tokyo's midnight (15:30 UTC) and a
+    # later one still creating
+    early = add_cluster_snapshot(
+        "shop-aurora", day + timedelta(hours=15, minutes=30), "available", REGION
+    )
     creating = add_cluster_snapshot("shop-aurora", day + timedelta(hours=21), "creating", REGION)
     expected = local.account.snapshots[1]  # days ago: 3, 2, 1
     assert expected not in (early, creating)
+    tokyo_day = (day + timedelta(days=1)).date().isoformat()
 
-    code, out, err = local.cli("rerun", "--as-of", day.date().isoformat(), "--json")
+    # WHEN the operator asks for that day in Tokyo
+    code, out, err = local.cli("rerun", "--as-of", tokyo_day, "--json")
 
     assert code == 0, out + err
     result = json.loads(out)
@@ -403,9 +412,10 @@ def test_as_of_a_day_exports_the_newest_available_snapshot_of_that_day(local: Lo
 
 def test_status_watch_follows_an_export_with_a_progress_bar(local: Local) -> None:
     local.cli("sync")
-    code, out, _ = local.cli("start")
+    # The slot is passed, as the CLI requires: it takes none from the clock.
+    code, out, _ = local.cli("start", "--slot", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:00Z"))
     run_id = out.split()[1].rstrip(":")
-    task = f"rds2bq-{local.env['RDS2BQ_ENV']}-{run_id}"
+    task = out.split(" export ")[1].split()[0]
     steps = iter(
         [
             lambda: (local.control.progress(task, 40, gb=1), local.cli("poll")),

@@ -106,7 +106,7 @@ def test_first_sync_creates_everything_and_a_second_changes_nothing(world: World
     configs = {c.display_name: c for c in world.dts.configs()}
     orders = configs["rds2bq-prod:shop.orders"]
     assert orders.params["data_path"] == (
-        's3://acme-rds-exports/rds2bq/rds2bq-prod-{run_time|"%Y%m%d%H%M"}/shop/shop.orders/'
+        's3://acme-rds-exports/rds2bq/rds2bq-prod-{run_time|"%Y%m%d%H%M%S"}/shop/shop.orders/'
         "*.parquet"
     )
     assert orders.destination_dataset_id == "rds_shop"

@@ -97,7 +97,7 @@ def test_failed_run_keeps_dts_error_but_scrubs_the_echoed_key() -> None:
     assert note.error_code == 9
     assert note.error_message.startswith("Failed to list objects under s3://acme-rds-exports/")
     assert "Access Denied" in note.error_message
-    assert "[redacted]" in note.error_message  # the key id DTS echoed in its message
+    assert "[REDACTED]" in note.error_message  # the key id DTS echoed in its message
     assert CANARY not in note.error_message
 
 
@@ -163,7 +163,7 @@ def test_an_aws_key_id_in_any_error_text_is_scrubbed() -> None:
     note = parse_message(message)
 
     assert isinstance(note, TransferRunFinished)
-    assert note.error_message == "denied for [redacted] and [redacted]"
+    assert note.error_message == "denied for [REDACTED] and [REDACTED]"
 
 
 # --------------------------------------------------------------------------- our events

@@ -423,10 +423,11 @@ def test_a_re_export_is_a_new_run_with_a_new_export_of_the_chosen_tables() -> No
     ops = Ops().closed_partial()
     ops.w.clock.current = datetime(2026, 11, 28, 1, 30, 42, tzinfo=UTC)
     result = ops.rerun(mode="export", run_id=RUN_ID, failed=True)
-    assert result.run_id == "202611280130" and result.mode is Mode.EXPORT
-    run = ops.run("202611280130")
+    # A re-export's run time is its minute at second 01, so its ids can never be a daily run's.
+    assert result.run_id == "20261128013001" and result.mode is Mode.EXPORT
+    run = ops.run("20261128013001")
     assert (run.kind, run.parent_run_id, run.tables) == ("rerun", RUN_ID, tuple(KEYS[1:]))
-    assert run.export_task_id == "rds2bq-prod-202611280130" != TASK
+    assert run.export_task_id == "rds2bq-prod-20261128013001" != TASK
     assert ops.w.exporter.export_only[run.export_task_id] == KEYS[1:]
     assert run.state is RunState.EXPORTING and result.state == "EXPORTING"
 
@@ -450,9 +451,12 @@ def test_as_of_exports_the_snapshot_of_that_day() -> None:
         ("arn:snap:20-late", day + timedelta(hours=18), "available"),
         ("arn:snap:21", day + timedelta(days=1, hours=18), "available"),
     ]
+    # The day is read in the configured time zone (Asia/Tokyo, UTC+9): 2026-11-20 there runs from
+    # 11-19 15:00 to 11-20 15:00 UTC, so "20-late" (11-21 03:00 JST) is the next day's snapshot.
     result = ops.rerun(as_of="2026-11-20", tables=[KEYS[0]])
-    assert result.source_arn == "arn:snap:20-late"
-    assert ops.run(result.run_id).snapshot_time == day + timedelta(hours=18)
+    assert result.source_arn == "arn:snap:20-early"
+    assert ops.run(result.run_id).snapshot_time == day + timedelta(hours=3)
+    assert "as of 2026-11-20 12:00 JST (Asia/Tokyo; 2026-11-20 03:00 UTC)" in result.message
     ops.w.clock.advance(minutes=1)
     with pytest.raises(NoSnapshotError):
         ops.rerun(as_of="2026-11-10", tables=[KEYS[1]])
@@ -524,3 +528,29 @@ def test_a_re_export_request_id_is_answered_once() -> None:
 
 def test_as_of_date_type() -> None:
     assert RerunRequest.from_body({"as_of": "2026-11-20"}).as_of == date(2026, 11, 20)
+
+
+def test_as_of_is_a_day_in_the_configured_time_zone_around_local_midnight() -> None:
+    # GIVEN 00:00:20 on the 28th in Tokyo (15:00:20 on the 27th, UTC), and snapshots taken just
+    # after Tokyo's midnight and just before it
+    ops = Ops(RDS2BQ_SOURCE_KIND="cluster-snapshot")
+    midnight = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 2026-11-28 00:00 JST
+    ops.exporter.snapshots = [
+        ("arn:snap:27-jst", midnight - timedelta(minutes=1), "available"),
+        ("arn:snap:28-jst", midnight + timedelta(seconds=10), "available"),
+    ]
+    # WHEN an operator asks for today, the 28th, which is still tomorrow in UTC
+    result = ops.rerun(as_of="2026-11-28", tables=[KEYS[0]])
+    # THEN it is not "in the future", and it is the snapshot of Tokyo's 28th
+    assert result.source_arn == "arn:snap:28-jst"
+    ops.w.clock.advance(minutes=1)
+    assert ops.rerun(as_of="2026-11-27", tables=[KEYS[1]]).source_arn == "arn:snap:27-jst"
+    with pytest.raises(BadRequestError, match=r"in the future \(Asia/Tokyo: today is 2026-11-28\)"):
+        ops.rerun(as_of="2026-11-29", tables=[KEYS[0]])
+
+
+def test_as_of_in_utc_when_so_configured() -> None:
+    ops = Ops(RDS2BQ_SOURCE_KIND="cluster-snapshot", RDS2BQ_TIMEZONE="UTC")
+    midnight = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+    ops.exporter.snapshots = [("arn:snap:26", midnight - timedelta(minutes=1), "available")]
+    assert ops.rerun(as_of="2026-11-26", tables=[KEYS[0]]).source_arn == "arn:snap:26"

@@ -29,7 +29,7 @@ from tests.fakes import FakeExporter, FakeTransfers, FixedClock, InMemoryLedger
 from tests.unit.test_config import VALID
 
 SLOT = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 00:00 Asia/Tokyo on the 28th
-TASK = "rds2bq-prod-202611271500"
+TASK = "rds2bq-prod-20261127150000"
 
 
 class World:
@@ -355,7 +355,7 @@ def test_a_table_still_loading_for_an_older_run_waits_for_that_load() -> None:
     today = SLOT + timedelta(days=1)
     w.clock.current = today + timedelta(seconds=20)
     w.service.start_export(today)
-    task = f"rds2bq-prod-{today:%Y%m%d%H%M}"
+    task = f"rds2bq-prod-{today:%Y%m%d%H%M%S}"
     w.exporter.tables_info[task] = [
         TableExportStatus("shop.shop.orders", "COMPLETE"),
         TableExportStatus("shop.shop.customers", "COMPLETE"),

@@ -66,7 +66,7 @@ def test_desired_configs_follow_the_settings() -> None:
     assert orders.display_name == "rds2bq-prod:shop.orders"
     assert orders.destination_table == "shop__orders"
     assert orders.data_path == (
-        's3://acme-rds-exports/rds2bq/rds2bq-prod-{run_time|"%Y%m%d%H%M"}/shop/shop.orders/'
+        's3://acme-rds-exports/rds2bq/rds2bq-prod-{run_time|"%Y%m%d%H%M%S"}/shop/shop.orders/'
         "*.parquet"
     )
     assert orders.notification_topic == "projects/acme/topics/rds2bq-events"
