@@ -31,6 +31,7 @@ from orchestrator.app.sync import AccessKeys, display_name_for, primary_config, 
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.model import utc
+from orchestrator.core.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class DtsTransfers:
         return RunOutcome(
             state=dts.TransferState(run.state).name,
             error_code=int(run.error_status.code),
-            error_message=str(run.error_status.message),
+            error_message=redact(str(run.error_status.message)),
             started_at=utc(run.start_time) if run.start_time else None,
             finished_at=utc(run.end_time) if run.end_time else None,
         )

@@ -14,6 +14,7 @@ something must look before it retries (docs/platform.md, "Errors and unknown out
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,7 +24,9 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 
 from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.redaction import redact
 
+_REST_PREFIX = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE) \S+: ")
 TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.TooManyRequests,  # ResourceExhausted is one
@@ -43,7 +46,10 @@ TRANSIENT = (
 
 
 def message(exc: BaseException) -> str:
-    return str(getattr(exc, "message", None) or exc)
+    """The vendor's own words, scrubbed where they enter (a DTS error may echo a key id), without
+    the method and URL the REST transports put before them."""
+    text = str(getattr(exc, "message", None) or exc)
+    return redact(_REST_PREFIX.sub("", text, count=1))
 
 
 def outcome_unknown(exc: BaseException) -> bool:

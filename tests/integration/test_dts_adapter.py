@@ -300,3 +300,25 @@ def test_no_log_ever_sees_the_secret(
     assert any("transferConfigs" in r.getMessage() for r in all_debug_records)
     assert not any(KEYS.secret_access_key in str(vars(r)) for r in all_debug_records)
     assert not any(KEYS.secret_access_key in r.getMessage() for r in all_debug_records)
+
+
+def test_what_dts_says_is_redacted_where_it_enters(
+    dts_standin: DtsStandin, transfers: DtsTransfers, configs: dict[str, TransferConfig]
+) -> None:
+    # GIVEN DTS errors that echo an access key id (a failed run, and a refused call)
+    leaked = "AKIAIOSFODNN7EXAMPLE"
+    orders = configs["shop.orders"]
+    dts_standin.set_outcome(orders.name, message=f"The AWS Access Key Id {leaked} does not exist")
+    run = transfers.start_run(orders.name, RUN_TIME)
+    dts_standin.finish_pending()
+
+    # WHEN the adapter reads the run and meets the refusal
+    outcome = transfers.run_outcome(run)
+    dts_standin.faults.fail_next(1, "PERMISSION_DENIED", message=f"key {leaked} is not allowed")
+    with pytest.raises(PermanentError) as refused:
+        transfers.configs_by_table()
+
+    # THEN neither carries the key id on: every later path (ledger, Slack, status) is clean
+    assert outcome.state == "FAILED" and "does not exist" in outcome.error_message
+    assert leaked not in outcome.error_message
+    assert "not allowed" in str(refused.value) and leaked not in str(refused.value)
