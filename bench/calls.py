@@ -274,7 +274,7 @@ def play_day(peers: Any, slack: Any, n: int, run_times: Any, log: Any = print) -
     from orchestrator.adapters.aws_session import build_session
     from orchestrator.adapters.pubsub import PubsubEventBus
     from orchestrator.adapters.secrets import SecretManagerSecrets
-    from orchestrator.notifications import PubsubMessage
+    from orchestrator.core.notifications import PubsubMessage
 
     install()
     dts = peers.start_dts(s3=True)

@@ -219,8 +219,8 @@ class Preparer:
 
     def service(self, env: dict[str, str], exporter: Any, clock: Any) -> Any:
         from orchestrator.adapters.dts import build_transfer_runner
-        from orchestrator.ports import RecordingEventBus
-        from orchestrator.service import Orchestrator
+        from orchestrator.app.daily import Orchestrator
+        from orchestrator.app.ports import RecordingEventBus
 
         settings = load(env)
         transfers = build_transfer_runner(settings)
@@ -235,7 +235,7 @@ class Preparer:
 
     def exported(self, collection: str) -> tuple[dict[str, str], Any, Any, Any]:
         """A run whose export completed 15 minutes ago (margin passed), not yet handed off."""
-        from orchestrator.model import ExportStatus, RunState, TableExportStatus
+        from orchestrator.core.model import ExportStatus, RunState, TableExportStatus
         from tests.fakes import FakeExporter, FixedClock
 
         env = self.env(collection)
@@ -295,11 +295,11 @@ class Preparer:
         and the failed table's record."""
         from bench.common import FixedOffsetClock
         from devstack.aws import realistic_layout
-        from orchestrator.model import RunState, TableState
-        from orchestrator.notifications import message_from_push
-        from orchestrator.notify import NotifyService
-        from orchestrator.ports import RecordingEventBus, RecordingNotifier
-        from orchestrator.sync import display_name_for
+        from orchestrator.app.notify import NotifyService
+        from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
+        from orchestrator.core.keys import display_name_for
+        from orchestrator.core.model import RunState, TableState
+        from orchestrator.core.notifications import message_from_push
 
         env = self.env(collection)
         clock = FixedOffsetClock()

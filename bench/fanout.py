@@ -61,9 +61,9 @@ class Delayed:
 
 def _handoff(run_time: datetime) -> dict[str, Any]:
     from orchestrator.adapters.dts import build_transfer_runner
-    from orchestrator.model import ExportStatus, RunState, TableExportStatus, TableState
-    from orchestrator.ports import RecordingEventBus
-    from orchestrator.service import Orchestrator
+    from orchestrator.app.daily import Orchestrator
+    from orchestrator.app.ports import RecordingEventBus
+    from orchestrator.core.model import ExportStatus, RunState, TableExportStatus, TableState
     from tests.fakes import FakeExporter, FixedClock, InMemoryLedger
 
     settings = load(os.environ)

@@ -47,8 +47,8 @@ from bench.peers import complete_export
 
 def _child(run_time: datetime) -> dict[str, Any]:
     from orchestrator import wiring
-    from orchestrator.model import TableState
-    from orchestrator.ports import RecordingEventBus
+    from orchestrator.app.ports import RecordingEventBus
+    from orchestrator.core.model import TableState
     from tests.fakes import InMemoryLedger
 
     settings = load(os.environ)

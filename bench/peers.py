@@ -156,7 +156,7 @@ def create_configs(settings: Any, target: str, threads: int = 8) -> int:
     production adapter (as ``sync`` would, without the BigQuery half). Returns how many."""
     from devstack.dts_standin import http_for
     from orchestrator.adapters.dts import build_transfer_runner
-    from orchestrator.sync import AccessKeys, desired_configs
+    from orchestrator.app.sync import AccessKeys, desired_configs
 
     transfers = build_transfer_runner(settings, http=http_for(target))
     keys = AccessKeys("AKIABENCHREADER00001", "bench-reader-secret-key-000000000000")
