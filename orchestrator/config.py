@@ -431,3 +431,10 @@ def parse_tables(text: str) -> tuple[tuple[TableRef, ...], list[str]]:
     if sum(len(t.export_only) + 1 for t in tables) > 200_000:
         problems.append("is longer than the 200 KB that RDS ExportOnly accepts")
     return tuple(tables), problems
+
+
+def env_secret_variable(name: str) -> str:
+    """The variable that holds secret ``name`` on the local secrets backend (``env``):
+    ``RDS2BQ_SECRET_<NAME>``, the name upper-cased, ``-`` and ``/`` as ``_``."""
+    tail = name.rsplit("/secrets/", 1)[-1].split("/versions/")[0]
+    return "RDS2BQ_SECRET_" + tail.upper().replace("-", "_").replace("/", "_")

@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.app.daily import Orchestrator
 from orchestrator.app.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
 from orchestrator.config import Settings, load_settings
-from orchestrator.core.model import Event, now_utc
+from orchestrator.core.model import Event
+from orchestrator.core.timestamps import now_utc
 
 if TYPE_CHECKING:
+    from orchestrator.app.checks import Context
     from orchestrator.app.notify import NotifyService
+    from orchestrator.app.ports import AwsProbePort, ConfigStore, DestinationTables, TopicProbePort
     from orchestrator.app.reruns import Reruns
     from orchestrator.app.status import StatusReader
 
@@ -146,6 +149,79 @@ class Wiring:
 
         return StatusReader(self.ledger, SystemClock())
 
+    def doctor_context(self, *, send_test: bool = False) -> Context:
+        """What doctor's checks probe, each built on first use from these settings."""
+        from orchestrator.adapters.probes import unverified_claims
+        from orchestrator.app.checks import Context
+        from orchestrator.present import slack
+
+        s = self.settings
+
+        def aws() -> AwsProbePort:
+            from orchestrator.adapters.aws_session import client
+            from orchestrator.adapters.probes import AwsProbe
+
+            session = self.aws_session()
+            return AwsProbe(
+                **{
+                    name: client(session, name, s.aws_endpoint_url)
+                    for name in ("sts", "s3", "kms", "iam", "rds")
+                }
+            )
+
+        def configs() -> ConfigStore:
+            from orchestrator.adapters.dts import build_transfer_runner
+
+            return build_transfer_runner(s)
+
+        def tables() -> DestinationTables:
+            from orchestrator.adapters.bigquery import build_destination_tables
+
+            return build_destination_tables(s)
+
+        def topics() -> TopicProbePort:
+            from orchestrator.adapters.probes import TopicProbe
+            from orchestrator.adapters.pubsub import build_publisher
+
+            return TopicProbe(build_publisher())
+
+        def id_token() -> str:
+            from orchestrator.adapters.aws_session import google_id_token_loader
+
+            return google_id_token_loader(s.aws_audience)()
+
+        def assume(token: str) -> str:
+            from orchestrator.adapters.probes import anonymous_sts, assume_web_identity
+
+            sts = anonymous_sts(s.aws_region, s.aws_endpoint_url)
+            return assume_web_identity(sts, s.aws_role_arn, token, "rds2bq-doctor")
+
+        def trust_policy() -> dict[str, Any] | None:
+            # The operator's own credentials, if they may read the role.
+            from orchestrator.adapters.probes import AwsProbe, operator_iam
+
+            iam = operator_iam(s.aws_endpoint_url)
+            probe = AwsProbe(sts=None, s3=None, kms=None, iam=iam, rds=None)
+            return probe.role(s.aws_role_arn).trust_policy
+
+        return Context(
+            settings=s,
+            aws=_once(aws),
+            exporter=self.exporter,
+            configs=_once(configs),
+            tables=_once(tables),
+            topics=_once(topics),
+            secrets=lambda: self.secrets,
+            ledger=lambda: self.ledger,
+            notifier=lambda: self.notifier,
+            id_token=id_token,
+            assume_web_identity=assume,
+            trust_policy=trust_policy,
+            send_test=send_test,
+            claims=unverified_claims,
+            test_message=lambda: slack.test_message(s),
+        )
+
 
 _current: Wiring | None = None
 _current_lock = threading.Lock()
@@ -172,3 +248,14 @@ def reset() -> None:
     global _current
     with _current_lock:
         _current = None
+
+
+def _once(factory: Callable[[], Any]) -> Callable[[], Any]:
+    built: list[Any] = []
+
+    def get() -> Any:
+        if not built:
+            built.append(factory())
+        return built[0]
+
+    return get

@@ -26,12 +26,13 @@ from orchestrator.adapters.google_errors import (
     outcome_unknown,
     translated,
 )
-from orchestrator.app.ports import RunOutcome, Secrets, TransferConfig
-from orchestrator.app.sync import AccessKeys, display_name_for, primary_config, table_key_of
+from orchestrator.app.ports import AccessKeys, RunOutcome, Secrets, TransferConfig
+from orchestrator.app.sync import primary_config
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.model import utc
+from orchestrator.core.keys import display_name_for, table_key_of
 from orchestrator.core.redaction import redact
+from orchestrator.core.timestamps import utc
 
 log = logging.getLogger(__name__)
 

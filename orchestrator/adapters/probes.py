@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator.adapters.aws import translate
 from orchestrator.adapters.google_errors import TRANSIENT, message
+from orchestrator.app.ports import KmsKey, Role, SourceEngine, Topic
 from orchestrator.core.errors import (
     AccessDeniedError,
     NotFoundError,
@@ -36,58 +36,6 @@ _NOT_FOUND_CODES = {
     "NoSuchEntityException",
 }
 _DENIED_CODES = {"AccessDenied", "AccessDeniedException", "403", "Forbidden"}
-
-
-@dataclass(frozen=True)
-class KmsKey:
-    arn: str
-    state: str  # Enabled | Disabled | PendingDeletion | PendingImport | Unavailable
-    usage: str  # ENCRYPT_DECRYPT ...
-    spec: str  # SYMMETRIC_DEFAULT ...
-
-
-@dataclass(frozen=True)
-class Role:
-    arn: str
-    trust_policy: dict[str, Any]
-
-    @property
-    def trusted_services(self) -> frozenset[str]:
-        services: set[str] = set()
-        for statement in _statements(self.trust_policy):
-            if statement.get("Effect") != "Allow":
-                continue
-            principal = statement.get("Principal", {})
-            if isinstance(principal, dict):
-                services.update(_as_list(principal.get("Service")))
-        return frozenset(services)
-
-
-@dataclass(frozen=True)
-class SourceEngine:
-    engine: str
-    status: str
-
-
-@dataclass(frozen=True)
-class Topic:
-    path: str
-    schema: str  # '' when the topic has no schema (DTS requires none)
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        return [statements]
-    return [s for s in statements if isinstance(s, dict)]
 
 
 def _code(exc: ClientError) -> str:

@@ -19,6 +19,7 @@ from google.api_core import retry as retries
 from google.auth import exceptions as auth_exc
 
 from orchestrator.adapters.google_errors import TRANSIENT, local_client_options
+from orchestrator.config import env_secret_variable
 from orchestrator.core.errors import NotFoundError, PermanentError, TransientError
 from orchestrator.logs import register_secret
 
@@ -105,8 +106,7 @@ class EnvSecrets:
 
     @staticmethod
     def variable(name: str) -> str:
-        tail = name.rsplit("/secrets/", 1)[-1].split("/versions/")[0]
-        return "RDS2BQ_SECRET_" + tail.upper().replace("-", "_").replace("/", "_")
+        return env_secret_variable(name)
 
     def get(self, name: str) -> str:
         value = self._env.get(self.variable(name))

@@ -35,6 +35,7 @@ from orchestrator.core.errors import (
     PermanentError,
     TransientError,
 )
+from orchestrator.core.keys import daily_run_time, transfer_key
 from orchestrator.core.model import (
     ExportStatus,
     Run,
@@ -43,9 +44,7 @@ from orchestrator.core.model import (
     TableRun,
     TableState,
     Transition,
-    daily_run_time,
 )
-from orchestrator.core.notifications import transfer_key
 from orchestrator.core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,13 @@ from orchestrator.app.ports import Clock, EventBus, Ledger, Notifier
 from orchestrator.config import Settings
 from orchestrator.core import machine
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.model import Event, EventKind, RunState, TableState, run_id_for
+from orchestrator.core.keys import run_id_for, transfer_key
+from orchestrator.core.model import Event, EventKind, RunState, TableState
 from orchestrator.core.notifications import (
     MalformedMessageError,
     PubsubMessage,
     TransferRunFinished,
     parse_message,
-    transfer_key,
 )
 from orchestrator.present import slack
 

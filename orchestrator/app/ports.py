@@ -218,3 +218,112 @@ class RecordingNotifier:
 
     def post(self, payload: Mapping[str, Any]) -> None:
         self.payloads.append(payload)
+
+
+# --------------------------------------------------------------------------- sync
+
+
+@dataclass(frozen=True)
+class AccessKeys:
+    """The DTS reader's static AWS keys (DTS accepts no role or federation for S3)."""
+
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+
+
+class ConfigStore(Protocol):
+    """Transfer configs in one project and location (the DTS adapter implements it)."""
+
+    def list_configs(self) -> list[TransferConfig]:
+        """Every ``amazon_s3`` config; ``table_key`` is '' for configs that are not ours."""
+        ...
+
+    def create_config(self, config: TransferConfig, keys: AccessKeys) -> TransferConfig: ...
+
+    def update_config(self, name: str, config: TransferConfig, keys: AccessKeys) -> TransferConfig:
+        """Rewrite every field we manage on config ``name`` (the keys included)."""
+        ...
+
+    def delete_config(self, config: TransferConfig) -> None:
+        """Delete one of our configs; refuses a config that is not ours."""
+        ...
+
+
+class DestinationTables(Protocol):
+    """BigQuery destination tables (the BigQuery adapter implements it)."""
+
+    def missing(self, table_ids: Sequence[str]) -> list[str]:
+        """Which of these tables do not exist. Raises PermanentError if the dataset is absent."""
+        ...
+
+    def create(self, table_ids: Sequence[str]) -> list[str]:
+        """Create these tables (an existing one is not an error); return those created."""
+        ...
+
+
+# --------------------------------------------------------------------------- doctor's probes
+
+
+@dataclass(frozen=True)
+class KmsKey:
+    arn: str
+    state: str  # Enabled | Disabled | PendingDeletion | PendingImport | Unavailable
+    usage: str  # ENCRYPT_DECRYPT ...
+    spec: str  # SYMMETRIC_DEFAULT ...
+
+
+@dataclass(frozen=True)
+class Role:
+    arn: str
+    trust_policy: dict[str, Any]
+
+    @property
+    def trusted_services(self) -> frozenset[str]:
+        services: set[str] = set()
+        for statement in _statements(self.trust_policy):
+            if statement.get("Effect") != "Allow":
+                continue
+            principal = statement.get("Principal", {})
+            if isinstance(principal, dict):
+                services.update(_as_list(principal.get("Service")))
+        return frozenset(services)
+
+
+@dataclass(frozen=True)
+class SourceEngine:
+    engine: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Topic:
+    path: str
+    schema: str  # '' when the topic has no schema (DTS requires none)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        return [statements]
+    return [s for s in statements if isinstance(s, dict)]
+
+
+class AwsProbePort(Protocol):
+    def caller_arn(self) -> str: ...
+    def source_engine(self, kind: str, source_id: str) -> SourceEngine: ...
+    def bucket_region(self, bucket: str) -> str: ...
+    def kms_key(self, key_id: str) -> KmsKey: ...
+    def role(self, role_arn: str) -> Role: ...
+
+
+class TopicProbePort(Protocol):
+    def topic(self, path: str) -> Topic: ...
+    def publishers(self, path: str) -> list[str] | None: ...

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.core.errors import BadRequestError
-from orchestrator.core.model import run_time_of
+from orchestrator.core.keys import run_time_of
 
 RERUN_FIELDS = frozenset(
     {"run_id", "mode", "tables", "failed", "as_of", "dry_run", "request_id", "force"}

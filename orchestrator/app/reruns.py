@@ -23,7 +23,6 @@ No SDK import: everything goes through the ports, like the service.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,16 +43,8 @@ from orchestrator.core.errors import (
     TransferConfigMissingError,
     TransientError,
 )
-from orchestrator.core.model import (
-    Run,
-    RunState,
-    TableRun,
-    TableState,
-    Transition,
-    export_task_id,
-    reexport_run_time,
-    run_id_for,
-)
+from orchestrator.core.keys import export_task_id, reexport_run_time, rerun_request_key, run_id_for
+from orchestrator.core.model import Run, RunState, TableRun, TableState, Transition
 from orchestrator.core.retry import Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
@@ -104,7 +95,7 @@ class Reruns:
     # ------------------------------------------------------------------ idempotency key
 
     def _once(self, request: RerunRequest, now: datetime) -> RerunResult:
-        key = "rerun-" + hashlib.sha256(request.request_id.encode()).hexdigest()
+        key = rerun_request_key(request.request_id)
         target = (
             request.run_id if request.mode is Mode.TRANSFER else run_id_for(reexport_run_time(now))
         )

@@ -15,7 +15,8 @@ from typing import Any
 
 from orchestrator.app.ports import Clock, Ledger
 from orchestrator.core.errors import BadRequestError, NotFoundError
-from orchestrator.core.model import Run, RunState, TableRun, TableState, run_time_of
+from orchestrator.core.keys import run_time_of
+from orchestrator.core.model import Run, RunState, TableRun, TableState
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100

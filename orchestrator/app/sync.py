@@ -19,32 +19,21 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from orchestrator import logs
-from orchestrator.app.ports import Secrets, TransferConfig
+from orchestrator.app.ports import (
+    AccessKeys,
+    ConfigStore,
+    DestinationTables,
+    Secrets,
+    TransferConfig,
+)
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, Rds2bqError
-from orchestrator.core.model import EXPORT_TIME_FORMAT, TableRef
+from orchestrator.core.keys import display_name_for, export_id_template, table_key_of
+from orchestrator.core.model import TableRef
 
 log = logging.getLogger(__name__)
-
-MANAGED_PREFIX = "rds2bq-"
-
-
-# --------------------------------------------------------------------------- naming
-
-
-def display_name_for(env: str, table_key: str) -> str:
-    return f"{MANAGED_PREFIX}{env}:{table_key}"
-
-
-def table_key_of(display_name: str, env: str) -> str | None:
-    """The table key of one of *our* configs, or None when the config is not ours."""
-    prefix = display_name_for(env, "")
-    if not display_name.startswith(prefix):
-        return None
-    return display_name[len(prefix) :] or None
 
 
 def data_path_for(settings: Settings, table: TableRef) -> str:
@@ -55,7 +44,7 @@ def data_path_for(settings: Settings, table: TableRef) -> str:
     namings; the literal prefix ends with the table's folder and its ``/`` so that S3 lists
     neither ``db.orders_items`` nor another run's export.
     """
-    export_id = f'rds2bq-{settings.env}-{{run_time|"{EXPORT_TIME_FORMAT}"}}'
+    export_id = export_id_template(settings.env)
     parts = [settings.s3_prefix, export_id, table.export_dir, "*.parquet"]
     return f"s3://{settings.s3_bucket}/" + "/".join(p for p in parts if p)
 
@@ -79,14 +68,6 @@ def desired_configs(settings: Settings) -> dict[str, TransferConfig]:
 
 
 # --------------------------------------------------------------------------- keys
-
-
-@dataclass(frozen=True)
-class AccessKeys:
-    """The DTS reader's static AWS keys (DTS accepts no role or federation for S3)."""
-
-    access_key_id: str = field(repr=False)
-    secret_access_key: str = field(repr=False)
 
 
 def parse_access_keys(text: str, secret_name: str) -> AccessKeys:
@@ -114,39 +95,6 @@ def parse_access_keys(text: str, secret_name: str) -> AccessKeys:
 
 def load_access_keys(secrets: Secrets, secret_name: str) -> AccessKeys:
     return parse_access_keys(secrets.get(secret_name), secret_name)
-
-
-# --------------------------------------------------------------------------- protocols
-
-
-class ConfigStore(Protocol):
-    """Transfer configs in one project and location (the DTS adapter implements it)."""
-
-    def list_configs(self) -> list[TransferConfig]:
-        """Every ``amazon_s3`` config; ``table_key`` is '' for configs that are not ours."""
-        ...
-
-    def create_config(self, config: TransferConfig, keys: AccessKeys) -> TransferConfig: ...
-
-    def update_config(self, name: str, config: TransferConfig, keys: AccessKeys) -> TransferConfig:
-        """Rewrite every field we manage on config ``name`` (the keys included)."""
-        ...
-
-    def delete_config(self, config: TransferConfig) -> None:
-        """Delete one of our configs; refuses a config that is not ours."""
-        ...
-
-
-class DestinationTables(Protocol):
-    """BigQuery destination tables (the BigQuery adapter implements it)."""
-
-    def missing(self, table_ids: Sequence[str]) -> list[str]:
-        """Which of these tables do not exist. Raises PermanentError if the dataset is absent."""
-        ...
-
-    def create(self, table_ids: Sequence[str]) -> list[str]:
-        """Create these tables (an existing one is not an error); return those created."""
-        ...
 
 
 # --------------------------------------------------------------------------- planning

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from orchestrator.core.keys import export_task_id, is_daily_run_time, run_id_for
 from orchestrator.core.model import (
     Event,
     EventKind,
@@ -22,9 +23,6 @@ from orchestrator.core.model import (
     TableRun,
     TableState,
     Transition,
-    export_task_id,
-    is_daily_run_time,
-    run_id_for,
 )
 from orchestrator.core.redaction import redact
 

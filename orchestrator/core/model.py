@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-RUN_ID_FORMAT = "%Y%m%d%H%M"  # a daily run's id: its slot's minute
-RERUN_ID_FORMAT = "%Y%m%d%H%M%S"  # a re-export's id: the minute it was asked for, second 01
-EXPORT_TIME_FORMAT = "%Y%m%d%H%M%S"  # in every export id, and in the configs' data_path template
 _NAME_RE = re.compile(r"^[A-Za-z0-9$_]+$")
 
 
@@ -80,87 +77,6 @@ def parse_table_ref(text: str) -> TableRef:
 # The times an outside caller or message may name. Anything before is no run of ours; near
 # datetime's own limits, showing a time in the configured zone (or converting an offset time to
 # UTC) overflows. Checked where times enter: HTTP decoding and message parsing.
-EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-def utc(dt: datetime) -> datetime:
-    """Aware UTC datetime; naive input is refused rather than guessed."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime: a time zone is required")
-    return dt.astimezone(UTC)
-
-
-def floor_minute(dt: datetime) -> datetime:
-    return utc(dt).replace(second=0, microsecond=0)
-
-
-# Run keys. The DTS notification of a load carries only the run time we requested, and each
-# config's data_path is templated on it, so the run time alone must say which run (and so which
-# export) a load belongs to, whatever kind of run asked for it. The kinds are kept apart by the
-# second: a daily run's run time is its slot's minute (second 00); a re-export's is the minute it
-# was asked for at second 01 (so a repeat within the minute is still the same run, as before).
-# A re-transfer is no run of its own: it loads again, at the original run time, from the original
-# run's export. So a daily run and a re-export can never share a run id or an export id, whatever
-# minute they fall in.
-#
-# Ids: a daily run keeps the previous version's ``YYYYMMDDHHMM`` (so its ledger reads the same);
-# a re-export's is ``YYYYMMDDHHMMSS``. Both sort as their run times do (the daily id is the
-# re-export format with its ``00`` left off). Export ids carry the seconds for every kind:
-# ``rds2bq-ENV-YYYYMMDDHHMMSS``.
-
-
-def daily_run_time(slot: datetime) -> datetime:
-    """A daily run's run time: its scheduled slot, to the minute."""
-    return floor_minute(slot)
-
-
-def reexport_run_time(now: datetime) -> datetime:
-    """A re-export's run time: the minute of ``now`` at second 01 (second 00 is daily runs')."""
-    return floor_minute(now).replace(second=1)
-
-
-def is_daily_run_time(run_time: datetime) -> bool:
-    return utc(run_time).second == 0 and run_time.microsecond == 0
-
-
-def run_id_for(run_time: datetime) -> str:
-    moment = utc(run_time).replace(microsecond=0)
-    return moment.strftime(RUN_ID_FORMAT if moment.second == 0 else RERUN_ID_FORMAT)
-
-
-def run_time_of(run_id: str) -> datetime:
-    """The run time of a run id; ValueError (with the expected shape) for anything else."""
-    # ASCII digits only: str.isdigit and \d accept other scripts' digits, strptime does not.
-    if not (isinstance(run_id, str) and re.fullmatch(r"[0-9]{12}(?:[0-9]{2})?", run_id)):
-        raise ValueError(
-            f"{_clip(run_id)} is not a run id (YYYYMMDDHHMM for a daily run, "
-            "YYYYMMDDHHMMSS for a re-export; UTC)"
-        )
-    fmt = RUN_ID_FORMAT if len(run_id) == 12 else RERUN_ID_FORMAT
-    try:
-        parsed = datetime.strptime(run_id, fmt).replace(tzinfo=UTC)
-    except ValueError:
-        raise ValueError(f"{run_id!r} is not a run id: no such date or time") from None
-    if len(run_id) == 14 and parsed.second == 0:
-        # Second 00 is a daily run's, whose id is the 12-digit form: one run, one id.
-        raise ValueError(f"{run_id!r} is not a run id: a daily run's id is {run_id[:12]}")
-    return parsed
-
-
-def export_task_id(env: str, run_time: datetime) -> str:
-    """``rds2bq-ENV-YYYYMMDDHHMMSS``: unique per run, stable across retries of the same run."""
-    return f"rds2bq-{env}-{utc(run_time).strftime(EXPORT_TIME_FORMAT)}"
-
-
-def _clip(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --------------------------------------------------------------------------- states
-
-
 class RunState(StrEnum):
     EXPORT_STARTING = "EXPORT_STARTING"
     EXPORTING = "EXPORTING"
@@ -338,7 +254,3 @@ class Transition:
 
     run: Run | None
     events: tuple[Event, ...] = ()
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

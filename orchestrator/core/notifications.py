@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from orchestrator.core import jsontext
 from orchestrator.core.errors import BadRequestError
-from orchestrator.core.model import EARLIEST_TIME, LATEST_TIME, Event, EventKind, TableState
+from orchestrator.core.model import Event, EventKind, TableState
 from orchestrator.core.redaction import redact
+from orchestrator.core.timestamps import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    format_timestamp,
+    parse_timestamp,
+)
 
 # DTS messages are a few KB; anything this large is not one of ours and is refused before decoding.
 MAX_DATA_BYTES = 1_000_000
@@ -47,10 +52,6 @@ _RUN_NAME_RE = re.compile(
 )
 _RUN_ID_RE = re.compile(r"[0-9]{12}(?:[0-9]{2})?")  # model.run_id_for: daily or re-export
 # ASCII digits only ([0-9], not \d: that matches every script's digits, which int() accepts).
-_TIMESTAMP_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 INT32 = 2**31 - 1  # google.rpc.Status.code is an int32
 # Params whose values are scrubbed from error text if DTS echoes them there.
 _SECRET_PARAM_RE = re.compile(r"key|secret|password|token|credential", re.IGNORECASE)
@@ -201,34 +202,6 @@ def encode_event(event: Event) -> tuple[bytes, dict[str, str]]:
             f"the limit is {MAX_DATA_BYTES}"
         )
     return encoded, {EVENT_ATTRIBUTE: str(event.kind), RUN_ID_ATTRIBUTE: event.run_id}
-
-
-def format_timestamp(dt: datetime) -> str:
-    """RFC 3339 in UTC with a Z, microseconds when present."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime: a time zone is required")
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """RFC 3339 (as protobuf JSON writes it, up to nanoseconds) -> aware UTC. ValueError if not."""
-    match = _TIMESTAMP_RE.fullmatch(text) if len(text) <= 40 else None
-    if match is None:
-        raise ValueError("not an RFC 3339 timestamp with a time zone")
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    micros = int((fraction or "0")[:6].ljust(6, "0"))  # nanoseconds are truncated to micros
-    if zone in ("Z", "z"):
-        tz = UTC
-    else:
-        sign = 1 if zone[0] == "+" else -1
-        tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
-    value = datetime(
-        int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=tz
-    )
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: past datetime's range in UTC
-        raise ValueError("not a time datetime can hold in UTC") from None
 
 
 # --------------------------------------------------------------------------- internals
@@ -412,9 +385,3 @@ def _json_default(value: object) -> object:
     if isinstance(value, tuple | frozenset | set):
         return sorted(value) if isinstance(value, frozenset | set) else list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable in event data")
-
-
-def transfer_key(run_name: str, state: str) -> str:
-    """The de-duplication key of a DTS run reaching a final state, however we learn of it (its
-    notification, or the poll's look-up when the notification is late or lost)."""
-    return hashlib.sha256(f"dts|{run_name}|{state}".encode()).hexdigest()

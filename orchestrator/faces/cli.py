@@ -548,7 +548,7 @@ def cmd_doctor(cli: Cli) -> int:
     from orchestrator.app import doctor
 
     s = cli.settings
-    ctx = doctor.context_from_wiring(cli.wiring, send_test=cli.args.send_test)
+    ctx = cli.wiring.doctor_context(send_test=cli.args.send_test)
     if not cli.args.json:
         cli.out(
             f"rds2bq doctor: env {s.env}, {len(s.tables)} tables, source {s.source_kind} "

@@ -25,7 +25,7 @@ from orchestrator.core.errors import (
     PermanentError,
     TransientError,
 )
-from orchestrator.core.model import EARLIEST_TIME, LATEST_TIME
+from orchestrator.core.timestamps import EARLIEST_TIME, LATEST_TIME
 from orchestrator.logs import redact
 
 log = logging.getLogger(__name__)

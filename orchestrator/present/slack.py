@@ -26,7 +26,8 @@ from orchestrator.core.model import (
     TableState,
     parse_table_ref,
 )
-from orchestrator.core.notifications import TransferRunFinished, parse_timestamp
+from orchestrator.core.notifications import TransferRunFinished
+from orchestrator.core.timestamps import parse_timestamp
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -808,3 +809,20 @@ def _plain(mrkdwn: str) -> str:
 
     text = _LINK_RE.sub(link, mrkdwn)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def test_message(settings: Settings) -> dict[str, Any]:
+    """What ``doctor --send-test`` posts: where the failures and summaries of which tables go."""
+    text = (
+        f"rds2bq doctor ({settings.env}): test message. Failures and daily summaries for "
+        f"{len(settings.tables)} tables into {settings.gcp_project}.{settings.bq_dataset} "
+        "arrive here."
+    )
+    payload = {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+    problems = validate_payload(payload)
+    if problems:  # pragma: no cover - a fixed, short payload
+        raise ValueError("; ".join(problems))
+    return payload

@@ -15,7 +15,8 @@ import pytest
 
 from devstack.aws import realistic_layout
 from devstack.stack import LocalStack, call, start_stack, wait_for
-from orchestrator.core.model import RunState, TableState, export_task_id
+from orchestrator.core.keys import export_task_id
+from orchestrator.core.model import RunState, TableState
 from orchestrator.present.slack import validate_payload
 from tests.e2e.conftest import isolated_env
 

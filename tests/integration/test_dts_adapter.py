@@ -13,8 +13,8 @@ from google.api_core import exceptions as gexc
 
 from devstack.dts_standin import HTTP_CODES, DtsStandin
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
-from orchestrator.app.ports import TransferConfig
-from orchestrator.app.sync import AccessKeys, desired_configs
+from orchestrator.app.ports import AccessKeys, TransferConfig
+from orchestrator.app.sync import desired_configs
 from orchestrator.core.errors import PermanentError, TransientError
 from tests.integration.conftest import make_settings
 

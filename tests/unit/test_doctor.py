@@ -9,13 +9,21 @@ from typing import Any
 
 import pytest
 
-from orchestrator.adapters.probes import KmsKey, Role, SourceEngine, Topic
+from orchestrator.adapters.probes import unverified_claims
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.app import doctor
 from orchestrator.app.doctor import Context, Outcome
-from orchestrator.app.ports import RecordingNotifier, TransferConfig
+from orchestrator.app.ports import (
+    KmsKey,
+    RecordingNotifier,
+    Role,
+    SourceEngine,
+    Topic,
+    TransferConfig,
+)
 from orchestrator.app.sync import desired_configs
 from orchestrator.core.errors import AccessDeniedError, NotFoundError
+from orchestrator.present import slack
 from tests.fakes import FakeExporter, InMemoryLedger
 from tests.unit.test_service import World
 
@@ -135,6 +143,7 @@ def context(**env: str) -> tuple[Context, dict[str, Any]]:
         secrets=lambda: EnvSecrets(parts["secrets"]),
         ledger=InMemoryLedger,
         notifier=lambda: parts["notifier"],
+        test_message=lambda: slack.test_message(w.settings),  # as the wiring gives it
     )
     return ctx, parts
 
@@ -248,6 +257,7 @@ def web_context(policy: dict[str, Any] | None, claims: dict[str, str] = CLAIMS) 
         )
 
     ctx.id_token = lambda: token(claims)
+    ctx.claims = unverified_claims  # as the wiring gives it
     ctx.assume_web_identity = refuse
     ctx.trust_policy = lambda: policy
     return ctx
@@ -307,5 +317,5 @@ def test_a_web_identity_that_works_passes() -> None:
 
 
 def test_token_claims_survive_garbage() -> None:
-    assert doctor.token_claims("not-a-jwt") == {}
-    assert doctor.token_claims(token(CLAIMS))["azp"] == AZP
+    assert doctor.token_claims(unverified_claims("not-a-jwt")) == {}
+    assert doctor.token_claims(unverified_claims(token(CLAIMS)))["azp"] == AZP

@@ -506,7 +506,7 @@ def test_an_unexpected_error_in_notify_is_acknowledged_and_releases_its_claim(
 
 def test_a_run_time_out_of_range_in_an_event_is_dropped_not_raised() -> None:
     # parse_timestamp said OverflowError for times that overflow in UTC; callers expect ValueError
-    from orchestrator.core.notifications import parse_timestamp
+    from orchestrator.core.timestamps import parse_timestamp
 
     with pytest.raises(ValueError):
         parse_timestamp("9999-12-31T23:59:59-23:59")

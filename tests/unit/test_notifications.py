@@ -24,8 +24,8 @@ from orchestrator.core.notifications import (
     encode_event,
     message_from_push,
     parse_message,
-    parse_timestamp,
 )
+from orchestrator.core.timestamps import parse_timestamp
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 CANARY = "CANARY"  # every secret-ish param of the canonical DTS messages holds this

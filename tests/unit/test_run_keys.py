@@ -13,17 +13,14 @@ from hypothesis import strategies as st
 
 from orchestrator.core import machine
 from orchestrator.core.errors import ConflictError
-from orchestrator.core.model import (
-    ExportStatus,
-    RunState,
-    TableExportStatus,
-    Transition,
+from orchestrator.core.keys import (
     daily_run_time,
     export_task_id,
     reexport_run_time,
     run_id_for,
     run_time_of,
 )
+from orchestrator.core.model import ExportStatus, RunState, TableExportStatus, Transition
 from orchestrator.faces import cli
 from tests.unit.test_config import VALID
 from tests.unit.test_ops_entry_points import FakeWiring

@@ -9,24 +9,21 @@ from datetime import UTC, datetime
 import pytest
 
 from devstack.dts_standin import compile_data_path, render_template
-from orchestrator.app.ports import TransferConfig
+from orchestrator.app.ports import AccessKeys, TransferConfig
 from orchestrator.app.sync import (
-    AccessKeys,
     Drift,
     SyncPlan,
     apply,
     data_path_for,
     desired_configs,
-    display_name_for,
     parse_access_keys,
     plan,
     render_plan,
     render_result,
-    table_key_of,
 )
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.model import export_task_id
+from orchestrator.core.keys import display_name_for, export_task_id, table_key_of
 
 KEY_ID = "AKIACURRENT00000001"
 
