@@ -110,6 +110,20 @@ class Wiring:
                 self._transfers = build_transfer_runner(self.settings)
             return self._transfers
 
+    def config_store(self) -> ConfigStore:
+        """The transfer configs, for sync and doctor: the DTS adapter the fan-out uses."""
+        from orchestrator.adapters.dts import DtsTransfers
+
+        transfers = self.transfers()
+        assert isinstance(transfers, DtsTransfers)
+        return transfers
+
+    @cached_property
+    def destination_tables(self) -> DestinationTables:
+        from orchestrator.adapters.bigquery import build_destination_tables
+
+        return build_destination_tables(self.settings)
+
     @cached_property
     def events(self) -> EventBus:
         def build() -> EventBus:
@@ -128,8 +142,16 @@ class Wiring:
     @cached_property
     def notify_service(self) -> NotifyService:
         from orchestrator.app.notify import NotifyService
+        from orchestrator.present.slack import SlackMessages
 
-        return NotifyService(self.settings, self.ledger, self.notifier, self.events, SystemClock())
+        return NotifyService(
+            self.settings,
+            self.ledger,
+            self.notifier,
+            self.events,
+            SystemClock(),
+            SlackMessages(self.settings),
+        )
 
     @cached_property
     def service(self) -> Orchestrator:
@@ -169,16 +191,6 @@ class Wiring:
                 }
             )
 
-        def configs() -> ConfigStore:
-            from orchestrator.adapters.dts import build_transfer_runner
-
-            return build_transfer_runner(s)
-
-        def tables() -> DestinationTables:
-            from orchestrator.adapters.bigquery import build_destination_tables
-
-            return build_destination_tables(s)
-
         def topics() -> TopicProbePort:
             from orchestrator.adapters.probes import TopicProbe
             from orchestrator.adapters.pubsub import build_publisher
@@ -208,8 +220,8 @@ class Wiring:
             settings=s,
             aws=_once(aws),
             exporter=self.exporter,
-            configs=_once(configs),
-            tables=_once(tables),
+            configs=self.config_store,
+            tables=lambda: self.destination_tables,
             topics=_once(topics),
             secrets=lambda: self.secrets,
             ledger=lambda: self.ledger,

@@ -26,8 +26,7 @@ from orchestrator.adapters.google_errors import (
     outcome_unknown,
     translated,
 )
-from orchestrator.app.ports import AccessKeys, RunOutcome, Secrets, TransferConfig
-from orchestrator.app.sync import primary_config
+from orchestrator.app.ports import AccessKeys, RunOutcome, Secrets, TransferConfig, primary_config
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.keys import display_name_for, table_key_of

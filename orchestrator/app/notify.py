@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from orchestrator.app import outbox
-from orchestrator.app.ports import Clock, EventBus, Ledger, Notifier
+from orchestrator.app.ports import Clock, EventBus, Ledger, Messages, Notifier
 from orchestrator.config import Settings
 from orchestrator.core import machine
 from orchestrator.core.errors import PermanentError, TransientError
@@ -34,7 +35,6 @@ from orchestrator.core.notifications import (
     TransferRunFinished,
     parse_message,
 )
-from orchestrator.present import slack
 
 log = logging.getLogger(__name__)
 _FAILED = (TableState.FAILED, TableState.CANCELLED)
@@ -58,14 +58,20 @@ class Outcome:
 
 class NotifyService:
     def __init__(
-        self, settings: Settings, ledger: Ledger, notifier: Notifier, events: EventBus, clock: Clock
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        notifier: Notifier,
+        events: EventBus,
+        clock: Clock,
+        messages: Messages,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.notifier = notifier
         self.events = events
         self.clock = clock
-        self.ctx = slack.SlackContext.from_settings(settings)
+        self.messages = messages
 
     def handle(self, message: PubsubMessage) -> Outcome:
         try:
@@ -130,7 +136,7 @@ class NotifyService:
                 note.config_name,
                 note.run_time.isoformat(),
             )
-            self._post(slack.unknown_run(self.ctx, note))
+            self._post(self.messages.unknown_run(note))
             return Outcome("unknown-run", run_id)
         state = note.state.table_state
         updated = self.ledger.update_table(
@@ -153,7 +159,7 @@ class NotifyService:
             updated = table
         log.info("run %s: %s %s", run_id, table.key, state.value, extra={"run_id": run_id})
         if state in _FAILED:
-            self._post(slack.table_failed(self.ctx, run, updated))
+            self._post(self.messages.table_failed(run, updated))
         self._close_if_done(run_id)
         return Outcome("posted" if state in _FAILED else "recorded", run_id, table.key)
 
@@ -178,10 +184,10 @@ class NotifyService:
         tables = self.ledger.tables(run.run_id) if event.kind in _NEEDS_TABLES else []
         if event.kind is EventKind.RUN_CLOSED and run.state is RunState.FAILED and not tables:
             return Outcome("recorded", run.run_id, "export failure already reported")
-        self._post(slack.for_event(self.ctx, event, run, tables))
+        self._post(self.messages.for_event(event, run, tables))
         return Outcome("posted", run.run_id, event.kind.value)
 
-    def _post(self, payload: dict[str, Any]) -> None:
+    def _post(self, payload: Mapping[str, Any]) -> None:
         try:
             self.notifier.post(payload)
         except PermanentError as exc:

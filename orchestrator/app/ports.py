@@ -73,6 +73,12 @@ class TransferConfig:
     access_key_id: str = field(default="", repr=False)
 
 
+def primary_config(configs: Iterable[TransferConfig]) -> TransferConfig:
+    """Of several configs for one table, the one we use: the first by name, so that the fan-out
+    and sync always agree (the others are duplicates, left over from an interrupted create)."""
+    return min(configs, key=lambda c: c.name)
+
+
 @dataclass(frozen=True)
 class StartedTransfer:
     table_key: str
@@ -188,6 +194,20 @@ class Ledger(Protocol):
 
 class EventBus(Protocol):
     def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class Messages(Protocol):
+    """What is posted to Slack for each thing worth saying (the Slack presenter implements it)."""
+
+    def table_failed(self, run: Run, table: TableRun) -> Mapping[str, Any]: ...
+
+    def for_event(
+        self, event: Event, run: Run, tables: Sequence[TableRun]
+    ) -> Mapping[str, Any]: ...
+
+    def unknown_run(self, note: Any) -> Mapping[str, Any]:
+        """A DTS run-finished notification for a run the ledger does not know."""
+        ...
 
 
 class Notifier(Protocol):

@@ -27,6 +27,7 @@ from orchestrator.app.ports import (
     DestinationTables,
     Secrets,
     TransferConfig,
+    primary_config,
 )
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, Rds2bqError
@@ -173,12 +174,6 @@ class SyncPlan:
             f"unchanged={[c.table_key for c in self.unchanged]}, unmanaged={self.unmanaged}, "
             f"create_tables={list(self.create_tables)})"
         )
-
-
-def primary_config(configs: Iterable[TransferConfig]) -> TransferConfig:
-    """Of several configs for one table, the one we use: the first by name, so that the fan-out
-    and sync always agree (the others are duplicates, left over from an interrupted create)."""
-    return min(configs, key=lambda c: c.name)
 
 
 def plan(

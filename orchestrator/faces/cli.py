@@ -430,15 +430,12 @@ def cmd_poll(cli: Cli) -> int:
 
 
 def cmd_sync(cli: Cli) -> int:
-    from orchestrator.adapters.bigquery import build_destination_tables
-    from orchestrator.adapters.dts import build_transfer_runner
     from orchestrator.app import sync
 
-    s = cli.settings
     outcome = sync.sync(
-        s,
-        build_transfer_runner(s),
-        build_destination_tables(s),
+        cli.settings,
+        cli.wiring.config_store(),
+        cli.wiring.destination_tables,
         cli.wiring.secrets,
         prune=cli.args.prune,
         dry_run=cli.args.dry_run,

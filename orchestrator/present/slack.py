@@ -91,6 +91,22 @@ class SlackContext:
         return f"python -m orchestrator status {run_id}"
 
 
+class SlackMessages:
+    """The ``Messages`` port: every message of one deployment, in Block Kit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ctx = SlackContext.from_settings(settings)
+
+    def table_failed(self, run: Run, table: TableRun) -> Payload:
+        return table_failed(self.ctx, run, table)
+
+    def for_event(self, event: Event, run: Run, tables: Sequence[TableRun] = ()) -> Payload:
+        return for_event(self.ctx, event, run, tables)
+
+    def unknown_run(self, note: TransferRunFinished) -> Payload:
+        return unknown_run(self.ctx, note)
+
+
 # --------------------------------------------------------------------------- formatting
 
 

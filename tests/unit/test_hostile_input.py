@@ -28,6 +28,7 @@ from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
 from orchestrator.app.rerun_request import RERUN_FIELDS
 from orchestrator.app.status import StatusReader
+from orchestrator.present.slack import SlackMessages
 from tests.unit.test_rerun import KEYS, RUN_ID, Ops
 
 MAIN = str(Path(__file__).resolve().parents[2] / "main.py")
@@ -46,7 +47,12 @@ class FakeWiring:
         self.status = StatusReader(ops.w.ledger, ops.w.clock)
         self.slack = RecordingNotifier()
         self.notify_service = NotifyService(
-            ops.w.settings, ops.w.ledger, self.slack, RecordingEventBus(), ops.w.clock
+            ops.w.settings,
+            ops.w.ledger,
+            self.slack,
+            RecordingEventBus(),
+            ops.w.clock,
+            SlackMessages(ops.w.settings),
         )
 
 

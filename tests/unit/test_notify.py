@@ -15,7 +15,7 @@ from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.model import Event, EventKind, RunState, TableState
 from orchestrator.core.notifications import PubsubMessage, encode_event
-from orchestrator.present.slack import validate_payload
+from orchestrator.present.slack import SlackMessages, validate_payload
 from tests.unit.test_service import SLOT, World, names
 
 CANARY_KEY = "AKIACANARY9999999999"
@@ -74,7 +74,9 @@ class Notify:
         w.service.poll()
         self.slack = RecordingNotifier()
         self.published = RecordingEventBus()
-        self.service = NotifyService(w.settings, w.ledger, self.slack, self.published, w.clock)
+        self.service = NotifyService(
+            w.settings, w.ledger, self.slack, self.published, w.clock, SlackMessages(w.settings)
+        )
         self.tables = {t.key: t for t in w.ledger.tables("202611271500")}
 
     def finish(self, key: str, state: str, error: str = "", mid: str = "") -> Any:

@@ -25,6 +25,7 @@ from orchestrator.core.errors import (
 )
 from orchestrator.core.model import EventKind, ExportStatus, RunState, TableState, Transition
 from orchestrator.core.retry import Backoff
+from orchestrator.present.slack import SlackMessages
 from tests.fakes import FakeExporter
 from tests.unit.test_notify import dts_message
 from tests.unit.test_service import SLOT, TASK, World, names
@@ -50,7 +51,9 @@ class Ops:
         self.w = w = World(keys, **env)
         w.exporter = self.exporter = Exporter()
         self.slack = RecordingNotifier()
-        self.notify = NotifyService(w.settings, w.ledger, self.slack, w.events, w.clock)
+        self.notify = NotifyService(
+            w.settings, w.ledger, self.slack, w.events, w.clock, SlackMessages(w.settings)
+        )
         self.reruns = Reruns(
             w.service, backoff=Backoff(attempts=2, base_seconds=0.0), sleep=lambda _: None
         )
