@@ -91,9 +91,15 @@ def run_id_for(run_time: datetime) -> str:
 
 
 def run_time_of(run_id: str) -> datetime:
+    # Twelve digits that are no time (month 13, 31 November) get the same message as any other
+    # malformed id, not strptime's ("unconverted data remains: 9").
+    problem = f"{run_id!r} is not a run id (YYYYMMDDHHMM, UTC)"
     if not re.fullmatch(r"\d{12}", run_id):
-        raise ValueError(f"{run_id!r} is not a run id (YYYYMMDDHHMM, UTC)")
-    return datetime.strptime(run_id, RUN_ID_FORMAT).replace(tzinfo=UTC)
+        raise ValueError(problem)
+    try:
+        return datetime.strptime(run_id, RUN_ID_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(problem) from None
 
 
 def export_task_id(env: str, run_time: datetime) -> str:
