@@ -9,12 +9,14 @@ STAMP := $(VENV)/.installed
 
 include mk/infra.mk
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
 	  { echo "Python 3.11+ is required (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet "setuptools>=70.1"
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $(STAMP)
 
 check-prereqs:

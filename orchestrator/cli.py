@@ -24,6 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import http, render
+from orchestrator.__main__ import is_dependency, missing_dependency
 from orchestrator.config import FIELDS, LEDGER_NEEDS, Settings, load_settings
 from orchestrator.errors import (
     BadRequestError,
@@ -339,6 +340,11 @@ def main(
             print(flush=True)  # end the progress line, so the message starts on its own
         print("rds2bq: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ModuleNotFoundError as exc:  # a package imported lazily, on the command's path
+        if not is_dependency(exc):
+            return report_error(exc, debug, cli)
+        print(missing_dependency(exc.name or ""), file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (`status --json | head -2`): stop quietly, as Unix tools do.
         _silence_stdout()
