@@ -93,8 +93,8 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
     )
     run = body["run"]
     screen.step(
-        f"  -> HTTP {status}: run {run['run_id']}, export task {run['export_task_id']} "
-        f"of {len(run['tables'])} tables from the live Aurora cluster"
+        f"  -> HTTP {status}: run {run['run_id']}, export task {run['export']['task_id']} "
+        f"of {run['counts']['tables']} tables from the live Aurora cluster"
     )
     status, _ = call(
         stack,
@@ -105,7 +105,7 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
         f"  the scheduler retries the same call: HTTP {status}, still one export task "
         f"({sum(1 for t in stack.control.tasks() if t.endswith(run['run_id']))})"
     )
-    task = run["export_task_id"]
+    task = run["export"]["task_id"]
 
     for percent in (0, 35, 80):
         if percent:
@@ -114,7 +114,7 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
         entry = report["runs"][0]
         screen.step(f"poll: {entry['action']} ({entry.get('percent', 0)}%)")
 
-    tables, skipped = realistic_layout(run["tables"], {SKIPPED_TABLE: SKIPPED_REASON})
+    tables, skipped = realistic_layout(stack.tables, {SKIPPED_TABLE: SKIPPED_REASON})
     files = sum(len(v) for v in tables.values())
     stack.control.complete(task, tables, skipped)
     screen.step(
