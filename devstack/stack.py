@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,7 @@ class LocalStack:
     functions: dict[str, processes.Service] = field(default_factory=dict)
     aws_proxy: Any = None  # a ThrottlingProxy in front of moto, for the drills
     metadata: Any = None  # the metadata server stand-in: Google ID tokens for keyless AWS
+    keep_work_dir: bool = False  # the demo's and make stack's: kept for their logs
     _stopped: bool = False
 
     @property
@@ -81,6 +83,11 @@ class LocalStack:
 
     def url(self, function: str) -> str:
         return f"http://127.0.0.1:{self.functions[function].port}/"
+
+    @property
+    def log_dir(self) -> Path:
+        """Each process's log: NAME.log (the functions, both emulators)."""
+        return self.work_dir / "logs"
 
     @property
     def control(self) -> ExportControl:
@@ -109,7 +116,7 @@ class LocalStack:
             old.process.wait(10)
         old.stop()
         self.functions[name] = start_functions(
-            self.env, [name], self.work_dir, ports={name: old.port}
+            self.env, [name], self.log_dir, ports={name: old.port}
         )[name]
 
     def restart_firestore(self, down_seconds: float = 0.0) -> None:
@@ -118,7 +125,7 @@ class LocalStack:
         its ``--export-on-exit`` does not run when it is stopped by a signal.)"""
         import requests
 
-        export_dir = tempfile.mkdtemp(prefix="rds2bq-firestore-")
+        export_dir = tempfile.mkdtemp(prefix="firestore-export-", dir=self.work_dir)
         response = requests.post(
             f"http://{self.firestore.host}/emulator/v1/projects/{PROJECT}:export",
             json={
@@ -132,7 +139,7 @@ class LocalStack:
         time.sleep(down_seconds)
         metadata = sorted(Path(export_dir).rglob("*.overall_export_metadata"))
         self.firestore = processes.start_firestore_emulator(
-            self.firestore.port, import_data=str(metadata[-1])
+            self.firestore.port, import_data=str(metadata[-1]), work_dir=self.log_dir
         )
 
     def stop(self) -> None:
@@ -157,6 +164,8 @@ class LocalStack:
                 stop()
             except Exception as exc:  # stop what can be stopped
                 print(f"warning: stopping failed: {exc}", file=sys.stderr)
+        if not self.keep_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalStack:
         return self
@@ -175,17 +184,34 @@ def start_stack(
     sync: bool = True,
     aws_proxy: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    work_dir: Path | None = None,
 ) -> LocalStack:
-    """Start everything; on any failure, stop what was started and raise."""
+    """Start everything; on any failure, stop what was started and raise.
+
+    Every file the stack writes (logs, the tables file, emulator data) goes under ``work_dir``,
+    emptied first and kept after ``stop`` for its logs (the demo's, make stack's). Without one,
+    a temporary directory that ``stop`` removes: nothing is left behind either way."""
     from devstack import bigquery_standin, dts_standin, slack_standin
     from devstack.google_standins import MetadataStandIn
 
+    keep = work_dir is not None
+    if work_dir is None:
+        work_dir = Path(tempfile.mkdtemp(prefix="rds2bq-stack-"))
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+    logs = work_dir / "logs"
+    logs.mkdir()
     started: list[Callable[[], None]] = []
+    if not keep:
+        started.append(lambda: shutil.rmtree(work_dir, ignore_errors=True))
     try:
         log("starting the Firestore and Pub/Sub emulators and moto's server")
         with ThreadPoolExecutor(2) as pool:
-            fs_future = pool.submit(processes.start_firestore_emulator)
-            ps_future = pool.submit(processes.start_pubsub_emulator, PROJECT)
+            fs_future = pool.submit(processes.start_firestore_emulator, None, "", logs)
+            ps_future = pool.submit(
+                processes.start_pubsub_emulator, PROJECT, None, logs, work_dir / "pubsub-data"
+            )
             moto = start_moto()
             started.append(moto.stop)
             firestore = fs_future.result()
@@ -204,7 +230,6 @@ def start_stack(
         bigquery.add_dataset(PROJECT, DATASET, LOCATION)
         metadata = MetadataStandIn()
         started.append(metadata.stop)
-        work_dir = Path(tempfile.mkdtemp(prefix="rds2bq-stack-"))
         tables_file = work_dir / "tables.txt"
         tables = list(tables)
         tables_file.write_text("# tables exported every day\n" + "\n".join(tables) + "\n")
@@ -239,6 +264,7 @@ def start_stack(
             work_dir,
             aws_proxy=proxy,
             metadata=metadata,
+            keep_work_dir=keep,
         )
         started.clear()  # from here on, stack.stop() owns everything
     except BaseException:
@@ -249,7 +275,7 @@ def start_stack(
         _create_topic(stack)
         log("starting the functions under functions-framework")
         wanted = [f for f in functions if f in defined_functions()]
-        stack.functions = start_functions(env, wanted, work_dir)
+        stack.functions = start_functions(env, wanted, logs)
         if "notify" in stack.functions:
             _push_to_notify(stack)
         if sync:
@@ -320,7 +346,7 @@ def defined_functions() -> set[str]:
 def start_functions(
     env: Mapping[str, str],
     names: Iterable[str],
-    work_dir: Path,
+    log_dir: Path,
     ports: Mapping[str, int] | None = None,
 ) -> dict[str, processes.Service]:
     """Each function in its own functions-framework process, like Cloud Functions runs them."""
@@ -329,7 +355,7 @@ def start_functions(
     try:
         for name in names:
             port = (ports or {}).get(name) or processes.free_port()
-            log_path = work_dir / f"{name}.log"
+            log_path = log_dir / f"{name}.log"
             with log_path.open("ab") as out:
                 proc = subprocess.Popen(
                     [
