@@ -18,18 +18,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from devstack.aws import realistic_layout
-from devstack.stack import ROOT, LocalStack, call, start_stack, wait_for
+from devstack.stack import (
+    FAILING_MESSAGE,
+    FAILING_TABLE,
+    ROOT,
+    SKIPPED_REASON,
+    SKIPPED_TABLE,
+    LocalStack,
+    call,
+    start_stack,
+    wait_for,
+)
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 WORK_DIR = ROOT / ".demo"  # git-ignored; emptied at each start, its logs kept for reading
-FAILING_TABLE = "shop.payments"
-FAILING_MESSAGE = (
-    "Error while reading data, error message: Parquet column 'amount' has type "
-    "FIXED_LEN_BYTE_ARRAY DECIMAL(40,10) which does not match the target cpp_type INT64. "
-    "File: s3://…/shop/shop.payments/1/part-00000-….gz.parquet"
-)
-SKIPPED_TABLE = "shop.audit_log"
-SKIPPED_REASON = "Column name 'note;internal' contains ';': RDS skips tables with such columns"
 
 
 class Screen:

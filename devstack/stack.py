@@ -473,21 +473,127 @@ def wait_for(
 
 # --------------------------------------------------------------------------- make stack
 
+STACK_DIR = ROOT / ".stack"  # git-ignored: make stack's env file, tables file, logs, data
+# Cloud Scheduler calls poll every 5 minutes in production (scheduler.tf); here 60 times as often,
+# and an export takes AUTOPILOT_SECONDS instead of hours.
+POLL_SECONDS = 5.0
+PRODUCTION_POLL_SECONDS = 300.0
+EXPORTED_GB = 12.0  # what RDS reports for the day's export
+
+# The day the demo and make stack play: one table fails in DTS on its first load (a column
+# type; a rerun from the same export loads it, as after the fix), one is skipped by AWS.
+FAILING_TABLE = "shop.payments"
+FAILING_MESSAGE = (
+    "Error while reading data, error message: Parquet column 'amount' has type "
+    "FIXED_LEN_BYTE_ARRAY DECIMAL(40,10) which does not match the target cpp_type INT64. "
+    "File: s3://…/shop/shop.payments/1/part-00000-….gz.parquet"
+)
+SKIPPED_TABLE = "shop.audit_log"
+SKIPPED_REASON = "Column name 'note;internal' contains ';': RDS skips tables with such columns"
+
+
+class SchedulerStandIn:
+    """Cloud Scheduler's two jobs, scaled down: ``poll`` every ``poll_seconds`` (OIDC in
+    production; a plain POST here), and the daily ``start_export`` when asked (``daily``)."""
+
+    def __init__(self, stack: LocalStack, poll_seconds: float, log_path: Path) -> None:
+        self.stack = stack
+        self.poll_seconds = poll_seconds
+        self.log_path = log_path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+
+    def start(self) -> SchedulerStandIn:
+        self._thread.start()
+        return self
+
+    def daily(self) -> tuple[int, Any]:
+        """The daily job fires: start_export for this minute's slot, as its header says."""
+        slot = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime())
+        result = call(self.stack, "start_export", headers={"X-CloudScheduler-ScheduleTime": slot})
+        self._log(f"start_export slot {slot}: HTTP {result[0]}")
+        return result
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                status, _ = call(self.stack, "poll")
+                self._log(f"poll: HTTP {status}")
+            except Exception as exc:  # a missed tick is retried at the next one, as Scheduler
+                self._log(f"poll failed: {type(exc).__name__}: {exc}")
+
+    def _log(self, line: str) -> None:
+        with self.log_path.open("a") as out:
+            out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.poll_seconds + 65)
+
+
+def play_the_day(stack: LocalStack, export_seconds: float) -> Any:
+    """RDS and DTS behave as on the demo's day; returns the export autopilot (stop it)."""
+    from devstack.aws import ExportAutopilot
+
+    stack.dts.set_outcome(
+        FAILING_TABLE.replace(".", "__"), "FAILED", FAILING_MESSAGE, code=3, first_run_only=True
+    )
+    return ExportAutopilot(
+        stack.control, export_seconds, skipped={SKIPPED_TABLE: SKIPPED_REASON}, gb=EXPORTED_GB
+    )
+
+
+def env_file_text(stack: LocalStack) -> str:
+    """Every setting of the stack, secrets included (local stand-ins' fakes), to ``source``."""
+    import shlex
+
+    lines = [
+        "# make stack: `source .stack/env` points the CLI (rds2bq, python -m orchestrator) at the",
+        "# running local stack. Written at each start: ports change.",
+    ]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(stack.env.items())]
+    lines += [
+        f"export {name.upper()}_URL={shlex.quote(stack.url(name))}" for name in HTTP_FUNCTIONS
+    ]
+    return "\n".join(lines) + "\n"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator stack", description="Keep the local stack up for experiments."
+        prog="python -m orchestrator stack",
+        description="Keep the local stack up for experiments: a small copy of production.",
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=STACK_DIR,
+        help="its env file, tables file, logs and emulator data, emptied first (default: .stack)",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=POLL_SECONDS,
+        help=f"seconds between the scheduler's polls (production: {PRODUCTION_POLL_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--export-seconds",
+        type=float,
+        default=AUTOPILOT_SECONDS,
+        help="how long an export takes",
+    )
+    parser.add_argument(
+        "--no-daily", action="store_true", help="do not fire the daily start_export at start"
+    )
+    args = parser.parse_args(argv)
     from orchestrator.slack import render_text
 
     def show(payload: dict[str, Any]) -> None:
         print("\n--- Slack ---\n" + render_text(payload) + "\n", flush=True)
 
-    stack = start_stack(on_slack=show, log=lambda m: print(f"… {m}", flush=True))
-    from devstack.aws import ExportAutopilot
-
-    autopilot = ExportAutopilot(stack.control, seconds=AUTOPILOT_SECONDS)
+    stack = start_stack(
+        on_slack=show, log=lambda m: print(f"… {m}", flush=True), work_dir=args.work_dir
+    )
     done = threading.Event()
 
     def stop(*_: object) -> None:
@@ -495,25 +601,41 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    autopilot = play_the_day(stack, args.export_seconds)
+    scheduler = SchedulerStandIn(stack, args.poll_seconds, stack.log_dir / "scheduler.log")
     try:
-        print(_instructions(stack), flush=True)
+        env_file = args.work_dir / "env"
+        env_file.write_text(env_file_text(stack))
+        env_file.chmod(0o600)
+        scheduler.start()
+        if not args.no_daily:
+            scheduler.daily()
+        print(_instructions(stack, env_file, args), flush=True)
         done.wait()
     finally:
         print("stopping the local stack …", flush=True)
+        scheduler.stop()
         autopilot.stop()
         stack.stop()
     return 0
 
 
-def _instructions(stack: LocalStack) -> str:
-    exports = "\n".join(
-        f"export {k}={json.dumps(v)}"
-        for k, v in sorted(stack.env.items())
-        if not k.startswith("RDS2BQ_SECRET_")
+def _instructions(stack: LocalStack, env_file: Path, args: argparse.Namespace) -> str:
+    shown = env_file.resolve()
+    where = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+    logs = stack.log_dir.resolve()
+    logs_shown = logs.relative_to(ROOT) if logs.is_relative_to(ROOT) else logs
+    daily = (
+        "The daily job has fired: today's run is exporting."
+        if not args.no_daily
+        else "The daily job has not fired (--no-daily): `rds2bq start` does what it would."
     )
     return f"""
-The local stack is up. Ctrl-C stops everything. Exports move along by themselves, as RDS's
-would: STARTING, then IN_PROGRESS, then COMPLETE {AUTOPILOT_SECONDS:.0f} s after they start.
+The local stack is up: a small copy of production. Ctrl-C stops everything.
+- Cloud Scheduler (stand-in) calls poll every {args.poll_seconds:g} s (production:
+  every {PRODUCTION_POLL_SECONDS / 60:g} min). {daily}
+- Exports move along as RDS's would and complete {args.export_seconds:g} s after they start;
+  AWS skips {SKIPPED_TABLE}, and {FAILING_TABLE}'s first load fails in DTS (a rerun loads it).
 
 Functions:
   start_export  {stack.url("start_export")}
@@ -522,18 +644,13 @@ Functions:
   status        {stack.url("status")}
   notify        {stack.url("notify")}   (pushed to by the Pub/Sub emulator)
 
-Try:
-  curl -s -X POST {stack.url("start_export")} -H 'Content-Type: application/json' \\
-       -d "{{\\"slot\\": \\"$(date -u +%Y-%m-%dT%H:%M:00Z)\\"}}"
-  curl -s -X POST {stack.url("poll")}
-  curl -s '{stack.url("status")}'
+The CLI against this stack (in another shell, from the checkout):
+  source {where}          every setting, and $STATUS_URL, $RERUN_URL, ...
+  .venv/bin/rds2bq status
+  .venv/bin/rds2bq doctor
+  curl -s "$STATUS_URL"
 
-The CLI against this stack (paste these first):
-{exports}
-  python -m orchestrator status
-  python -m orchestrator poll
-
-Function logs: {stack.work_dir}/*.log
+Logs: {logs_shown}/NAME.log (the functions, both emulators, the scheduler)
 """
 
 
