@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test test-unit lint typecheck bench check-prereqs clean
+.PHONY: demo stack docs-samples test test-unit lint typecheck bench check-prereqs clean
 
 include mk/infra.mk
 
@@ -45,6 +45,10 @@ bench: check-prereqs $(STAMP)
 
 stack: check-prereqs $(STAMP)
 	$(PY) -m devstack.stack
+
+# The sample output in docs/operations.md and the README, taken on the local stack (about 1 min).
+docs-samples: check-prereqs $(STAMP)
+	$(PY) -m devstack.samples
 
 clean: infra-clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
