@@ -550,12 +550,14 @@ def env_file_text(stack: LocalStack) -> str:
 
     lines = [
         "# make stack: `source .stack/env` points the CLI (rds2bq, python -m orchestrator) at the",
-        "# running local stack. Written at each start: ports change.",
+        "# running local stack, the virtualenv first on PATH. Written at each start: ports change.",
     ]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(stack.env.items())]
     lines += [
         f"export {name.upper()}_URL={shlex.quote(stack.url(name))}" for name in HTTP_FUNCTIONS
     ]
+    # The virtualenv first, so that `python -m orchestrator` and `rds2bq` are the project's.
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
     return "\n".join(lines) + "\n"
 
 
