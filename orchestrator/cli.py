@@ -420,7 +420,6 @@ _UNREACHABLE_ERRORS = frozenset(
         "ConnectTimeoutError",
         "ConnectTimeout",
         "EndpointConnectionError",
-        "ConnectionClosedError",
     }
 )
 _UNREACHABLE_TEXT = re.compile(
