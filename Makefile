@@ -5,16 +5,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo stack test test-unit lint typecheck bench check-prereqs clean
+.PHONY: demo stack docs-samples test test-unit lint typecheck bench check-prereqs clean
 
 include mk/infra.mk
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
 	  { echo "Python 3.11+ is required (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet "setuptools>=70.1"
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $(STAMP)
 
 check-prereqs:
@@ -43,6 +45,10 @@ bench: check-prereqs $(STAMP)
 
 stack: check-prereqs $(STAMP)
 	$(PY) -m devstack.stack
+
+# The sample output in docs/operations.md and the README, taken on the local stack (about 1 min).
+docs-samples: check-prereqs $(STAMP)
+	$(PY) -m devstack.samples
 
 clean: infra-clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

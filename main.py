@@ -22,8 +22,9 @@ def start_export(request: Any) -> http.Reply:
 
     def act() -> Any:
         body = http.json_body(request, {"slot"})
-        run = wiring.get().service.start_export(http.scheduled_slot(request, body))
-        return {"run": run}
+        w = wiring.get()
+        run = w.service.start_export(http.scheduled_slot(request, body))
+        return {"run": w.status.view(run)}  # the view `status` returns, not the ledger record
 
     return http.handle(act)
 

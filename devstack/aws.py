@@ -399,11 +399,21 @@ class ExportAutopilot:
     """Moves every export along as RDS would, for ``make stack``: STARTING, then IN_PROGRESS,
     then COMPLETE with a realistic layout after ``seconds``."""
 
-    def __init__(self, control: ExportControl, seconds: float = 20.0) -> None:
+    def __init__(
+        self,
+        control: ExportControl,
+        seconds: float = 20.0,
+        skipped: Mapping[str, str] | None = None,
+        gb: float = 0.0,
+    ) -> None:
+        """``skipped``: tables AWS leaves out, with its reason; ``gb``: what RDS reports as
+        extracted when the export completes (whole GB, as RDS does)."""
         import threading
 
         self.control = control
         self.seconds = seconds
+        self.skipped = dict(skipped or {})
+        self.gb = gb
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="export-autopilot", daemon=True)
         self._thread.start()
@@ -416,10 +426,14 @@ class ExportAutopilot:
                     continue
                 elapsed = (now - task.task_start_time).total_seconds()
                 if elapsed >= self.seconds:
-                    tables, skipped = realistic_layout(task.export_only)
+                    wanted = {k: v for k, v in self.skipped.items() if k in task.export_only}
+                    tables, skipped = realistic_layout(task.export_only, wanted)
                     self.control.complete(task_id, tables, skipped)
+                    if self.gb:
+                        task.total_extracted_data_in_gb = self.gb
                 else:
-                    self.control.progress(task_id, int(100 * elapsed / self.seconds))
+                    fraction = elapsed / self.seconds
+                    self.control.progress(task_id, int(100 * fraction), gb=int(self.gb * fraction))
 
     def stop(self) -> None:
         self._stop.set()

@@ -13,21 +13,25 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from devstack.aws import realistic_layout
-from devstack.stack import LocalStack, call, start_stack, wait_for
+from devstack.stack import (
+    FAILING_MESSAGE,
+    FAILING_TABLE,
+    ROOT,
+    SKIPPED_REASON,
+    SKIPPED_TABLE,
+    LocalStack,
+    call,
+    start_stack,
+    wait_for,
+)
 
 TOKYO = ZoneInfo("Asia/Tokyo")
-FAILING_TABLE = "shop.payments"
-FAILING_MESSAGE = (
-    "Error while reading data, error message: Parquet column 'amount' has type "
-    "FIXED_LEN_BYTE_ARRAY DECIMAL(40,10) which does not match the target cpp_type INT64. "
-    "File: s3://…/shop/shop.payments/1/part-00000-….gz.parquet"
-)
-SKIPPED_TABLE = "shop.audit_log"
-SKIPPED_REASON = "Column name 'note;internal' contains ';': RDS skips tables with such columns"
+WORK_DIR = ROOT / ".demo"  # git-ignored; emptied at each start, its logs kept for reading
 
 
 class Screen:
@@ -60,8 +64,23 @@ class Screen:
         self.block(f"Slack message #{self.slack_posts}", render_text(payload))
 
 
-def local(dt: datetime | None) -> str:
-    return "—" if dt is None else dt.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S JST")
+def local(dt: datetime) -> str:
+    """The product's one time format: local time with its zone, UTC in brackets."""
+    from orchestrator.present.slack import format_time
+
+    return f"{format_time(dt, TOKYO)} ({dt.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the checkout when it is inside it (``.demo/logs``)."""
+    resolved = path.resolve()
+    return resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved
+
+
+def poll_action_text(entry: dict[str, Any]) -> str:
+    from orchestrator.present.terminal import poll_action_text as words
+
+    return words(entry)
 
 
 def product_status(run_id: str) -> str:
@@ -83,9 +102,7 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
     slot = datetime.now(UTC).replace(second=0, microsecond=0)
     stack.dts.set_outcome(FAILING_TABLE.replace(".", "__"), "FAILED", FAILING_MESSAGE, code=3)
 
-    screen.step(
-        f"Cloud Scheduler calls start_export for the slot {local(slot)} ({slot:%Y-%m-%dT%H:%MZ})"
-    )
+    screen.step(f"Cloud Scheduler calls start_export for the slot {local(slot)}")
     status, body = call(
         stack,
         "start_export",
@@ -93,8 +110,8 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
     )
     run = body["run"]
     screen.step(
-        f"  -> HTTP {status}: run {run['run_id']}, export task {run['export_task_id']} "
-        f"of {len(run['tables'])} tables from the live Aurora cluster"
+        f"  -> HTTP {status}: run {run['run_id']}, export task {run['export']['task_id']} "
+        f"of {run['counts']['tables']} tables from the live Aurora cluster"
     )
     status, _ = call(
         stack,
@@ -105,16 +122,15 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
         f"  the scheduler retries the same call: HTTP {status}, still one export task "
         f"({sum(1 for t in stack.control.tasks() if t.endswith(run['run_id']))})"
     )
-    task = run["export_task_id"]
+    task = run["export"]["task_id"]
 
     for percent in (0, 35, 80):
         if percent:
             stack.control.progress(task, percent, gb=percent // 10)
         _, report = call(stack, "poll")
-        entry = report["runs"][0]
-        screen.step(f"poll: {entry['action']} ({entry.get('percent', 0)}%)")
+        screen.step(f"poll: {poll_action_text(report['runs'][0])}")
 
-    tables, skipped = realistic_layout(run["tables"], {SKIPPED_TABLE: SKIPPED_REASON})
+    tables, skipped = realistic_layout(stack.tables, {SKIPPED_TABLE: SKIPPED_REASON})
     files = sum(len(v) for v in tables.values())
     stack.control.complete(task, tables, skipped)
     screen.step(
@@ -124,13 +140,10 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
     )
     _, report = call(stack, "poll")
     for entry in report["runs"]:
-        screen.step(
-            f"poll: {entry['action']}"
-            + (f" — {entry['started']} transfer runs started" if "started" in entry else "")
-        )
+        screen.step(f"poll: {poll_action_text(entry)}")
     if not any(e["action"] == "handed-off" for e in report["runs"]):
         _, report = call(stack, "poll")
-        screen.step(f"poll: {report['runs'][0]['action']}")
+        screen.step(f"poll: {poll_action_text(report['runs'][0])}")
 
     screen.step("DTS runs load the tables and publish to Pub/Sub; notify records each outcome")
     run_id = run["run_id"]
@@ -179,7 +192,7 @@ def summarize(body: Any) -> str:
 
 NEXT_STEPS = """What to try next:
   make stack                        keep this stack up and poke it with curl and the CLI
-  python -m orchestrator --help     every command: start, poll, sync, rerun, status, doctor
+  .venv/bin/rds2bq --help           every command: start, poll, sync, rerun, status, doctor
   make test                         every test, on the same local stack
   docs/deploy.md                    from two empty accounts to the first daily run
 """
@@ -189,15 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator demo", description="Play one whole day locally."
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=WORK_DIR,
+        help="where the logs, tables file and emulator data go, emptied first (default: .demo)",
+    )
+    args = parser.parse_args(argv)
     screen = Screen()
     screen.step("rds2bq demo: one day, on the local stack (no cloud account needed)")
     started = time.monotonic()
-    stack = start_stack(on_slack=screen.slack, log=lambda m: screen.step(f"… {m}"))
+    stack = start_stack(
+        on_slack=screen.slack, log=lambda m: screen.step(f"… {m}"), work_dir=args.work_dir
+    )
+    logs = _shown(stack.log_dir)
     try:
         screen.step(
             f"stack ready: {len(stack.functions)} functions, tables: {', '.join(stack.tables)}"
         )
+        screen.step(f"each process logs to {logs}/NAME.log (the functions, both emulators)")
         play_day(stack, screen)
     except KeyboardInterrupt:
         screen.step("interrupted: stopping everything")
@@ -206,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
     screen.step(
         f"done in {time.monotonic() - started:.0f}s; every process it started is "
-        f"stopped. {screen.slack_posts} Slack messages."
+        f"stopped. {screen.slack_posts} Slack messages. Logs: {logs}/ (replaced by the next run)"
     )
     print("\n" + NEXT_STEPS)
     return 0

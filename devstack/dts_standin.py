@@ -329,6 +329,10 @@ class Outcome:
     state: types.TransferState
     message: str = ""
     code: int = 3  # google.rpc.Code of errorStatus (3 = INVALID_ARGUMENT, as failed loads report)
+    # Only a data path's first run ends so (make stack: the day's load fails, a rerun of the
+    # same export loads, as if the cause had been fixed); later runs succeed.
+    first_run_only: bool = False
+    seen: set[str] = field(default_factory=set)  # data paths whose first run this was
 
 
 @dataclass
@@ -797,12 +801,16 @@ class DtsStandin:
         state: str | types.TransferState = "FAILED",
         message: str = "injected failure",
         code: int = 3,
+        first_run_only: bool = False,
     ) -> None:
         """Runs end in ``state`` when ``match`` is their config's name or display name, or their
-        resolved destination table."""
+        resolved destination table (with ``first_run_only``: only the first run per export)."""
         with self._lock:
             self._outcomes[match] = Outcome(
-                types.TransferState[str(state)] if isinstance(state, str) else state, message, code
+                types.TransferState[str(state)] if isinstance(state, str) else state,
+                message,
+                code,
+                first_run_only,
             )
 
     def clear_outcomes(self) -> None:
@@ -1196,10 +1204,17 @@ class DtsStandin:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return keys
 
-    def _outcome_for(self, config: types.TransferConfig, table: str) -> Outcome | None:
+    def _outcome_for(
+        self, config: types.TransferConfig, table: str, data_path: str = ""
+    ) -> Outcome | None:
         for match in (config.name, config.display_name, table):
             if match in self._outcomes:
-                return self._outcomes[match]
+                outcome = self._outcomes[match]
+                if outcome.first_run_only:
+                    if data_path in outcome.seen:
+                        return None
+                    outcome.seen.add(data_path)
+                return outcome
         return None
 
     def _finish(self, name: str) -> RunRecord | None:
@@ -1234,7 +1249,7 @@ class DtsStandin:
                 code=3, message=f"Failed to list files in {data_path}: {type(exc).__name__}: {exc}"
             )
         with self._lock:
-            outcome = self._outcome_for(config, table)
+            outcome = self._outcome_for(config, table, data_path)
         if error is None and outcome is not None:
             state = outcome.state
             if outcome.state is not types.TransferState.SUCCEEDED:

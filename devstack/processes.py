@@ -94,9 +94,15 @@ def require_gcloud() -> str:
     return gcloud
 
 
-def _spawn(name: str, args: list[str], port: int, timeout: float = 90.0) -> Service:
-    log = Path(tempfile.mkstemp(prefix=f"rds2bq-{name}-", suffix=".log")[1])
-    with log.open("wb") as out:
+def _spawn(
+    name: str, args: list[str], port: int, timeout: float = 90.0, work_dir: Path | None = None
+) -> Service:
+    """Start ``args``, its output in ``work_dir/NAME.log`` (a temporary file without one)."""
+    if work_dir is not None:
+        log = work_dir / f"{name}.log"
+    else:
+        log = Path(tempfile.mkstemp(prefix=f"rds2bq-{name}-", suffix=".log")[1])
+    with log.open("ab") as out:  # a restart on the same log appends
         process = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -124,8 +130,11 @@ def _on_a_free_port(start: Callable[[int], Service], port: int | None, tries: in
     raise AssertionError("unreachable")
 
 
-def start_firestore_emulator(port: int | None = None, import_data: str = "") -> Service:
-    """``import_data``: the ``*.overall_export_metadata`` file of an export to load on start."""
+def start_firestore_emulator(
+    port: int | None = None, import_data: str = "", work_dir: Path | None = None
+) -> Service:
+    """``import_data``: the ``*.overall_export_metadata`` file of an export to load on start;
+    ``work_dir``: where its log goes (else a temporary file)."""
     gcloud = require_gcloud()
 
     def start(chosen: int) -> Service:
@@ -133,18 +142,26 @@ def start_firestore_emulator(port: int | None = None, import_data: str = "") -> 
         args.append("--quiet")
         if import_data:
             args.append(f"--import-data={import_data}")
-        return _spawn("firestore", args, chosen)
+        return _spawn("firestore", args, chosen, work_dir=work_dir)
 
     return _on_a_free_port(start, port)
 
 
-def start_pubsub_emulator(project: str, port: int | None = None) -> Service:
+def start_pubsub_emulator(
+    project: str,
+    port: int | None = None,
+    work_dir: Path | None = None,
+    data_dir: Path | None = None,
+) -> Service:
+    """``work_dir``: where its log goes; ``data_dir``: its data (else temporary ones)."""
     gcloud = require_gcloud()
-    data_dir = tempfile.mkdtemp(prefix="rds2bq-pubsub-")
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    data = str(data_dir) if data_dir is not None else tempfile.mkdtemp(prefix="rds2bq-pubsub-")
 
     def start(chosen: int) -> Service:
         args = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{chosen}"]
-        args += [f"--project={project}", f"--data-dir={data_dir}", "--quiet"]
-        return _spawn("pubsub", args, chosen)
+        args += [f"--project={project}", f"--data-dir={data}", "--quiet"]
+        return _spawn("pubsub", args, chosen, work_dir=work_dir)
 
     return _on_a_free_port(start, port)

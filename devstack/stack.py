@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,7 @@ class LocalStack:
     functions: dict[str, processes.Service] = field(default_factory=dict)
     aws_proxy: Any = None  # a ThrottlingProxy in front of moto, for the drills
     metadata: Any = None  # the metadata server stand-in: Google ID tokens for keyless AWS
+    keep_work_dir: bool = False  # the demo's and make stack's: kept for their logs
     _stopped: bool = False
 
     @property
@@ -81,6 +83,11 @@ class LocalStack:
 
     def url(self, function: str) -> str:
         return f"http://127.0.0.1:{self.functions[function].port}/"
+
+    @property
+    def log_dir(self) -> Path:
+        """Each process's log: NAME.log (the functions, both emulators)."""
+        return self.work_dir / "logs"
 
     @property
     def control(self) -> ExportControl:
@@ -109,7 +116,7 @@ class LocalStack:
             old.process.wait(10)
         old.stop()
         self.functions[name] = start_functions(
-            self.env, [name], self.work_dir, ports={name: old.port}
+            self.env, [name], self.log_dir, ports={name: old.port}
         )[name]
 
     def restart_firestore(self, down_seconds: float = 0.0) -> None:
@@ -118,7 +125,7 @@ class LocalStack:
         its ``--export-on-exit`` does not run when it is stopped by a signal.)"""
         import requests
 
-        export_dir = tempfile.mkdtemp(prefix="rds2bq-firestore-")
+        export_dir = tempfile.mkdtemp(prefix="firestore-export-", dir=self.work_dir)
         response = requests.post(
             f"http://{self.firestore.host}/emulator/v1/projects/{PROJECT}:export",
             json={
@@ -132,7 +139,7 @@ class LocalStack:
         time.sleep(down_seconds)
         metadata = sorted(Path(export_dir).rglob("*.overall_export_metadata"))
         self.firestore = processes.start_firestore_emulator(
-            self.firestore.port, import_data=str(metadata[-1])
+            self.firestore.port, import_data=str(metadata[-1]), work_dir=self.log_dir
         )
 
     def stop(self) -> None:
@@ -157,6 +164,8 @@ class LocalStack:
                 stop()
             except Exception as exc:  # stop what can be stopped
                 print(f"warning: stopping failed: {exc}", file=sys.stderr)
+        if not self.keep_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalStack:
         return self
@@ -175,17 +184,34 @@ def start_stack(
     sync: bool = True,
     aws_proxy: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    work_dir: Path | None = None,
 ) -> LocalStack:
-    """Start everything; on any failure, stop what was started and raise."""
+    """Start everything; on any failure, stop what was started and raise.
+
+    Every file the stack writes (logs, the tables file, emulator data) goes under ``work_dir``,
+    emptied first and kept after ``stop`` for its logs (the demo's, make stack's). Without one,
+    a temporary directory that ``stop`` removes: nothing is left behind either way."""
     from devstack import bigquery_standin, dts_standin, slack_standin
     from devstack.google_standins import MetadataStandIn
 
+    keep = work_dir is not None
+    if work_dir is None:
+        work_dir = Path(tempfile.mkdtemp(prefix="rds2bq-stack-"))
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+    logs = work_dir / "logs"
+    logs.mkdir()
     started: list[Callable[[], None]] = []
+    if not keep:
+        started.append(lambda: shutil.rmtree(work_dir, ignore_errors=True))
     try:
         log("starting the Firestore and Pub/Sub emulators and moto's server")
         with ThreadPoolExecutor(2) as pool:
-            fs_future = pool.submit(processes.start_firestore_emulator)
-            ps_future = pool.submit(processes.start_pubsub_emulator, PROJECT)
+            fs_future = pool.submit(processes.start_firestore_emulator, None, "", logs)
+            ps_future = pool.submit(
+                processes.start_pubsub_emulator, PROJECT, None, logs, work_dir / "pubsub-data"
+            )
             moto = start_moto()
             started.append(moto.stop)
             firestore = fs_future.result()
@@ -204,7 +230,6 @@ def start_stack(
         bigquery.add_dataset(PROJECT, DATASET, LOCATION)
         metadata = MetadataStandIn()
         started.append(metadata.stop)
-        work_dir = Path(tempfile.mkdtemp(prefix="rds2bq-stack-"))
         tables_file = work_dir / "tables.txt"
         tables = list(tables)
         tables_file.write_text("# tables exported every day\n" + "\n".join(tables) + "\n")
@@ -240,6 +265,7 @@ def start_stack(
             work_dir,
             aws_proxy=proxy,
             metadata=metadata,
+            keep_work_dir=keep,
         )
         started.clear()  # from here on, stack.stop() owns everything
     except BaseException:
@@ -250,7 +276,7 @@ def start_stack(
         _create_topic(stack)
         log("starting the functions under functions-framework")
         wanted = [f for f in functions if f in defined_functions()]
-        stack.functions = start_functions(env, wanted, work_dir)
+        stack.functions = start_functions(env, wanted, logs)
         if "notify" in stack.functions:
             _push_to_notify(stack)
         if sync:
@@ -321,7 +347,7 @@ def defined_functions() -> set[str]:
 def start_functions(
     env: Mapping[str, str],
     names: Iterable[str],
-    work_dir: Path,
+    log_dir: Path,
     ports: Mapping[str, int] | None = None,
 ) -> dict[str, processes.Service]:
     """Each function in its own functions-framework process, like Cloud Functions runs them."""
@@ -330,7 +356,7 @@ def start_functions(
     try:
         for name in names:
             port = (ports or {}).get(name) or processes.free_port()
-            log_path = work_dir / f"{name}.log"
+            log_path = log_dir / f"{name}.log"
             with log_path.open("ab") as out:
                 proc = subprocess.Popen(
                     [
@@ -448,21 +474,129 @@ def wait_for(
 
 # --------------------------------------------------------------------------- make stack
 
+STACK_DIR = ROOT / ".stack"  # git-ignored: make stack's env file, tables file, logs, data
+# Cloud Scheduler calls poll every 5 minutes in production (scheduler.tf); here 60 times as often,
+# and an export takes AUTOPILOT_SECONDS instead of hours.
+POLL_SECONDS = 5.0
+PRODUCTION_POLL_SECONDS = 300.0
+EXPORTED_GB = 12.0  # what RDS reports for the day's export
+
+# The day the demo and make stack play: one table fails in DTS on its first load (a column
+# type; a rerun from the same export loads it, as after the fix), one is skipped by AWS.
+FAILING_TABLE = "shop.payments"
+FAILING_MESSAGE = (
+    "Error while reading data, error message: Parquet column 'amount' has type "
+    "FIXED_LEN_BYTE_ARRAY DECIMAL(40,10) which does not match the target cpp_type INT64. "
+    "File: s3://…/shop/shop.payments/1/part-00000-….gz.parquet"
+)
+SKIPPED_TABLE = "shop.audit_log"
+SKIPPED_REASON = "Column name 'note;internal' contains ';': RDS skips tables with such columns"
+
+
+class SchedulerStandIn:
+    """Cloud Scheduler's two jobs, scaled down: ``poll`` every ``poll_seconds`` (OIDC in
+    production; a plain POST here), and the daily ``start_export`` when asked (``daily``)."""
+
+    def __init__(self, stack: LocalStack, poll_seconds: float, log_path: Path) -> None:
+        self.stack = stack
+        self.poll_seconds = poll_seconds
+        self.log_path = log_path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+
+    def start(self) -> SchedulerStandIn:
+        self._thread.start()
+        return self
+
+    def daily(self) -> tuple[int, Any]:
+        """The daily job fires: start_export for this minute's slot, as its header says."""
+        slot = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime())
+        result = call(self.stack, "start_export", headers={"X-CloudScheduler-ScheduleTime": slot})
+        self._log(f"start_export slot {slot}: HTTP {result[0]}")
+        return result
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                status, _ = call(self.stack, "poll")
+                self._log(f"poll: HTTP {status}")
+            except Exception as exc:  # a missed tick is retried at the next one, as Scheduler
+                self._log(f"poll failed: {type(exc).__name__}: {exc}")
+
+    def _log(self, line: str) -> None:
+        with self.log_path.open("a") as out:
+            out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.poll_seconds + 65)
+
+
+def play_the_day(stack: LocalStack, export_seconds: float) -> Any:
+    """RDS and DTS behave as on the demo's day; returns the export autopilot (stop it)."""
+    from devstack.aws import ExportAutopilot
+
+    stack.dts.set_outcome(
+        FAILING_TABLE.replace(".", "__"), "FAILED", FAILING_MESSAGE, code=3, first_run_only=True
+    )
+    return ExportAutopilot(
+        stack.control, export_seconds, skipped={SKIPPED_TABLE: SKIPPED_REASON}, gb=EXPORTED_GB
+    )
+
+
+def env_file_text(stack: LocalStack) -> str:
+    """Every setting of the stack, secrets included (local stand-ins' fakes), to ``source``."""
+    import shlex
+
+    lines = [
+        "# make stack: `source .stack/env` points the CLI (rds2bq, python -m orchestrator) at the",
+        "# running local stack, the virtualenv first on PATH. Written at each start: ports change.",
+    ]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(stack.env.items())]
+    lines += [
+        f"export {name.upper()}_URL={shlex.quote(stack.url(name))}" for name in HTTP_FUNCTIONS
+    ]
+    # The virtualenv first, so that `python -m orchestrator` and `rds2bq` are the project's.
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    return "\n".join(lines) + "\n"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m orchestrator stack", description="Keep the local stack up for experiments."
+        prog="python -m orchestrator stack",
+        description="Keep the local stack up for experiments: a small copy of production.",
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=STACK_DIR,
+        help="its env file, tables file, logs and emulator data, emptied first (default: .stack)",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=POLL_SECONDS,
+        help=f"seconds between the scheduler's polls (production: {PRODUCTION_POLL_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--export-seconds",
+        type=float,
+        default=AUTOPILOT_SECONDS,
+        help="how long an export takes",
+    )
+    parser.add_argument(
+        "--no-daily", action="store_true", help="do not fire the daily start_export at start"
+    )
+    args = parser.parse_args(argv)
     from orchestrator.present.slack import render_text
 
     def show(payload: dict[str, Any]) -> None:
         print("\n--- Slack ---\n" + render_text(payload) + "\n", flush=True)
 
-    stack = start_stack(on_slack=show, log=lambda m: print(f"… {m}", flush=True))
-    from devstack.aws import ExportAutopilot
-
-    autopilot = ExportAutopilot(stack.control, seconds=AUTOPILOT_SECONDS)
+    stack = start_stack(
+        on_slack=show, log=lambda m: print(f"… {m}", flush=True), work_dir=args.work_dir
+    )
     done = threading.Event()
 
     def stop(*_: object) -> None:
@@ -470,25 +604,41 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    autopilot = play_the_day(stack, args.export_seconds)
+    scheduler = SchedulerStandIn(stack, args.poll_seconds, stack.log_dir / "scheduler.log")
     try:
-        print(_instructions(stack), flush=True)
+        env_file = args.work_dir / "env"
+        env_file.write_text(env_file_text(stack))
+        env_file.chmod(0o600)
+        scheduler.start()
+        if not args.no_daily:
+            scheduler.daily()
+        print(_instructions(stack, env_file, args), flush=True)
         done.wait()
     finally:
         print("stopping the local stack …", flush=True)
+        scheduler.stop()
         autopilot.stop()
         stack.stop()
     return 0
 
 
-def _instructions(stack: LocalStack) -> str:
-    exports = "\n".join(
-        f"export {k}={json.dumps(v)}"
-        for k, v in sorted(stack.env.items())
-        if not k.startswith("RDS2BQ_SECRET_")
+def _instructions(stack: LocalStack, env_file: Path, args: argparse.Namespace) -> str:
+    shown = env_file.resolve()
+    where = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+    logs = stack.log_dir.resolve()
+    logs_shown = logs.relative_to(ROOT) if logs.is_relative_to(ROOT) else logs
+    daily = (
+        "The daily job has fired: today's run is exporting."
+        if not args.no_daily
+        else "The daily job has not fired (--no-daily): `rds2bq start` does what it would."
     )
     return f"""
-The local stack is up. Ctrl-C stops everything. Exports move along by themselves, as RDS's
-would: STARTING, then IN_PROGRESS, then COMPLETE {AUTOPILOT_SECONDS:.0f} s after they start.
+The local stack is up: a small copy of production. Ctrl-C stops everything.
+- Cloud Scheduler (stand-in) calls poll every {args.poll_seconds:g} s (production:
+  every {PRODUCTION_POLL_SECONDS / 60:g} min). {daily}
+- Exports move along as RDS's would and complete {args.export_seconds:g} s after they start;
+  AWS skips {SKIPPED_TABLE}, and {FAILING_TABLE}'s first load fails in DTS (a rerun loads it).
 
 Functions:
   start_export  {stack.url("start_export")}
@@ -497,18 +647,13 @@ Functions:
   status        {stack.url("status")}
   notify        {stack.url("notify")}   (pushed to by the Pub/Sub emulator)
 
-Try:
-  curl -s -X POST {stack.url("start_export")} -H 'Content-Type: application/json' \\
-       -d "{{\\"slot\\": \\"$(date -u +%Y-%m-%dT%H:%M:00Z)\\"}}"
-  curl -s -X POST {stack.url("poll")}
-  curl -s '{stack.url("status")}'
+The CLI against this stack (in another shell, from the checkout):
+  source {where}          every setting, and $STATUS_URL, $RERUN_URL, ...
+  .venv/bin/rds2bq status
+  .venv/bin/rds2bq doctor
+  curl -s "$STATUS_URL"
 
-The CLI against this stack (paste these first):
-{exports}
-  python -m orchestrator status
-  python -m orchestrator poll
-
-Function logs: {stack.work_dir}/*.log
+Logs: {logs_shown}/NAME.log (the functions, both emulators, the scheduler)
 """
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -276,17 +276,32 @@ class Settings:
         return f"projects/{self.gcp_project}/locations/{self.bq_location}"
 
 
+LEDGER_NEEDS = frozenset({"GCP_PROJECT"})
+"""What a command that only reads the run ledger (``status``) needs: the Firestore project (the
+database and collection have defaults)."""
+
+
 def load_settings(
-    environ: Mapping[str, str] | None = None, read_text: Callable[[Path], str] | None = None
+    environ: Mapping[str, str] | None = None,
+    read_text: Callable[[Path], str] | None = None,
+    needs: Collection[str] | None = None,
 ) -> Settings:
-    """Build and validate the settings; raise ``ConfigError`` listing every problem at once."""
+    """Build and validate the settings; raise ``ConfigError`` listing every problem at once.
+
+    ``needs`` (field names, e.g. ``LEDGER_NEEDS``) limits what must be present to what one command
+    uses: other required settings and the tables file may then be missing (they stay empty), but
+    a value that is given is still validated. ``None``: everything, as the functions need."""
     env = os.environ if environ is None else environ
     problems: list[str] = []
     raw = {
         f.name: env.get(f.env, f.default if f.default is not None else "").strip() for f in FIELDS
     }
+
+    def needed(name: str) -> bool:
+        return needs is None or name in needs
+
     for f in FIELDS:
-        if f.default is None and not raw[f.name]:
+        if f.default is None and not raw[f.name] and needed(f.name):
             problems.append(f"{f.env} is required (e.g. {f.example})")
 
     def integer(name: str, low: int, high: int) -> int:
@@ -330,9 +345,9 @@ def load_settings(
             f"RDS2BQ_S3_PREFIX={prefix!r} must not contain ':' or '//', nor start or "
             "end with '/' (RDS exports break on them)"
         )
-    if aws_auth == "web-identity" and not raw["AWS_ROLE_ARN"]:
+    if aws_auth == "web-identity" and not raw["AWS_ROLE_ARN"] and needed("AWS_ROLE_ARN"):
         problems.append("RDS2BQ_AWS_ROLE_ARN is required when RDS2BQ_AWS_AUTH=web-identity")
-    if aws_auth == "static" and not raw["AWS_KEYS_SECRET"]:
+    if aws_auth == "static" and not raw["AWS_KEYS_SECRET"] and needed("AWS_KEYS_SECRET"):
         problems.append("RDS2BQ_AWS_KEYS_SECRET is required when RDS2BQ_AWS_AUTH=static")
     for name in ("KMS_KEY_ID", "EXPORT_ROLE_ARN"):
         if raw[name] and not raw[name].startswith("arn:"):
@@ -350,9 +365,10 @@ def load_settings(
     try:
         text = (read_text or (lambda p: p.read_text(encoding="utf-8")))(tables_path)
     except OSError as exc:
-        problems.append(
-            f"RDS2BQ_TABLES_FILE={str(tables_path)!r} cannot be read: {exc.strerror or exc}"
-        )
+        if needed("TABLES_FILE"):
+            problems.append(
+                f"RDS2BQ_TABLES_FILE={str(tables_path)!r} cannot be read: {exc.strerror or exc}"
+            )
     else:
         tables, table_problems = parse_tables(text)
         problems.extend(f"RDS2BQ_TABLES_FILE {p}" for p in table_problems)

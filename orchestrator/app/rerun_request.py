@@ -158,7 +158,7 @@ def _date(value: Any) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise BadRequestError(f"as_of={_clip(value)} is not a day of the calendar") from None
+        raise BadRequestError(f"as_of={_clip(value)} is not a date YYYY-MM-DD") from None
 
 
 def _clip(value: object, limit: int = 40) -> str:

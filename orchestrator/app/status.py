@@ -143,6 +143,13 @@ class StatusReader:
             raise NotFoundError(f"run {run_id} is not in the ledger")
         return run_view(run, self.ledger.tables(run_id), self.clock.now())
 
+    def view(self, run: Run) -> dict[str, Any]:
+        """The public view of a run a service has just returned (``start_export``): the same as
+        ``run(run_id)``, never the ledger's internals (lease, outbox, hand-off owner). Tables are
+        read only once the export is over: before, the ledger has none."""
+        tables = [] if run.state in _EXPORTING else self.ledger.tables(run.run_id)
+        return run_view(run, tables, self.clock.now())
+
     def recent(self, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequestError(f"limit must be between 1 and {MAX_LIMIT}")

@@ -51,17 +51,20 @@ def run_id_for(run_time: datetime) -> str:
 
 def run_time_of(run_id: str) -> datetime:
     """The run time of a run id; ValueError (with the expected shape) for anything else."""
+    # One message for every malformed id, whatever is wrong with it (the shape, or digits that are
+    # no time, such as month 13: not strptime's "unconverted data remains").
+    problem = (
+        f"{_clip(run_id)} is not a run id (YYYYMMDDHHMM for a daily run, "
+        "YYYYMMDDHHMMSS for a re-export; UTC)"
+    )
     # ASCII digits only: str.isdigit and \d accept other scripts' digits, strptime does not.
     if not (isinstance(run_id, str) and re.fullmatch(r"[0-9]{12}(?:[0-9]{2})?", run_id)):
-        raise ValueError(
-            f"{_clip(run_id)} is not a run id (YYYYMMDDHHMM for a daily run, "
-            "YYYYMMDDHHMMSS for a re-export; UTC)"
-        )
+        raise ValueError(problem)
     fmt = RUN_ID_FORMAT if len(run_id) == 12 else RERUN_ID_FORMAT
     try:
         parsed = datetime.strptime(run_id, fmt).replace(tzinfo=UTC)
     except ValueError:
-        raise ValueError(f"{run_id!r} is not a run id: no such date or time") from None
+        raise ValueError(problem) from None
     if len(run_id) == 14 and parsed.second == 0:
         # Second 00 is a daily run's, whose id is the 12-digit form: one run, one id.
         raise ValueError(f"{run_id!r} is not a run id: a daily run's id is {run_id[:12]}")

@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -22,7 +23,7 @@ from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.config import FIELDS, Settings, load_settings
+from orchestrator.config import FIELDS, LEDGER_NEEDS, Settings, load_settings
 from orchestrator.core.errors import (
     BadRequestError,
     ConfigError,
@@ -32,6 +33,7 @@ from orchestrator.core.errors import (
     TransientError,
 )
 from orchestrator.faces import http
+from orchestrator.faces.dependencies import is_dependency, missing_dependency
 from orchestrator.logs import redact
 from orchestrator.present import terminal as render
 
@@ -44,7 +46,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TRANSIENT = 3
 EXIT_REFUSED = 4
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `yes | head -1`
 PASS_THROUGH = ("demo", "stack")
 
 EXIT_CODES = f"""\
@@ -292,10 +295,11 @@ class Cli:
         self._build = build
         self.sleep = sleep
         self.monotonic = monotonic
+        self.open_line = False  # --watch has drawn a progress line without its newline
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings()
+        return load_settings(needs=NEEDS.get(self.args.command))
 
     @cached_property
     def wiring(self) -> Wiring:
@@ -341,10 +345,30 @@ def main(
     try:
         return int(COMMANDS[args.command](cli))
     except KeyboardInterrupt:
+        if cli.open_line:
+            print(flush=True)  # end the progress line, so the message starts on its own
         print("rds2bq: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ModuleNotFoundError as exc:  # a package imported lazily, on the command's path
+        if not is_dependency(exc):
+            return report_error(exc, debug, cli)
+        print(missing_dependency(exc.name or ""), file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`status --json | head -2`): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
-        return report_error(exc, debug)
+        return report_error(exc, debug, cli)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured in tests)
+        pass
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -357,20 +381,114 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
+# The services' messages name the HTTP API's fields (they answer the functions too); on the
+# command line the same advice names the flags and arguments that mean them (``rerun_body``).
+CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r'"mode": "export", "run_id": "(\d+)"', rf"`{PROG} rerun \1 --export`"),
+        (r'send "mode": "export"', "use --export"),
+        (r'"mode": "export"', "--export"),
+        (r"mode export, not transfer", "--export"),
+        (r'\("tables": \[\.\.\.\]\)', "(--table TABLE)"),
+        (r"send either tables or failed: true", "use either --table or --failed"),
+        (r'(?:send )?"failed": true', "use --failed"),
+        (r"\bfailed: true\b", "--failed"),
+        (r'send "force": true', "use --force"),
+        (r"\bas_of=", "--as-of "),
+        (r"\bas_of\b", "--as-of"),
+        (r"\brequest_id\b", "--request-id"),
+        (r"\brun_id\b", "RUN_ID"),
+    )
+)
+
+
+def cli_words(text: str) -> str:
+    """A service's message in the command line's words: flags and arguments, not JSON fields."""
+    for pattern, replacement in CLI_WORDS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def error_line(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
         text = "invalid configuration: " + "; ".join(exc.problems)
     elif isinstance(exc, Rds2bqError):
-        text = str(exc)
+        text = cli_words(str(exc))
     else:
         text = f"unexpected {type(exc).__name__}: {exc} (--debug shows the traceback)"
     return redact(" ".join(text.split()))
 
 
-def report_error(exc: BaseException, debug: bool) -> int:
+# How a cause says "nobody answered": the REST clients' and SDKs' connection errors, by name so
+# that the CLI imports no SDK (and keeps working whichever client an adapter uses).
+_UNREACHABLE_ERRORS = frozenset(
+    {
+        "ConnectionRefusedError",
+        "NewConnectionError",
+        "ConnectTimeoutError",
+        "ConnectTimeout",
+        "EndpointConnectionError",
+    }
+)
+_UNREACHABLE_TEXT = re.compile(
+    r"cannot connect to|could not connect to the endpoint|failed to connect|connection refused",
+    re.IGNORECASE,
+)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a connection that could not be made."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in _UNREACHABLE_ERRORS or _UNREACHABLE_TEXT.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def endpoint_of(message: str, environ: Mapping[str, str] | None = None) -> str:
+    """Which endpoint a failed call went to, from the service its message names and the setting
+    (or emulator variable) that points there: what the operator should check."""
+    env = os.environ if environ is None else environ
+
+    def where(name: str, variable: str, production: str) -> str:
+        value = env.get(variable, "")
+        return f"{name} at {value} ({variable})" if value else f"{name} at {production}"
+
+    if message.startswith("Firestore"):
+        return where("Firestore", "FIRESTORE_EMULATOR_HOST", "firestore.googleapis.com")
+    if message.startswith("DTS"):
+        return where("DTS", "RDS2BQ_DTS_ENDPOINT", "bigquerydatatransfer.googleapis.com")
+    if message.startswith("BigQuery"):
+        return where("BigQuery", "RDS2BQ_BQ_ENDPOINT", "bigquery.googleapis.com")
+    if message.startswith("Pub/Sub"):
+        return where("Pub/Sub", "PUBSUB_EMULATOR_HOST", "pubsub.googleapis.com")
+    if message.startswith("Secret Manager"):
+        return "Secret Manager at secretmanager.googleapis.com"
+    if message.startswith("metadata server"):
+        return where("the metadata server", "GCE_METADATA_HOST", "metadata.google.internal")
+    region = env.get("RDS2BQ_AWS_REGION", "")
+    return where("AWS", "RDS2BQ_AWS_ENDPOINT_URL", f"its {region or 'configured'} endpoints")
+
+
+def report_error(exc: BaseException, debug: bool, cli: Cli | None = None) -> int:
     if debug:
         print(redact(traceback.format_exc()), file=sys.stderr, end="")
+    if cli is not None and cli.open_line:
+        print(flush=True)
+        cli.open_line = False
     code = exit_code_for(exc)
+    if code == EXIT_TRANSIENT and unreachable(exc):
+        endpoint = endpoint_of(str(exc))
+        print(
+            f"rds2bq: error (unreachable): cannot connect to {redact(endpoint)}: check that it "
+            "is running and that the setting points at it (--debug shows the details)",
+            file=sys.stderr,
+        )
+        return code
     kind = {EXIT_TRANSIENT: " (transient: try again)", EXIT_REFUSED: " (refused)"}.get(code, "")
     print(f"rds2bq: error{kind}: {error_line(exc)}", file=sys.stderr)
     return code
@@ -518,14 +636,16 @@ def _watch(cli: Cli, run_id: str) -> int:
                 cli.json(view, indent=None)
             elif tty:
                 print("\r\033[K" + line, end="", flush=True)
+                cli.open_line = True
             else:
                 cli.out(line)
             last = line
         if not view["open"]:
             break
         if cli.monotonic() >= deadline:
-            if tty:
+            if cli.open_line:
                 print()
+                cli.open_line = False
             print(
                 f"rds2bq: error (transient: try again): run {run_id} is still "
                 f"{view['state']} after {args.timeout:g}s of watching",
@@ -533,8 +653,9 @@ def _watch(cli: Cli, run_id: str) -> int:
             )
             return EXIT_TRANSIENT
         cli.sleep(max(0.0, args.interval))
-    if tty:
+    if cli.open_line:
         print()
+        cli.open_line = False
     if not args.json:
         cli.out("")
         cli.out(render.status_text(view, cli.settings.timezone))
@@ -563,6 +684,9 @@ def cmd_doctor(cli: Cli) -> int:
         cli.out(render.doctor_summary(results))
     return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
 
+
+NEEDS: Mapping[str, frozenset[str]] = {"status": LEDGER_NEEDS}
+"""Settings a command needs, when not all: ``status`` reads only the run ledger."""
 
 COMMANDS: Mapping[str, Callable[[Cli], int]] = {
     "start": cmd_start,

@@ -58,6 +58,27 @@ LINE_MESSAGE_LIMIT = 200  # one failure's message inside a list
 SINGLE_MESSAGE_LIMIT = 2_500  # the message of a single table failure or export failure
 
 CONSOLE = "https://console.cloud.google.com"
+# google.rpc.Code: what the numbers in a Google API's error status (DTS's ``errorStatus.code``)
+# mean; an operator searches for the name, the number is what the API sent.
+RPC_CODES = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
 _BLOCK_TYPES = ("header", "section", "context", "divider")
 _RUN_NAME_RE = re.compile(
     r"projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
@@ -154,6 +175,31 @@ def format_duration(delta: timedelta | None) -> str:
     return f"{secs}s"
 
 
+def error_code_name(code: int) -> str:
+    """``INVALID_ARGUMENT (3)``: a DTS error code by its name, with the number to search for."""
+    name = RPC_CODES.get(code)
+    return f"{name} ({code})" if name else f"code {code}"
+
+
+def format_size(size_bytes: float) -> str:
+    """``3.1 MB``, ``12 GB``: bytes in the largest unit that keeps a number of at least 1."""
+    value = float(max(size_bytes, 0))
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB" if value < 100 else f"{value:.0f} TB"
+
+
+def exported_size(run: Run, tables: Sequence[TableRun] = ()) -> str:
+    """How much the export wrote. RDS reports whole GB (0 for a small export); the tables' own
+    sizes (export_tables_info) are finer, so they are used when RDS says less than 1 GB."""
+    table_bytes = sum(t.size_bytes for t in tables)
+    if run.extracted_gb >= 1 or not table_bytes:
+        return format_size(run.extracted_gb * 1e9) if run.extracted_gb else "under 1 GB"
+    return format_size(table_bytes)
+
+
 def transfer_run_url(run_name: str, default_location: str = "") -> str | None:
     """Console page of a DTS run, from ``projects/P/locations/L/transferConfigs/C/runs/R``."""
     match = _RUN_NAME_RE.fullmatch(run_name)
@@ -215,12 +261,12 @@ def table_failed(ctx: SlackContext, run: Run, table: TableRun) -> Payload:
     else:
         detail = "_DTS gave no error message._"
     if table.error_code:
-        detail += f"\n_error code {table.error_code}_"
+        detail += f"\n_error code {error_code_name(table.error_code)}_"
     blocks = [
         _header(f"{icon} {table.key}: load {word}"),
         _fields(fields),
         _section(detail),
-        _context(ctx, run),
+        _context(ctx, run, shown=("run",)),
     ]
     return _payload(
         f"{_prefix(ctx)}{table.key} {table.state} in run {run.run_id}: "
@@ -245,6 +291,9 @@ def run_summary(
     elapsed = last_load - run.export_started_at if last_load and run.export_started_at else None
 
     icon = {RunState.SUCCEEDED: "✅", RunState.PARTIAL: "⚠️"}.get(run.state, "❌")
+    reloaded = retransferred(tables)
+    if reloaded:
+        return _retransfer_summary(ctx, run, tables, reloaded, failures_shown)
     fields = [
         _field("State", f"*{escape(str(run.state))}*"),
         _field("Loaded", f"{loaded} of {len(tables)}"),
@@ -258,7 +307,7 @@ def run_summary(
         _field("Data as of", format_time(as_of(run), ctx.timezone)),
     ]
     blocks: list[dict[str, Any]] = [
-        _header(f"{icon} Run {format_time(run.run_time, ctx.timezone)}: {run.state}"),
+        _header(f"{icon} {_run_title(ctx, run)}: {run.state}"),
         _fields(fields),
     ]
     more = f"(see `{ctx.status_command(run.run_id)}`)"
@@ -287,6 +336,73 @@ def run_summary(
     text = (
         f"{_prefix(ctx)}run {run.run_id} {run.state}: {loaded} loaded, {len(failed)} failed, "
         f"{len(skipped)} skipped"
+    )
+    return _payload(text, blocks)
+
+
+def retransferred(tables: Sequence[TableRun]) -> list[TableRun]:
+    """The tables a re-transfer loaded again: those on their second DTS run or later (the
+    hand-off starts each table's first). A table DTS refused at the hand-off has no first run,
+    so its re-transfer counts as one (the ledger keeps no other trace of a reopened run)."""
+    return sorted((t for t in tables if t.attempts > 1), key=lambda t: t.key)
+
+
+def _run_title(ctx: SlackContext, run: Run) -> str:
+    """``Run 2026-11-28 00:00 JST``, or for a re-export ``Re-export of run 202611271500``."""
+    if run.kind == "rerun":
+        of = f" of run {run.parent_run_id}" if run.parent_run_id else ""
+        return f"Re-export{of} ({format_time(run.run_time, ctx.timezone)})"
+    return f"Run {format_time(run.run_time, ctx.timezone)}"
+
+
+def _retransfer_summary(
+    ctx: SlackContext,
+    run: Run,
+    tables: Sequence[TableRun],
+    reloaded: Sequence[TableRun],
+    failures_shown: int,
+) -> Payload:
+    """A re-transfer closed the run again: which run, what it reloaded and how that went, then
+    where the whole run stands now."""
+    done = [t for t in reloaded if t.state == TableState.SUCCEEDED]
+    still = [t for t in reloaded if t.state != TableState.SUCCEEDED]
+    loaded = sum(1 for t in tables if t.state == TableState.SUCCEEDED)
+    failed = sum(1 for t in tables if t.state in (TableState.FAILED, TableState.CANCELLED))
+    skipped = sum(1 for t in tables if t.state == TableState.SKIPPED_BY_EXPORT)
+    result = "reloaded" if not still else f"{len(done)} of {len(reloaded)} reloaded"
+    fields = [
+        _field("Reran", _run_label(ctx, run)),
+        _field("From export", f"`{escape(run.export_task_id)}` (no new export)"),
+        _field("Reloaded", f"{len(done)} of {len(reloaded)}"),
+        _field("Run now", f"*{escape(str(run.state))}*: {loaded} of {len(tables)} loaded"),
+        _field("Failed", str(failed)),
+        _field("Skipped by the export", str(skipped)),
+    ]
+    lines = [
+        f"• *{escape(t.key)}* (attempt {t.attempts}): {escape(str(t.state))}"
+        + (
+            f": {_code_inline(t.error_message or t.reason, LINE_MESSAGE_LIMIT)}"
+            if t.state != TableState.SUCCEEDED and (t.error_message or t.reason)
+            else ""
+        )
+        for t in reloaded
+    ]
+    blocks: list[dict[str, Any]] = [
+        _header(f"🔁 Re-transfer of run {run.run_id}: {result}, run {run.state}"),
+        _fields(fields),
+    ]
+    blocks += _list_sections(
+        f"*Reloaded from the same export ({len(reloaded)})*",
+        lines,
+        failures_shown,
+        FAILURES_BUDGET,
+        f"(see `{ctx.status_command(run.run_id)}`)",
+    )
+    blocks.append(_context(ctx, run, shown=("run", "export")))
+    names = ", ".join(t.key for t in reloaded[:3]) + (", …" if len(reloaded) > 3 else "")
+    text = (
+        f"{_prefix(ctx)}re-transfer of run {run.run_id}: {names} {result}; the run is "
+        f"{run.state}: {loaded} loaded, {failed} failed, {skipped} skipped"
     )
     return _payload(text, blocks)
 
@@ -344,7 +460,7 @@ def export_failed(ctx: SlackContext, run: Run) -> Payload:
         _header(f"{icon} Export {word}: no table is loaded for this run"),
         _fields(fields),
         _section(cause),
-        _context(ctx, run),
+        _context(ctx, run, shown=("run", "export")),
     ]
     return _payload(
         f"{_prefix(ctx)}export {run.export_task_id} {status}: "
@@ -374,7 +490,7 @@ def export_late(
             "Nothing is loaded until the export completes; rds2bq keeps polling and starts "
             "the transfers as soon as it does. Large clusters can take hours."
         ),
-        _context(ctx, run),
+        _context(ctx, run, shown=("export",)),
     ]
     return _payload(
         f"{_prefix(ctx)}export {run.export_task_id} still running after "
@@ -396,7 +512,7 @@ def export_started(ctx: SlackContext, run: Run) -> Payload:
     blocks = [
         _header(f"🚀 Export started: {_plural(count, 'table')}"),
         _fields(fields),
-        _context(ctx, run),
+        _context(ctx, run, shown=("run", "export")),
     ]
     return _payload(f"{_prefix(ctx)}export {run.export_task_id} started ({count} tables)", blocks)
 
@@ -423,7 +539,7 @@ def handoff_done(ctx: SlackContext, run: Run, tables: Sequence[TableRun]) -> Pay
         _field("Could not start", str(len(refused))),
         _field("Skipped by the export", str(len(skipped))),
         _field("Export took", format_duration(export_time)),
-        _field("Exported", f"{run.extracted_gb:.1f} GB"),
+        _field("Exported", exported_size(run, tables)),
         _field("Data as of", format_time(as_of(run), ctx.timezone)),
     ]
     blocks: list[dict[str, Any]] = [
@@ -476,7 +592,7 @@ def unknown_run(ctx: SlackContext, note: TransferRunFinished) -> Payload:
     blocks.append(
         {
             "type": "context",
-            "elements": [_mrkdwn(f"{_env_label(ctx)}times in {escape(str(ctx.timezone.key))}")],
+            "elements": [_mrkdwn(_env_label(ctx).removesuffix(" · "))],
         }
     )
     return _payload(
@@ -645,13 +761,15 @@ def _mrkdwn(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": text}
 
 
-def _context(ctx: SlackContext, run: Run) -> dict[str, Any]:
-    parts = [
-        f"{_env_label(ctx)}run `{escape(run.run_id)}` ({escape(run.kind)})",
-        f"export `{escape(run.export_task_id)}`",
-        f"times in {escape(str(ctx.timezone.key))}",
-        f"`{ctx.status_command(run.run_id)}`",
-    ]
+def _context(ctx: SlackContext, run: Run, shown: Sequence[str] = ()) -> dict[str, Any]:
+    """The footer: the deployment, what the body has not ``shown`` (``run``, ``export``), and
+    the command for the details. Times carry their zone in the body, so it is not repeated."""
+    parts = [f"rds2bq *{escape(ctx.env)}*" if ctx.env else "rds2bq"]
+    if "run" not in shown:
+        parts.append(f"run `{escape(run.run_id)}` ({escape(run.kind)})")
+    if "export" not in shown:
+        parts.append(f"export `{escape(run.export_task_id)}`")
+    parts.append(f"`{ctx.status_command(run.run_id)}`")
     return {"type": "context", "elements": [_mrkdwn(" · ".join(parts))]}
 
 

@@ -168,13 +168,39 @@ def doctor_summary(results: Sequence[CheckResult]) -> str:
     return f"All {len(results)} checks passed."
 
 
+def poll_action_text(entry: Mapping[str, Any]) -> str:
+    """What one poll did to one run, in words (the JSON keeps the action's name)."""
+    action = str(entry.get("action", ""))
+    percent = entry.get("percent", 0)
+    error = _cut(str(entry.get("error", "")), 200)
+    words = {
+        "export-started": "export started",
+        "export-starting": "RDS is starting the export",
+        "export-in_progress": f"the export is in progress, {percent}% done",
+        "export-complete": "the export is complete",
+        "export-failed": "the export failed",
+        "export-canceled": "the export was canceled",
+        "export-canceling": "the export is being canceled",
+        "export-missing": "RDS has no export task for this run",
+        "handed-off": f"handed off: {entry.get('started', 0)} transfer run(s) started",
+        "handoff-held-elsewhere": "another poll is handing this run off",
+        "handoff-incomplete": "hand-off not finished: the next poll resumes it",
+        "waiting": "nothing to do yet",
+        "reconciled": (
+            f"asked DTS about {entry.get('looked_up', 0)} silent transfer run(s), "
+            f"{entry.get('settled', 0)} settled"
+        ),
+        "events-published": f"published {entry.get('events', 0)} pending event(s)",
+        "retry-later": f"could not advance it, the next poll tries again: {error}",
+        "failed": f"failed: {error}",
+    }
+    return words.get(action, action)
+
+
 def poll_text(report: Mapping[str, Any]) -> str:
     runs = report["runs"]
     if not runs:
         return "No open run: nothing to do."
-    lines = []
-    for entry in runs:
-        extra = {k: v for k, v in entry.items() if k not in ("run_id", "state", "action")}
-        detail = "  " + ", ".join(f"{k}={v}" for k, v in extra.items()) if extra else ""
-        lines.append(f"{entry['run_id']}  {entry['state']:<15} {entry['action']}{detail}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"{entry['run_id']}  {entry['state']:<15} {poll_action_text(entry)}" for entry in runs
+    )

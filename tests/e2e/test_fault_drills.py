@@ -57,7 +57,7 @@ def start_and_export(stack: LocalStack, slot: datetime) -> tuple[str, str]:
     status, body = call(stack, "start_export", {"slot": slot.isoformat()})
     assert status == 200, body
     run_id = body["run"]["run_id"]
-    task = body["run"]["export_task_id"]
+    task = body["run"]["export"]["task_id"]
     files, skipped = realistic_layout(TABLES)
     stack.control.complete(task, files, skipped)
     return run_id, task
@@ -218,7 +218,7 @@ def test_firestore_restarted_between_polls(stack: LocalStack) -> None:
     slot = new_slot()
     status, body = call(stack, "start_export", {"slot": slot.isoformat()})
     assert status == 200
-    run_id, task = body["run"]["run_id"], body["run"]["export_task_id"]
+    run_id, task = body["run"]["run_id"], body["run"]["export"]["task_id"]
     call(stack, "poll")
     stack.restart_firestore()
     stack.control.progress(task, 60)

@@ -102,7 +102,7 @@ class Local:
             end_time=datetime.now(UTC),
         )
         code, out, err = self.cli("poll")
-        assert code == 0 and "handed-off" in out, out + err
+        assert code == 0 and "handed off: " in out, out + err
         self.dts.set_outcome(FAILING.replace(".", "__"), "FAILED", FAILURE)
         self.finish_dts_runs()
         self.deliver_events(3)  # EXPORT_STARTED, HANDOFF_DONE, RUN_CLOSED

@@ -18,7 +18,10 @@ MAIN = str(Path(__file__).resolve().parents[2] / "main.py")
 
 class FakeWiring:
     def __init__(self, world: World) -> None:
+        from orchestrator.app.status import StatusReader
+
         self.service = world.service
+        self.status = StatusReader(world.ledger, world.clock)
 
 
 @pytest.fixture
@@ -42,6 +45,28 @@ def test_start_export_from_cloud_scheduler_header(world: World) -> None:
     assert body["run"]["state"] == "EXPORTING"
     again = client("start_export").post("/", headers=headers)
     assert again.status_code == 200 and world.exporter.start_calls == 1
+
+
+def test_start_export_answers_with_the_view_status_returns(world: World) -> None:
+    headers = {"X-CloudScheduler-ScheduleTime": "2026-11-27T15:00:00Z"}
+    started = client("start_export").post("/", headers=headers).get_json()["run"]
+    status = client("status")
+    shown = status.get("/?run_id=202611271500").get_json()
+    assert started == shown
+    assert (
+        started["export"]["task_id"] == "rds2bq-prod-20261127150000"
+    )  # export ids carry the seconds
+    text = json.dumps(started)
+    for internal in ("handoff_owner", "lease", "outbox", "last_update_time"):
+        assert internal not in text
+    # A retry after the hand-off shows the tables, as status does.
+    world.complete(["shop.orders", "shop.customers"])
+    world.service.poll()
+    world.clock.advance(minutes=5)
+    world.service.poll()
+    again = client("start_export").post("/", headers=headers).get_json()["run"]
+    assert again == status.get("/?run_id=202611271500").get_json()
+    assert [t["table"] for t in again["tables"]] == ["shop.customers", "shop.orders"]
 
 
 def test_start_export_with_a_slot_in_the_body(world: World) -> None:

@@ -127,7 +127,25 @@ KINDS: dict[str, Builder] = {
         ],
     ),
     "unknown_run": lambda: slack.unknown_run(CTX, note()),
+    "run_summary_retransfer": lambda: slack.run_summary(
+        CTX, *retransferred_run(TableState.SUCCEEDED)
+    ),
 }
+
+
+def retransferred_run(state: TableState, message: str = "") -> tuple[Run, list[TableRun]]:
+    """The PARTIAL run of SMALL_TABLES after shop.orders was re-transferred and finished."""
+    handed_off = RUN_TIME + timedelta(hours=2, minutes=5)
+    again = failed_table(
+        state=state,
+        error_message=message,
+        attempts=2,
+        started_at=RUN_TIME + timedelta(hours=5),
+        finished_at=RUN_TIME + timedelta(hours=5, minutes=3),
+    )
+    run = make_run(state=RunState.PARTIAL, handed_off_at=handed_off)
+    first = [loaded("shop.users").with_(attempts=1), skipped("shop.bad")]
+    return run, [*first, again]
 
 
 # --------------------------------------------------------------------------- every kind
@@ -323,7 +341,8 @@ def test_times_around_tokyo_midnight(utc: datetime, shown: str) -> None:
 
     assert shown in summary["blocks"][0]["text"]["text"]
     assert f"Data as of: {shown}" in failure
-    assert "times in Asia/Tokyo" in failure
+    # Each time carries its zone; the footer no longer repeats it (issue 14).
+    assert f"Run: `{run.run_id}` ({shown})" in failure and "times in" not in failure
 
 
 def test_zone_without_a_letter_abbreviation_shows_its_key() -> None:
@@ -497,3 +516,113 @@ def test_render_text_for_the_terminal() -> None:
         "  a · b",
     ]
     assert render_text({"text": "only &lt;text&gt;"}) == "only <text>"
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+def test_a_retransfer_summary_names_the_run_what_it_reloaded_and_the_result() -> None:
+    first = render_text(slack.run_summary(CTX, make_run(handed_off_at=RUN_TIME), SMALL_TABLES))
+    payload = slack.run_summary(CTX, *retransferred_run(TableState.SUCCEEDED))
+    text = render_text(payload)
+    title = text.splitlines()[0]
+    assert title != first.splitlines()[0]
+    assert "Re-transfer of run 202611271500: reloaded, run PARTIAL" in title
+    assert "Reloaded: 1 of 1" in text and "From export: `rds2bq-prod-202611271500`" in text
+    assert "• *shop.orders* (attempt 2): SUCCEEDED" in text
+    assert "Run now: *PARTIAL*: 2 of 3 loaded" in text
+    assert payload["text"].startswith("rds2bq prod: re-transfer of run 202611271500: shop.orders")
+
+
+def test_a_retransfer_that_failed_again_says_so_with_dts_message() -> None:
+    run, tables = retransferred_run(TableState.FAILED, "Parquet column 'amount' is DECIMAL")
+    text = render_text(slack.run_summary(CTX, run, tables))
+    assert "Re-transfer of run 202611271500: 0 of 1 reloaded" in text.splitlines()[0]
+    assert "*shop.orders* (attempt 2): FAILED: `Parquet column 'amount' is DECIMAL`" in text
+
+
+def test_the_retransfer_summary_through_notify() -> None:
+    from tests.unit.test_rerun import KEYS, RUN_ID, Ops
+
+    ops = Ops()
+
+    def summaries() -> list[str]:
+        # notify turns each RUN_CLOSED event, as Pub/Sub delivers it, into its Slack message
+        for number, event in enumerate(ops.w.events.events):
+            if event.kind is EventKind.RUN_CLOSED:
+                data, attributes = encode_event(event)
+                ops.notify.handle(PubsubMessage(data, attributes, f"closed-{number}", event.at))
+        texts = [render_text(p) for p in ops.slack.payloads]
+        return [t for t in texts if "load failed" not in t.splitlines()[0]]
+
+    # GIVEN a PARTIAL run, summarised
+    ops.closed_partial()
+    first = summaries()
+    # WHEN a failed table is re-transferred and loads
+    ops.rerun(run_id=RUN_ID, tables=[KEYS[1]])
+    ops.finish(KEYS[1], "SUCCEEDED")
+    # THEN the second summary is the re-transfer's: which run, what it reloaded, the result
+    second = summaries()[len(first) :]
+    assert [s.splitlines()[0] for s in first] == ["⚠️ Run 2026-11-28 00:00 JST: PARTIAL"]
+    assert [s.splitlines()[0] for s in second] == [
+        f"🔁 Re-transfer of run {RUN_ID}: reloaded, run PARTIAL"
+    ]
+    assert f"• *{KEYS[1]}* (attempt 2): SUCCEEDED" in second[0]
+    assert KEYS[2] not in second[0]
+
+
+def test_a_re_export_summary_names_the_run_it_stands_in_for() -> None:
+    run = make_run(kind="rerun", parent_run_id="202611201500", state=RunState.SUCCEEDED)
+    title = render_text(slack.run_summary(CTX, run, [loaded("shop.users")])).splitlines()[0]
+    assert title == "✅ Re-export of run 202611201500 (2026-11-28 00:00 JST): SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("code", "name"), [(3, "INVALID_ARGUMENT (3)"), (7, "PERMISSION_DENIED (7)"), (99, "code 99")]
+)
+def test_error_codes_are_named(code: int, name: str) -> None:
+    text = render_text(slack.table_failed(CTX, make_run(), failed_table(error_code=code)))
+    assert f"error code {name}" in text
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (3_221_225, "3.2 MB"),
+        (12e9, "12.0 GB"),
+        (450e9, "450 GB"),
+        (2.5e12, "2.5 TB"),
+    ],
+)
+def test_sizes_in_readable_units(size: float, shown: str) -> None:
+    assert slack.format_size(size) == shown
+
+
+def test_a_small_export_shows_the_tables_sizes_not_0_gb() -> None:
+    tables = [
+        TableRun("shop.users", TableState.STARTED, dts_run=DTS_RUN, size_bytes=3_221_225),
+        TableRun("shop.orders", TableState.STARTED, dts_run=DTS_RUN, size_bytes=1_000_000),
+    ]
+    small = render_text(slack.handoff_done(CTX, make_run(extracted_gb=0.0), tables))
+    assert "Exported: 4.2 MB" in small and "0.0 GB" not in small
+    big = render_text(slack.handoff_done(CTX, make_run(extracted_gb=12.0), tables))
+    assert "Exported: 12.0 GB" in big
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_the_footer_carries_only_what_the_body_does_not(kind: str) -> None:
+    payload = KINDS[kind]()
+    blocks = payload["blocks"]
+    footer = (
+        " ".join(e["text"] for e in blocks[-1]["elements"])
+        if blocks[-1]["type"] == "context"
+        else ""
+    )
+    body = json.dumps(blocks[:-1], ensure_ascii=False)
+    assert "times in" not in footer
+    for part in footer.split(" · "):
+        if part.startswith(("run `", "export `")):
+            shown = "`" + part.split("`")[1] + "`"
+            assert shown not in body, (kind, part)
