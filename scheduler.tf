@@ -196,6 +196,17 @@ variable "operators" {
   }
 }
 
+variable "impersonators" {
+  description = "IAM members allowed to mint ID tokens as the functions that call AWS (start_export, poll, rerun), for `doctor --impersonate`, e.g. [\"group:rds2bq-operators@example.com\"]. Empty: nobody."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.impersonators : can(regex("^(group|user|serviceAccount):[^@\\s]+@[^@\\s]+$", m))])
+    error_message = "impersonators must list group:, user: or serviceAccount: members (never allUsers or allAuthenticatedUsers)."
+  }
+}
+
 variable "alert_email" {
   description = "E-mail address that Cloud Monitoring alerts when rds2bq itself is failing or silent (its Slack messages come from the same functions, so they cannot say that)."
   type        = string
@@ -607,6 +618,19 @@ resource "google_project_iam_member" "deployer" {
   project = var.project
   role    = each.key
   member  = google_service_account.deployer.member
+}
+
+# doctor --impersonate: the listed operators may mint ID tokens as the three functions that reach
+# AWS (to try the web-identity trust as production runs it), on those accounts only.
+resource "google_service_account_iam_member" "impersonators_mint_aws_callers_tokens" {
+  for_each = {
+    for pair in setproduct(["start_export", "poll", "rerun"], var.impersonators) :
+    "${pair[0]} ${pair[1]}" => { function = pair[0], member = pair[1] }
+  }
+
+  service_account_id = google_service_account.function[each.value.function].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = each.value.member
 }
 
 # actAs: only on the identities it deploys with, never project-wide.

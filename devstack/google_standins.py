@@ -1,4 +1,4 @@
-"""Local stand-ins for two small Google endpoints, speaking their real formats over HTTP:
+"""Local stand-ins for three small Google endpoints, speaking their real formats over HTTP:
 
 - the metadata server (``GCE_METADATA_HOST`` and ``GCE_METADATA_IP``, the two variables google-auth
   reads): the root that google-auth pings, the default service account's description
@@ -8,8 +8,10 @@
   request must carry ``Metadata-Flavor: Google`` and every answer does, as on Google's runtime.
 - Secret Manager's ``versions.access`` (``GET /v1/projects/P/secrets/S/versions/V:access``),
   answering ``{"name", "payload": {"data": base64}}`` or Google's JSON errors.
+- IAM Credentials' ``generateIdToken``, for the accounts a caller was granted to impersonate
+  (``doctor --impersonate``).
 
-Both count requests (``calls``) and can be told to fail the next ones (``fail_next``).
+Each counts requests (``calls``) and can be told to fail the next ones (``fail_next``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ SERVICE_ACCOUNT = "rds2bq-functions@rds2bq-local.iam.gserviceaccount.com"
 SUBJECT = "104857600000000000001"  # the account's unique id: what AWS trust policies pin
 TOKEN_SECONDS = 3599
 _STATUS = {
+    401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
     429: "RESOURCE_EXHAUSTED",
     503: "UNAVAILABLE",
 }
@@ -53,6 +57,12 @@ class _StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                self._handle(b"")
+
+            def do_POST(self) -> None:
+                self._handle(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+            def _handle(self, body: bytes) -> None:
                 split = urlsplit(self.path)
                 with outer._lock:
                     outer.calls[split.path] += 1
@@ -60,8 +70,12 @@ class _StandIn:
                 if failure:
                     self._send(failure, _error(failure, "injected failure"))
                     return
-                status, body = outer.answer(split.path, parse_qs(split.query), self.headers)
-                self._send(status, body)
+                query = parse_qs(split.query)
+                if self.command == "POST":
+                    status, answer = outer.answer_post(split.path, body, self.headers)
+                else:
+                    status, answer = outer.answer(split.path, query, self.headers)
+                self._send(status, answer)
 
             def _send(self, status: int, body: bytes | str) -> None:
                 data = body.encode() if isinstance(body, str) else body
@@ -89,6 +103,9 @@ class _StandIn:
 
     def answer(self, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, bytes]:
         raise NotImplementedError
+
+    def answer_post(self, path: str, body: bytes, headers: Any) -> tuple[int, bytes]:
+        return 405, _error(405, f"POST {path} is not a method here")
 
     def headers(self, body: bytes) -> dict[str, str]:
         return {"Content-Type": "application/json"}
@@ -122,6 +139,8 @@ class MetadataStandIn(_StandIn):
             return 403, b"Missing required header: Metadata-Flavor"
         if path == "/":  # google-auth's ping: is there a metadata server?
             return 200, b"computeMetadata/"
+        if path == "/computeMetadata/v1/project/project-id":
+            return 200, b"rds2bq-local"
         if path == self._BASE:
             account = {
                 "aliases": ["default"],
@@ -179,3 +198,53 @@ class SecretManagerStandIn(_StandIn):
             return 404, _error(404, f"Secret Version [{name}] not found.")
         data = base64.b64encode(self.secrets[secret].encode()).decode()
         return 200, json.dumps({"name": name, "payload": {"data": data}}).encode()
+
+
+class IamCredentialsStandIn(_StandIn):
+    """IAM Credentials' ``generateIdToken``
+    (``POST /v1/projects/-/serviceAccounts/EMAIL:generateIdToken``), as google-auth's impersonated
+    credentials call it: the caller (any bearer token) may mint tokens for the accounts in
+    ``grants``; each token is an unsigned JWT of that account, as the metadata server's are."""
+
+    _PATH = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateIdToken$")
+
+    def __init__(self, accounts: dict[str, str] | None = None) -> None:
+        self.accounts = dict(accounts or {})  # email -> unique id
+        self.grants: set[str] = set()
+        super().__init__()
+
+    @property
+    def endpoint_format(self) -> str:
+        """google-auth's ``iam._IAM_IDTOKEN_ENDPOINT``, pointed here."""
+        return f"http://{self.host}/v1/projects/-/serviceAccounts/{{}}:generateIdToken"
+
+    def answer(self, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, bytes]:
+        return 404, _error(404, f"no such method: GET {path}")
+
+    def answer_post(self, path: str, body: bytes, headers: Any) -> tuple[int, bytes]:
+        match = self._PATH.match(path)
+        if not match:
+            return 404, _error(404, f"no such method: POST {path}")
+        email = match.group(1)
+        if not str(headers.get("Authorization", "")).startswith("Bearer "):
+            return 401, _error(401, "Request had invalid authentication credentials.")
+        if email not in self.grants or email not in self.accounts:
+            return 403, _error(
+                403,
+                "Permission 'iam.serviceAccounts.getOpenIdToken' denied on resource "
+                "(or it may not exist).",
+            )
+        request = json.loads(body or b"{}")
+        now = int(time.time())
+        uid = self.accounts[email]
+        claims = {
+            "aud": request.get("audience", ""),
+            "azp": uid,
+            "email": email,
+            "email_verified": True,
+            "exp": now + 3600,
+            "iat": now,
+            "iss": "https://accounts.google.com",
+            "sub": uid,
+        }
+        return 200, json.dumps({"token": unsigned_jwt(claims)}).encode()

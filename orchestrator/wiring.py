@@ -81,16 +81,22 @@ class Wiring:
 
         return build_ledger(self.settings)
 
-    def aws_session(self) -> Any:
+    def aws_session(self, impersonate: str = "") -> Any:
+        """The AWS session of these settings; with ``impersonate`` (doctor), web identity uses
+        that service account's ID tokens instead of this process's own."""
         from orchestrator.adapters import aws_session
 
         s = self.settings
+        if impersonate:
+            loader = aws_session.impersonated_id_token_loader(impersonate, s.aws_audience)
+        else:
+            loader = aws_session.google_id_token_loader(s.aws_audience)
         return aws_session.build_session(
             s.aws_auth,
             s.aws_region,
             role_arn=s.aws_role_arn,
             endpoint_url=s.aws_endpoint_url,
-            token_loader=aws_session.google_id_token_loader(s.aws_audience),
+            token_loader=loader,
             static_keys=(lambda: self.secrets.get(s.aws_keys_secret)),
         )
 
@@ -171,8 +177,10 @@ class Wiring:
 
         return StatusReader(self.ledger, SystemClock())
 
-    def doctor_context(self, *, send_test: bool = False) -> Context:
-        """What doctor's checks probe, each built on first use from these settings."""
+    def doctor_context(self, *, send_test: bool = False, impersonate: str = "") -> Context:
+        """What doctor's checks probe, each built on first use from these settings. With
+        ``impersonate`` (a function's service account) the web-identity check mints that
+        account's ID token, so it tries the path exactly as the function runs it."""
         from orchestrator.adapters.probes import unverified_claims
         from orchestrator.app.checks import Context
         from orchestrator.present import slack
@@ -183,7 +191,7 @@ class Wiring:
             from orchestrator.adapters.aws_session import client
             from orchestrator.adapters.probes import AwsProbe
 
-            session = self.aws_session()
+            session = self.aws_session(impersonate)
             return AwsProbe(
                 **{
                     name: client(session, name, s.aws_endpoint_url)
@@ -198,9 +206,18 @@ class Wiring:
             return TopicProbe(build_publisher())
 
         def id_token() -> str:
-            from orchestrator.adapters.aws_session import google_id_token_loader
+            from orchestrator.adapters import aws_session
 
-            return google_id_token_loader(s.aws_audience)()
+            if impersonate:
+                return aws_session.impersonated_id_token_loader(impersonate, s.aws_audience)()
+            return aws_session.google_id_token_loader(s.aws_audience)()
+
+        def exporter() -> Exporter:
+            if not impersonate:
+                return self.exporter()
+            from orchestrator.adapters.aws import build_exporter
+
+            return build_exporter(s, self.aws_session(impersonate))
 
         def assume(token: str) -> str:
             from orchestrator.adapters.probes import anonymous_sts, assume_web_identity
@@ -219,7 +236,7 @@ class Wiring:
         return Context(
             settings=s,
             aws=_once(aws),
-            exporter=self.exporter,
+            exporter=_once(exporter),
             configs=self.config_store,
             tables=lambda: self.destination_tables,
             topics=_once(topics),
@@ -230,6 +247,7 @@ class Wiring:
             assume_web_identity=assume,
             trust_policy=trust_policy,
             send_test=send_test,
+            impersonating=impersonate,
             claims=unverified_claims,
             test_message=lambda: slack.test_message(s),
         )

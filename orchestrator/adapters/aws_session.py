@@ -26,7 +26,13 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
-from orchestrator.core.errors import ConfigError, PermanentError, TransientError
+from orchestrator.core.errors import (
+    AccessDeniedError,
+    ConfigError,
+    PermanentError,
+    TransientError,
+)
+from orchestrator.core.redaction import redact
 from orchestrator.logs import register_secret
 
 SESSION_NAME = "rds2bq"
@@ -57,6 +63,48 @@ def google_id_token_loader(audience: str) -> Callable[[], str]:
         return str(token)
 
     return load
+
+
+def impersonated_id_token_loader(service_account: str, audience: str) -> Callable[[], str]:
+    """A loader of ID tokens for ``audience`` minted *as* ``service_account`` (IAM Credentials
+    ``generateIdToken``), from the caller's own Application Default Credentials: what doctor uses
+    to try the web-identity path exactly as a function runs it. The caller needs
+    roles/iam.serviceAccountTokenCreator on that account."""
+
+    def load() -> str:
+        import google.auth
+        import google.auth.transport.requests
+        from google.auth import exceptions as auth_exc
+        from google.auth import impersonated_credentials
+
+        request = google.auth.transport.requests.Request()
+        try:
+            source, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+            target = impersonated_credentials.Credentials(  # type: ignore[no-untyped-call]
+                source_credentials=source,
+                target_principal=service_account,
+                target_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            )
+            minted = impersonated_credentials.IDTokenCredentials(  # type: ignore[no-untyped-call]
+                target, target_audience=audience, include_email=True
+            )
+            minted.refresh(request)
+        except auth_exc.TransportError as exc:
+            raise TransientError(f"ID token as {service_account}: {exc}") from exc
+        except auth_exc.GoogleAuthError as exc:
+            raise AccessDeniedError(
+                f"no ID token as {service_account}: {redact(_first_line(exc))}"
+            ) from exc
+        return str(minted.token)
+
+    return load
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def build_session(

@@ -84,6 +84,8 @@ class Context:
     # the role's trust policy read with the operator's own AWS credentials, if they may
     trust_policy: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
     send_test: bool = False
+    # the function's service account whose ID token is minted (doctor --impersonate), if any
+    impersonating: str = ""
     # the Slack message --send-test posts (Block Kit, built by the presenter)
     test_message: Callable[[], Mapping[str, Any]] = field(
         default=lambda: {"text": "rds2bq doctor: test message"}

@@ -38,6 +38,15 @@ def check_aws_credentials(ctx: Context) -> CheckResult:
     try:
         token = ctx.id_token()
     except Exception as exc:  # noqa: BLE001 - google-auth raises many kinds; all mean "no token"
+        if ctx.impersonating:
+            return failed(
+                name,
+                f"no ID token as {ctx.impersonating}: {first_line(exc)}",
+                "give yourself roles/iam.serviceAccountTokenCreator on that account: "
+                f"`gcloud iam service-accounts add-iam-policy-binding {ctx.impersonating} "
+                "--member=user:YOU@example.com --role=roles/iam.serviceAccountTokenCreator`, or "
+                "list your group in scheduler.tf's `impersonators` variable and apply",
+            )
         return failed(
             name,
             f"no Google ID token for audience {s.aws_audience!r}: {first_line(exc)}",
@@ -59,7 +68,8 @@ def check_aws_credentials(ctx: Context) -> CheckResult:
             f"{claims.get('email') or claims.get('sub') or 'this identity'}: {exc}",
             " ".join(hints),
         )
-    return passed(name, f"assumed {s.aws_role_arn} with a Google ID token: AWS sees {arn}")
+    who = f" as {ctx.impersonating}" if ctx.impersonating else ""
+    return passed(name, f"assumed {s.aws_role_arn} with a Google ID token{who}: AWS sees {arn}")
 
 
 def token_claims(claims: Mapping[str, Any]) -> dict[str, str]:

@@ -236,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         "DTS configs against the tables file, destination tables, topic, run ledger, Slack.",
     )
     doctor.add_argument("--send-test", action="store_true", help="post a test message to Slack")
+    doctor.add_argument(
+        "--impersonate",
+        metavar="SERVICE_ACCOUNT",
+        default="",
+        help="try the web-identity path with this function account's ID token (needs "
+        "roles/iam.serviceAccountTokenCreator on it), as the function runs it",
+    )
     doctor.add_argument("--json", action="store_true", help="print the results as JSON")
 
     for name in PASS_THROUGH:
@@ -666,7 +673,7 @@ def cmd_doctor(cli: Cli) -> int:
     from orchestrator.app import doctor
 
     s = cli.settings
-    ctx = cli.wiring.doctor_context(send_test=cli.args.send_test)
+    ctx = cli.wiring.doctor_context(send_test=cli.args.send_test, impersonate=cli.args.impersonate)
     if not cli.args.json:
         cli.out(
             f"rds2bq doctor: env {s.env}, {len(s.tables)} tables, source {s.source_kind} "

@@ -563,3 +563,23 @@ def test_sync_may_create_transfers_into_the_dataset(hcl: dict[str, Any]) -> None
     }
     for body in _tf_resources(hcl, "google_bigquery_dataset_iam_member").values():
         assert body["dataset_id"] == "${google_bigquery_dataset.destination.dataset_id}"
+
+
+def test_impersonators_may_mint_tokens_only_as_the_functions_that_reach_aws(
+    hcl: dict[str, Any],
+) -> None:
+    # doctor --impersonate: token creation on start_export, poll and rerun only, never on the
+    # project, and nobody by default
+    variables = _tf_variables(hcl)
+    assert variables["impersonators"]["default"] == []
+    grant = _tf_resources(hcl, "google_service_account_iam_member")[
+        "impersonators_mint_aws_callers_tokens"
+    ]
+    assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert '["start_export", "poll", "rerun"]' in grant["for_each"]
+    assert "var.impersonators" in grant["for_each"]
+    assert grant["service_account_id"] == (
+        "${google_service_account.function[each.value.function].name}"
+    )
+    project_roles = {b["role"] for b in _tf_resources(hcl, "google_project_iam_member").values()}
+    assert "roles/iam.serviceAccountTokenCreator" not in project_roles

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devstack.google_standins import MetadataStandIn, SecretManagerStandIn
+from devstack.google_standins import IamCredentialsStandIn, MetadataStandIn, SecretManagerStandIn
 from orchestrator.adapters.aws_session import build_session, client, google_id_token_loader
 from orchestrator.adapters.probes import unverified_claims
 from orchestrator.adapters.secrets import SecretManagerSecrets, secret_manager
@@ -104,3 +104,63 @@ def test_keyless_aws_from_a_metadata_id_token(metadata: MetadataStandIn, moto_se
     # THEN one ID token was fetched and exchanged for temporary AWS credentials
     assert session.get_credentials().get_frozen_credentials().access_key.startswith("ASIA")
     assert metadata.calls[IDENTITY] == 1
+
+
+POLL_ACCOUNT = "rds2bq-poll@rds2bq-local.iam.gserviceaccount.com"
+POLL_ID = "104857600000000000042"
+
+
+@pytest.fixture
+def iam(metadata: MetadataStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """IAM Credentials where google-auth's impersonated credentials call it (a module constant:
+    it has no override for ID tokens), and the poll function's account."""
+    from google.auth import iam as google_iam
+
+    standin = IamCredentialsStandIn({POLL_ACCOUNT: POLL_ID})
+    monkeypatch.setattr(google_iam, "_IAM_IDTOKEN_ENDPOINT", standin.endpoint_format)
+    yield standin
+    standin.stop()
+
+
+def doctor_context(moto_server: Any, impersonate: str) -> Any:
+    from orchestrator.wiring import Wiring
+    from tests.integration.conftest import make_settings
+
+    settings = make_settings(
+        aws_auth="web-identity",
+        aws_role_arn="arn:aws:iam::123456789012:role/rds2bq-orchestrator",
+        aws_endpoint_url=moto_server.endpoint,
+    )
+    return Wiring(settings).doctor_context(impersonate=impersonate)
+
+
+def test_doctor_tries_web_identity_as_the_function_it_impersonates(
+    iam: Any, moto_server: Any
+) -> None:
+    from orchestrator.app import doctor
+
+    # GIVEN an operator who may mint the poll account's ID tokens
+    iam.grants.add(POLL_ACCOUNT)
+
+    # WHEN doctor checks the web-identity path as that account
+    ctx = doctor_context(moto_server, POLL_ACCOUNT)
+    result = doctor.check_aws_credentials(ctx)
+
+    # THEN it assumed the role with a token of the poll account (its email and unique id)
+    assert result.outcome is doctor.Outcome.PASS, result
+    assert f"as {POLL_ACCOUNT}" in result.detail and "AWS sees" in result.detail
+    claims = unverified_claims(ctx.id_token())
+    assert (claims["email"], claims["azp"], claims["sub"]) == (POLL_ACCOUNT, POLL_ID, POLL_ID)
+    assert claims["aud"] == ctx.settings.aws_audience
+
+
+def test_doctor_names_the_grant_when_impersonation_is_refused(iam: Any, moto_server: Any) -> None:
+    from orchestrator.app import doctor
+
+    # GIVEN an operator without roles/iam.serviceAccountTokenCreator on the poll account
+    result = doctor.check_aws_credentials(doctor_context(moto_server, POLL_ACCOUNT))
+
+    # THEN the check fails naming IAM's refusal and the grant that fixes it
+    assert result.failed
+    assert "getOpenIdToken" in result.detail and POLL_ACCOUNT in result.detail
+    assert "roles/iam.serviceAccountTokenCreator" in result.fix and "impersonators" in result.fix
