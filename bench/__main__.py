@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     repetitions = (
         "fan-out and lag: 1 run per size (fresh process each); loop baseline: 1 run of "
-        f"{LOOP_SIZE} tables; cold start: {args.cold_reps} runs per path (best) after one "
-        "warm-up; API calls: 1 day per size"
+        f"{LOOP_SIZE} tables; cold start: {args.cold_reps} runs per path, per SDK set (a) and of "
+        "(b) (best) after one warm-up; API calls: 1 day per size"
     )
     document = report.document(
         results, report.machine_info(), {"elapsed_s": elapsed, "repetitions": repetitions}

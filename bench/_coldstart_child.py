@@ -1,11 +1,18 @@
-"""One entry point's path, cold, in a fresh interpreter under ``python -X importtime``.
+"""One cold interpreter under ``python -X importtime``: an entry point's path, or a set of imports.
 
 Run by ``bench.coldstart`` as ``python -X importtime bench/_coldstart_child.py SPEC_JSON``. Before
-the ``@@START`` marker only the standard library and functions_framework are loaded (the Cloud
-Functions runtime has loaded functions_framework, and served nothing, before it loads
-``main.py``); between ``@@START`` and ``@@END`` the function is loaded from ``main.py`` and called
-through functions_framework's test client, so every import its path makes, at module level or
-lazily, is logged between the markers. Network waits are not imports and do not count.
+the ``@@START`` marker only the standard library and functions_framework are loaded, and the
+framework has served two stub requests (the Cloud Functions runtime has loaded functions_framework,
+and its per-request code, before it loads ``main.py``). Between ``@@START`` and ``@@END``:
+
+- ``kind: "path"``: the function is loaded from ``main.py`` with ``functions_framework.create_app``
+  and (unless ``call`` is false) called once through the framework's test client, so every import
+  its path makes, at module level or lazily, is logged between the markers;
+- ``kind: "imports"``: ``main.py`` is loaded if ``source`` is given (the eager baseline), then each
+  module of ``modules`` is imported (the SDKs alone, or every SDK).
+
+Network waits are not imports and do not count. After ``@@END`` the child reports which SDKs are
+loaded and its peak RSS (``VmHWM``).
 
 This file is a script, not a module of the ``bench`` package, so that nothing of the harness is
 imported into the measured process.
@@ -19,14 +26,17 @@ import os
 import sys
 from typing import Any
 
+# What the bench calls an SDK, and the module whose presence in sys.modules says it was loaded.
 SDKS = {
+    "boto3": "boto3",
     "botocore": "botocore",
     "grpc": "grpc",
     "firestore": "google.cloud.firestore_v1",
     "pubsub": "google.cloud.pubsub_v1",
     "dts": "google.cloud.bigquery_datatransfer_v1",
     "bigquery": "google.cloud.bigquery",
-    "secretmanager": "google.cloud.secretmanager",
+    "secretmanager": "google.cloud.secretmanager_v1",
+    "id token": "google.oauth2.id_token",
 }
 CLOUD_EVENT_HEADERS = {
     "ce-id": "warm-up",
@@ -42,6 +52,14 @@ def marker(text: str) -> None:
     sys.stderr.flush()
 
 
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     import functions_framework
@@ -54,24 +72,27 @@ def main() -> None:
     )
     status, body = 0, ""
     marker("@@START")
-    if spec["kind"] == "everything":
-        create_app(spec["target"], spec["source"], "http")
+    if spec["kind"] == "imports":
+        if spec.get("source"):
+            create_app(spec["target"], spec["source"], "http")
         for name in spec["modules"]:
             importlib.import_module(name)
     else:
         app = create_app(spec["target"], spec["source"], spec["signature"])
-        response = app.test_client().open(
-            "/",
-            method=spec.get("method", "POST"),
-            json=spec.get("json"),
-            headers=spec.get("headers") or {},
-        )
-        status, body = response.status_code, response.get_data(as_text=True)[:4000]
+        if spec.get("call", True):
+            response = app.test_client().open(
+                "/",
+                method=spec.get("method", "POST"),
+                json=spec.get("json"),
+                headers=spec.get("headers") or {},
+            )
+            status, body = response.status_code, response.get_data(as_text=True)[:4000]
     marker("@@END")
     result = {
         "status": status,
         "body": body,
         "sdks": {name: module in sys.modules for name, module in SDKS.items()},
+        "peak_rss_mib": peak_rss_mib(),
     }
     print("RESULT " + json.dumps(result), flush=True)
 

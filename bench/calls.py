@@ -9,17 +9,21 @@ talking to a local peer; each call is counted where it leaves the process:
 - AWS (RDS, S3, STS): every botocore API call (``BaseClient._make_api_call``), against moto. AWS
   auth is web identity as in production, with a made-up Google ID token (moto accepts any), so the
   STS exchange is real and counted.
-- Firestore: every REST call of the ledger (``GoogleHttp.call`` to a ``.../databases/...`` path),
-  against the emulator, named as the SDK's RPCs, and the documents a successful call bills (reads:
-  each document a query or a get returns, at least 1 per query, a COUNT 1 per up to 1,000 index
-  entries; writes: each write in a commit).
+- Firestore: every RPC the ledger's ``google.cloud.firestore`` client sends, counted on the SDK's
+  generated client (``FirestoreClient.commit``, ``.run_query``, ``.batch_get_documents``, ...: each
+  call of those is one RPC on the wire), against the emulator; and the documents a successful RPC
+  bills, read off its request and its responses (reads: each document a query returns, at least 1
+  per query; each document a get asks for, found or not; a COUNT 1 per up to 1,000 index entries;
+  writes: each write in a commit).
 - DTS: every RPC the stand-in served (its call log).
-- Pub/Sub: every message of a ``topics.publish`` call (a counting stand-in for its REST call,
-  under the real ``PubsubEventBus``). They are then delivered to ``notify``, as the push
-  subscription would.
+- Pub/Sub: every message of every ``Publish`` RPC the real ``PublisherClient`` sends (counted on
+  its ``_gapic_publish``, the one place its batches leave), to the emulator, under the real
+  ``PubsubEventBus``. The messages are then delivered to ``notify``, as the push subscription
+  would.
 - Slack: every payload the webhook stand-in accepted (through the real webhook notifier).
-- Secret Manager: every ``versions.access`` (a counting stand-in for its REST call, under the
-  real ``SecretManagerSecrets``, with its cache).
+- Secret Manager: every ``versions.access`` the stand-in served
+  (``devstack.google_standins.SecretManagerStandIn``, over the real client's REST transport, under
+  the real ``SecretManagerSecrets`` with its cache).
 
 Counts are for one warm instance per function: a cold instance adds one STS exchange and one
 secret read per credential or cache lifetime.
@@ -27,7 +31,6 @@ secret read per credential or cache lifetime.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import uuid
@@ -53,6 +56,7 @@ SERVICES = (
     "Firestore doc reads",
     "Firestore doc writes",
     "Pub/Sub publishes",
+    "Pub/Sub RPCs",
     "Slack posts",
     "Secret Manager reads",
 )
@@ -92,11 +96,48 @@ class Instruments:
 
 
 INSTRUMENTS = Instruments()
+PUBLISHED: list[tuple[bytes, dict[str, str]]] = []  # every message published, for delivery
 _installed = False
+# The Firestore RPCs the SDK can send (its generated client's methods), by the stream they answer.
+_FIRESTORE_UNARY = (
+    "commit",
+    "batch_write",
+    "begin_transaction",
+    "rollback",
+    "get_document",
+    "create_document",
+    "update_document",
+    "delete_document",
+    "list_documents",
+    "list_collection_ids",
+)
+_FIRESTORE_STREAMS = ("run_query", "run_aggregation_query", "batch_get_documents")
+
+
+def _pb(message: Any) -> Any:
+    """The raw protobuf of a proto-plus message (or the message itself)."""
+    return getattr(message, "_pb", message)
+
+
+def _field(request: Any, name: str) -> Any:
+    return request.get(name) if isinstance(request, dict) else getattr(request, name, None)
+
+
+def streamed_reads(rpc: str, item: Any) -> int:
+    """Billed document reads in one streamed response of ``rpc``."""
+    pb = _pb(item)
+    if rpc == "run_query":
+        return 1 if pb.HasField("document") else 0
+    if rpc == "batch_get_documents":  # a document asked for is a read, found or missing
+        return 1 if pb.WhichOneof("result") in ("found", "missing") else 0
+    if rpc == "run_aggregation_query" and pb.HasField("result"):
+        counted = [v.integer_value for v in pb.result.aggregate_fields.values()]
+        return sum(max(1, -(-c // 1000)) for c in counted)
+    return 0
 
 
 def install() -> None:
-    """Patch botocore's client and the Google REST client to count (once per process)."""
+    """Count on botocore's client and on the Google SDKs' clients (once per process)."""
     global _installed
     if _installed:
         return
@@ -112,121 +153,72 @@ def install() -> None:
 
     BaseClient._make_api_call = counted_call
 
-    from orchestrator.adapters.google_http import ApiError, GoogleHttp
+    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
 
-    original_http = GoogleHttp.call
+    def unary(rpc: str) -> Callable[..., Any]:
+        original = getattr(FirestoreClient, rpc)
 
-    def counted_http(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        rpc = firestore_rpc(method, path)
-        if rpc is None:
-            return original_http(self, method, path, *args, **kwargs)
-        INSTRUMENTS.add("Firestore RPCs", rpc)
-        body = kwargs.get("body", args[0] if args else None)
-        try:
-            reply = original_http(self, method, path, *args, **kwargs)
-        except ApiError as exc:
-            if rpc == "get_document" and exc.status == "NOT_FOUND":
-                INSTRUMENTS.add("Firestore doc reads", "documents")  # a miss is billed too
-            raise
-        writes, reads = billed(rpc, body, reply)
-        INSTRUMENTS.add("Firestore doc writes", "documents", writes)
-        INSTRUMENTS.add("Firestore doc reads", "documents", reads)
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            INSTRUMENTS.add("Firestore RPCs", rpc)
+            reply = original(self, *args, **kwargs)
+            request = kwargs.get("request", args[0] if args else None)
+            if rpc in ("commit", "batch_write"):
+                writes = len(_field(request, "writes") or [])
+                INSTRUMENTS.add("Firestore doc writes", "documents", writes)
+            elif rpc in ("create_document", "update_document", "delete_document"):
+                INSTRUMENTS.add("Firestore doc writes", "documents")
+            elif rpc == "get_document":
+                INSTRUMENTS.add("Firestore doc reads", "documents")
+            return reply
+
+        return counted
+
+    def stream(rpc: str) -> Callable[..., Any]:
+        original = getattr(FirestoreClient, rpc)
+
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            INSTRUMENTS.add("Firestore RPCs", rpc)
+            responses = original(self, *args, **kwargs)
+
+            def counting() -> Any:
+                reads = 0
+                for item in responses:
+                    n = streamed_reads(rpc, item)
+                    reads += n
+                    INSTRUMENTS.add("Firestore doc reads", "documents", n)
+                    yield item
+                if rpc != "batch_get_documents" and not reads:
+                    INSTRUMENTS.add("Firestore doc reads", "documents")  # at least 1 per query
+
+            return counting()
+
+        return counted
+
+    for rpc in _FIRESTORE_UNARY:
+        setattr(FirestoreClient, rpc, unary(rpc))
+    for rpc in _FIRESTORE_STREAMS:
+        setattr(FirestoreClient, rpc, stream(rpc))
+
+    from google.cloud.pubsub_v1 import PublisherClient
+
+    original_publish = PublisherClient._gapic_publish
+
+    from orchestrator.core.notifications import EVENT_ATTRIBUTE
+
+    def counted_publish(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reply = original_publish(self, *args, **kwargs)
+        messages = [_pb(m) for m in kwargs.get("messages") or []]
+        # ours only: the DTS stand-in, in this process too, publishes its run-finished messages
+        messages = [m for m in messages if EVENT_ATTRIBUTE in m.attributes]
+        if not messages:
+            return reply
+        INSTRUMENTS.add("Pub/Sub RPCs", "Publish")
+        INSTRUMENTS.add("Pub/Sub publishes", "message", len(messages))
+        with INSTRUMENTS._lock:
+            PUBLISHED.extend((bytes(m.data), dict(m.attributes)) for m in messages)
         return reply
 
-    GoogleHttp.call = counted_http
-
-
-# Firestore REST methods by their URL (``.../documents/PATH:verb``), named as the SDK's RPCs were.
-_VERBS = {
-    "commit": "commit",
-    "batchWrite": "batch_write",
-    "batchGet": "batch_get_documents",
-    "runQuery": "run_query",
-    "runAggregationQuery": "run_aggregation_query",
-    "beginTransaction": "begin_transaction",
-    "rollback": "rollback",
-    "listDocuments": "list_documents",
-}
-_PLAIN = {
-    "GET": "get_document",
-    "POST": "create_document",
-    "PATCH": "update_document",
-    "DELETE": "delete_document",
-}
-
-
-def firestore_rpc(method: str, path: str) -> str | None:
-    """The Firestore RPC a REST call is, or None for another Google API."""
-    if not path.lstrip("/").startswith("projects/") or "/databases/" not in path:
-        return None
-    last = path.rsplit("/", 1)[-1]
-    if ":" in last:
-        return _VERBS.get(last.rsplit(":", 1)[1], last.rsplit(":", 1)[1])
-    return _PLAIN.get(method.upper(), method.lower())
-
-
-def billed(rpc: str, body: Any, reply: Any) -> tuple[int, int]:
-    """(document writes, document reads) Firestore bills for one successful call: each write of
-    a commit; each document a get or query returns, at least 1 per query; a COUNT 1 read per
-    up to 1,000 index entries counted (at least 1)."""
-    items = reply if isinstance(reply, list) else [reply]
-    items = [i for i in items if isinstance(i, dict)]
-    if rpc in ("commit", "batch_write"):
-        return len((body or {}).get("writes") or []), 0
-    if rpc in ("create_document", "update_document", "delete_document"):
-        return 1, 0
-    if rpc == "get_document":
-        return 0, 1
-    if rpc == "batch_get_documents":
-        return 0, sum(1 for i in items if "found" in i)
-    if rpc == "run_query":
-        return 0, max(1, sum(1 for i in items if "document" in i))
-    if rpc == "run_aggregation_query":
-        reads = 0
-        for item in items:
-            for value in item.get("result", {}).get("aggregateFields", {}).values():
-                counted = int(value.get("integerValue", 0))
-                reads += max(1, -(-counted // 1000))
-        return 0, max(1, reads)
-    if rpc == "list_documents":
-        return 0, max(1, sum(len(i.get("documents", [])) for i in items))
-    return 0, 0
-
-
-@dataclass
-class CountingPubsub:
-    """Stands in for Pub/Sub's REST ``topics.publish`` (the ``GoogleHttp`` under the real
-    ``PubsubEventBus``): counts each message and keeps it for delivery to ``notify``."""
-
-    messages: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
-    delivered: int = 0
-
-    def call(self, method: str, path: str, body: Any = None, **_: Any) -> dict[str, Any]:
-        ids = []
-        for message in body["messages"]:
-            INSTRUMENTS.add("Pub/Sub publishes", "publish")
-            data = base64.b64decode(message["data"])
-            self.messages.append((data, dict(message.get("attributes") or {})))
-            ids.append(uuid.uuid4().hex)
-        return {"messageIds": ids}
-
-    def undelivered(self) -> list[tuple[bytes, dict[str, str]]]:
-        pending = self.messages[self.delivered :]
-        self.delivered = len(self.messages)
-        return pending
-
-
-class CountingSecrets:
-    """Stands in for Secret Manager's REST ``versions.access`` (the ``GoogleHttp`` under the
-    real ``SecretManagerSecrets``, with its cache)."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def call(self, method: str, path: str, *_: Any, **__: Any) -> dict[str, Any]:
-        INSTRUMENTS.add("Secret Manager reads", "AccessSecretVersion")
-        name = path.split("/secrets/", 1)[1].split("/versions/")[0]
-        return {"payload": {"data": base64.b64encode(self.values[name].encode()).decode()}}
+    PublisherClient._gapic_publish = counted_publish
 
 
 # --------------------------------------------------------------------------- the day
@@ -268,12 +260,10 @@ class Day:
         return total
 
 
-def play_day(peers: Any, slack: Any, n: int, run_times: Any, log: Any = print) -> Day:
+def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: Any = print) -> Day:
     """One day of ``n`` tables (one skipped by the export, one whose DTS run fails)."""
     from orchestrator import wiring
     from orchestrator.adapters.aws_session import build_session
-    from orchestrator.adapters.pubsub import PubsubEventBus
-    from orchestrator.adapters.secrets import SecretManagerSecrets
     from orchestrator.core.notifications import PubsubMessage
 
     install()
@@ -291,9 +281,12 @@ def play_day(peers: Any, slack: Any, n: int, run_times: Any, log: Any = print) -
         "RDS2BQ_LEDGER_COLLECTION": f"bench-calls-{n}-{uuid.uuid4().hex[:6]}",
         "RDS2BQ_AWS_AUTH": "web-identity",
         "RDS2BQ_SECRETS_BACKEND": "secret-manager",
+        "RDS2BQ_SECRETS_ENDPOINT": f"http://{secrets.host}",
     }
     settings = load(env)
     create_configs(settings, dts.target)
+    peers.create_topic(settings.topic_path)
+    secrets.secrets[settings.slack_webhook_secret] = slack.url
     failing = settings.tables[0]
     skipped = settings.tables[-1]
     dts.set_outcome(
@@ -302,13 +295,9 @@ def play_day(peers: Any, slack: Any, n: int, run_times: Any, log: Any = print) -
         "Error while reading data, error message: Parquet column 'price' has type DOUBLE which "
         "does not match the target cpp_type INT64",
     )
+    # Every adapter as the wiring builds it: the ledger on the Firestore emulator, the event bus
+    # on the Pub/Sub emulator, secrets from the Secret Manager stand-in, DTS on its stand-in.
     w = wiring.Wiring(settings)
-    publisher = CountingPubsub()
-    w.__dict__["events"] = PubsubEventBus(publisher, settings.topic_path)  # type: ignore[arg-type]
-    w.__dict__["secrets"] = SecretManagerSecrets(
-        CountingSecrets({settings.slack_webhook_secret: slack.url}),  # type: ignore[arg-type]
-        settings.gcp_project,
-    )
 
     def session() -> Any:  # production's web-identity session, with a made-up Google ID token
         return build_session(
@@ -327,8 +316,12 @@ def play_day(peers: Any, slack: Any, n: int, run_times: Any, log: Any = print) -
     notify.clock = clock
     day = Day(n)
 
+    def secret_reads() -> int:
+        return sum(secrets.calls.values())
+
     def phase(name: str, action: Callable[[], Any]) -> Any:
         dts_before, slack_before = len(dts.calls), len(slack.payloads)
+        secrets_before = secret_reads()
         INSTRUMENTS.take()
         INSTRUMENTS.enabled = True
         try:
@@ -341,13 +334,20 @@ def play_day(peers: Any, slack: Any, n: int, run_times: Any, log: Any = print) -
             accepted = len(slack.payloads) - slack_before
             if accepted:
                 counts[("Slack posts", "post")] += accepted
+            read = secret_reads() - secrets_before
+            if read:
+                counts[("Secret Manager reads", "AccessSecretVersion")] += read
             day.record(name, counts)
 
     def handle(data: bytes, attributes: dict[str, str]) -> Any:
         return notify.handle(PubsubMessage(data, attributes, uuid.uuid4().hex, datetime.now(UTC)))
 
+    delivered = len(PUBLISHED)
+
     def deliver_our_events() -> None:
-        while pending := publisher.undelivered():
+        nonlocal delivered
+        while len(PUBLISHED) > delivered:
+            pending, delivered = PUBLISHED[delivered:], len(PUBLISHED)
             for data, attributes in pending:
                 phase("notify, our events", partial(handle, data, attributes))
 
@@ -405,7 +405,8 @@ def measure(
     log: Any = print,
 ) -> dict[str, Any]:
     slack = peers.start_slack()
-    days = {n: play_day(peers, slack, n, run_times, log) for n in sizes}
+    secrets = peers.start_secret_manager({})
+    days = {n: play_day(peers, slack, secrets, n, run_times, log) for n in sizes}
     totals = {n: {s: days[n].day_total(s) for s in SERVICES} for n in sizes}
     extrapolated = {}
     if len(sizes) == 3:
@@ -428,6 +429,26 @@ def measure(
             for n in sizes
             for p in ("idle poll", "idle poll after close")
             for s in ("AWS RDS", "AWS S3", "AWS STS")
+        ),
+        # "an idle poll makes 1 ledger query": every idle poll's Firestore RPCs, by name
+        "idle_firestore": sorted(
+            {
+                ", ".join(
+                    f"{k.removeprefix('Firestore RPCs ')} x{v}"
+                    for k, v in sorted(days[n].detail[p].items())
+                    if k.startswith("Firestore RPCs ")
+                )
+                or "none"
+                for n in sizes
+                for p in ("idle poll", "idle poll after close")
+            }
+        ),
+        "idle_firestore_rpcs": sorted(
+            {
+                days[n].per_invocation(p, "Firestore RPCs")
+                for n in sizes
+                for p in ("idle poll", "idle poll after close")
+            }
         ),
         "final_states": {n: dict(days[n].detail["final state"]) for n in sizes},
         "assumptions": {

@@ -1,19 +1,25 @@
-"""Figure 3 (issue 7): cold-start import time of each entry point's path, against importing every
-SDK at once.
+"""Figure 3 (issues 7 and 11): cold-start import time of each entry point's path, beside the same
+path's SDK imports alone and every SDK imported eagerly.
 
 Each path runs for real, once per fresh interpreter, through functions_framework as Cloud
 Functions runs it (``bench/_coldstart_child.py``), against the local peers: the Firestore and
-Pub/Sub emulators, moto's server, the DTS stand-in (all reached by the production adapters, over
-REST). Credentials take the production path: ``K_SERVICE`` is set as on Cloud Functions, so
-tokens come from the metadata server (``devstack.google_standins.MetadataStandIn``), and AWS is
-reached keyless: an ID token from it, exchanged with moto's STS (``AssumeRoleWithWebIdentity``).
-``python -X importtime`` logs every import; the figure is the sum of the self-times of every
-module imported between loading ``main.py`` and the reply, so network waits do not count. The
-code is a byte-compiled copy of what is deployed (``compileall``, as the Cloud Functions
-buildpack does). Baseline: the same process loading ``main.py`` and then importing the six
-SDKs the product's design names (boto3 and the ``google-cloud-*`` clients for Firestore,
-Pub/Sub, DTS, BigQuery and Secret Manager): what a version that loads its SDKs at import costs.
-Best of N runs, interleaved with the baseline's.
+Pub/Sub emulators (gRPC, as the SDKs speak to them), moto's server, the DTS and Secret Manager
+stand-ins (REST, the SDK clients' ``transport="rest"``), the Slack stand-in. Credentials take the
+production path where a path reaches them: ``K_SERVICE`` is set as on Cloud Functions and
+``GCE_METADATA_HOST``/``GCE_METADATA_IP`` point google-auth at a metadata-server stand-in
+(``devstack.google_standins.MetadataStandIn``), and AWS is reached keyless: an ID token from it
+(google-auth), exchanged with moto's STS (``AssumeRoleWithWebIdentity``). ``python -X importtime``
+logs every import; the figure is the sum of the self-times of every module imported between
+loading ``main.py`` and the reply, so network waits do not count. The code is a byte-compiled copy
+of what is deployed (``compileall``, as the Cloud Functions buildpack does).
+
+Beside each path, measured in the same run (each the best of N fresh interpreters):
+
+- (a) the path's SDK imports alone: a fresh interpreter, in the same state (functions_framework
+  loaded and warmed), importing exactly the SDK packages the path loaded (``SDK_IMPORTS``), and
+  nothing of ours. (1) - (a) is what our code adds to the path: our own modules, and whatever the
+  path makes the SDKs import beyond their packages (building a client, a first call).
+- (b) main.py plus every SDK imported eagerly (``EVERYTHING``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,13 +43,34 @@ from devstack.google_standins import MetadataStandIn
 from devstack.stack import DEFAULT_TABLES
 
 CHILD = str(ROOT / "bench" / "_coldstart_child.py")
-EVERYTHING = (
-    "boto3",
-    "google.cloud.firestore",
-    "google.cloud.pubsub_v1",
-    "google.cloud.bigquery_datatransfer_v1",
-    "google.cloud.bigquery",
-    "google.cloud.secretmanager",
+TARGET_OWN_MS = 40.0  # issue 11: our code adds at most this much to each path's SDK imports
+# The SDKs, as the child detects them (``_coldstart_child.SDKS``), and what column (a) imports for
+# each one a path loaded: the package the adapter imports (``from google.cloud import firestore``,
+# ``import boto3``, ...). "id token" is google-auth's ID-token fetch (keyless AWS); its package,
+# google-auth, comes with every Google client, so only these two modules are its own.
+SDK_IMPORTS: dict[str, tuple[str, ...]] = {
+    "firestore": ("google.cloud.firestore",),
+    "pubsub": ("google.cloud.pubsub_v1",),
+    "dts": ("google.cloud.bigquery_datatransfer_v1",),
+    "secretmanager": ("google.cloud.secretmanager",),
+    "bigquery": ("google.cloud.bigquery",),
+    "boto3": ("boto3",),
+    "id token": ("google.oauth2.id_token", "google.auth.transport.requests"),
+}
+# The client libraries issue 11 names; "does the path load only what it uses" is checked on these
+# (botocore comes with boto3; grpc and google-auth with every Google client).
+CLIENT_SDKS = ("firestore", "pubsub", "dts", "secretmanager", "bigquery", "boto3")
+EVERYTHING = tuple(m for sdk in SDK_IMPORTS.values() for m in sdk)
+# What production builds on top of the emulator paths: google.auth.default() resolving the
+# metadata server's credentials and the authenticated gRPC channel (the peers take anonymous
+# credentials, so no measured path imports these). Measured once, after Firestore, for the note.
+PRODUCTION_CREDENTIALS = (
+    "google.auth._default",
+    "google.auth.compute_engine",
+    "google.oauth2.credentials",
+    "google.oauth2.reauth",
+    "google.auth.transport.grpc",
+    "grpc._plugin_wrapping",
 )
 COLD_TABLES = DEFAULT_TABLES  # the demo's day: a dozen tables
 # Where an imported module's time is booked (first match wins; "google" after the SDKs).
@@ -96,7 +124,7 @@ FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("rds2bq", ("orchestrator", "main")),
 )
-SDK_COLUMNS = ("botocore", "grpc", "firestore", "pubsub", "dts", "bigquery", "secretmanager")
+SDK_COLUMNS = ("firestore", "pubsub", "dts", "secretmanager", "bigquery", "boto3", "id token")
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)\s*$")
 
 
@@ -159,17 +187,35 @@ def defined_functions() -> dict[str, str]:
     return found
 
 
+def loaded_sdks(sdks: dict[str, bool]) -> list[str]:
+    """The client SDKs a child reported loaded (boto3 standing for boto3 + botocore)."""
+    found = [name for name in CLIENT_SDKS if sdks.get(name)]
+    if sdks.get("botocore") and not sdks.get("boto3"):
+        found.append("botocore")
+    return found
+
+
+def sdk_modules(sdks: dict[str, bool]) -> tuple[str, ...]:
+    """Column (a)'s imports for a path that loaded ``sdks``: each loaded SDK's package(s)."""
+    names = [*loaded_sdks(sdks), *(["id token"] if sdks.get("id token") else [])]
+    return tuple(m for name in names for m in SDK_IMPORTS.get(name, (name,)))
+
+
 @dataclass
 class Scenario:
     name: str  # what the table shows
     target: str  # the entry point
     signature: str
     envs: list[dict[str, str]]  # one per repetition (fresh ledger state where the path mutates it)
+    expected: tuple[str, ...] | None  # the client SDKs the path must load (None: report only)
     body: Any = None
     method: str = "POST"
     headers: dict[str, str] = field(default_factory=dict)
     expect: str = ""  # a substring the reply must hold
-    check: Any = None  # callable(rep) -> str | None: what is wrong after the call
+    call: bool = True  # False: load main.py only
+    bodies: list[Any] | None = None  # one body per repetition, instead of ``body``
+    before: Callable[[int], None] | None = None  # run before repetition ``rep``
+    check: Callable[[int], str | None] | None = None  # what is wrong after repetition ``rep``
 
     main: str = ""  # the deployed main.py
 
@@ -179,23 +225,37 @@ class Scenario:
             "target": self.target,
             "signature": self.signature,
             "source": self.main,
+            "call": self.call,
             "method": self.method,
-            "json": self.body,
+            "json": self.bodies[rep] if self.bodies is not None else self.body,
             "headers": self.headers,
         }
 
 
-def push_body(note: Any) -> dict[str, Any]:
-    """The push subscription's body for one of the DTS stand-in's notifications."""
+def push_body(data: bytes, attributes: dict[str, str]) -> dict[str, Any]:
+    """The push subscription's body for one Pub/Sub message."""
     return {
         "message": {
-            "data": base64.b64encode(json.dumps(note.payload).encode()).decode(),
-            "attributes": note.attributes,
+            "data": base64.b64encode(data).decode(),
+            "attributes": attributes,
             "messageId": uuid.uuid4().hex,
             "publishTime": iso(datetime.now(UTC)),
         },
         "subscription": f"projects/{PROJECT}/subscriptions/rds2bq-notify",
     }
+
+
+def note_body(note: Any) -> dict[str, Any]:
+    """The push body of one of the DTS stand-in's run-finished notifications."""
+    return push_body(json.dumps(note.payload).encode(), dict(note.attributes))
+
+
+CLOUD_EVENT_HEADERS = {
+    "ce-id": "bench",
+    "ce-specversion": "1.0",
+    "ce-source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/rds2bq-events",
+    "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+}
 
 
 class Preparer:
@@ -207,15 +267,18 @@ class Preparer:
         self.dts = dts
         self.base_env = base_env
         self.run_times = run_times
+        self._ledgers: dict[str, Any] = {}
 
     def env(self, collection: str) -> dict[str, str]:
         return {**self.base_env, "RDS2BQ_LEDGER_COLLECTION": collection}
 
     def ledger(self, collection: str) -> Any:
+        """The production ledger on the emulator (the harness has FIRESTORE_EMULATOR_HOST)."""
         from orchestrator.adapters.ledger import build_ledger
 
-        env = self.env(collection)
-        return build_ledger(load(env), environ=env)
+        if collection not in self._ledgers:
+            self._ledgers[collection] = build_ledger(load(self.env(collection)))
+        return self._ledgers[collection]
 
     def service(self, env: dict[str, str], exporter: Any, clock: Any) -> Any:
         from orchestrator.adapters.dts import build_transfer_runner
@@ -232,6 +295,21 @@ class Preparer:
             RecordingEventBus(),
             clock,
         )
+
+    def notify_service(self, service: Any, clock: Any) -> Any:
+        """The production ``NotifyService`` as the wiring builds it, on ``service``'s ledger, with
+        a recording notifier and event bus (nothing of the preparation reaches Slack or
+        Pub/Sub)."""
+        from orchestrator import wiring
+        from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
+
+        w = wiring.Wiring(service.settings)
+        w.__dict__.update(  # the cached properties, pre-filled
+            ledger=service.ledger, notifier=RecordingNotifier(), events=RecordingEventBus()
+        )
+        notify = w.notify_service
+        notify.clock = clock
+        return notify
 
     def exported(self, collection: str) -> tuple[dict[str, str], Any, Any, Any]:
         """A run whose export completed 15 minutes ago (margin passed), not yet handed off."""
@@ -256,17 +334,47 @@ class Preparer:
         assert state is RunState.EXPORTED, state
         return env, service, clock, run
 
-    def started(self, collection: str) -> tuple[dict[str, str], dict[str, Any], str]:
-        """A handed-off run whose first table's DTS run has finished: returns the push body of
-        that run's notification and the table key."""
+    def handed_off(self, collection: str) -> tuple[dict[str, str], Any, Any, Any, list[Any]]:
+        """A handed-off run whose DTS runs have all finished (succeeded), none recorded yet:
+        returns the stand-in's run-finished notifications of its tables, in table order."""
         env, service, clock, run = self.exported(collection)
         clock.current = datetime.now(UTC)
         service.poll()  # hand-off, through the DTS stand-in
-        first = service.ledger.tables(run.run_id)[0]
-        assert first.dts_run, first
+        tables = service.ledger.tables(run.run_id)
+        assert all(t.dts_run for t in tables), tables
         self.dts.finish_pending()
-        note = next(n for n in self.dts.notifications if n.payload.get("name") == first.dts_run)
-        return env, push_body(note), first.key
+        by_run = {n.payload.get("name"): n for n in self.dts.notifications}
+        return env, service, clock, run, [by_run[t.dts_run] for t in tables]
+
+    def started(self, collection: str) -> tuple[dict[str, str], dict[str, Any], str]:
+        """A handed-off run whose first table's DTS run has finished (more are to come): the
+        push body of that run's notification, and the table key."""
+        env, service, _, run, notes = self.handed_off(collection)
+        first = service.ledger.tables(run.run_id)[0]
+        return env, note_body(notes[0]), first.key
+
+    def closing(self, collection: str) -> tuple[dict[str, str], dict[str, Any], str]:
+        """A handed-off run with every table's outcome recorded but the last: the push body of
+        the last one's notification (handling it closes the run and publishes RUN_CLOSED), and
+        the run id."""
+        from orchestrator.core.notifications import message_from_push
+
+        env, service, clock, run, notes = self.handed_off(collection)
+        notify = self.notify_service(service, clock)
+        for note in notes[:-1]:
+            notify.handle(message_from_push(note_body(note)))
+        assert service.ledger.count_unfinished(run.run_id) == 1
+        return env, note_body(notes[-1]), run.run_id
+
+    def our_event(self, collection: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """A run whose export has started, and the push body of its EXPORT_STARTED event as our
+        own publisher would have sent it (handling it posts to Slack)."""
+        from orchestrator.core.model import EventKind
+        from orchestrator.core.notifications import encode_event
+
+        env, service, _, _ = self.exported(collection)
+        event = next(e for e in service.events.events if e.kind is EventKind.EXPORT_STARTED)
+        return env, push_body(*encode_event(event))
 
     def aws_exporter(self, env: dict[str, str]) -> Any:
         """The production AWS adapter against moto (default credential chain)."""
@@ -295,8 +403,6 @@ class Preparer:
         and the failed table's record."""
         from bench.common import FixedOffsetClock
         from devstack.aws import realistic_layout
-        from orchestrator.app.notify import NotifyService
-        from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
         from orchestrator.core.keys import display_name_for
         from orchestrator.core.model import RunState, TableState
         from orchestrator.core.notifications import message_from_push
@@ -319,11 +425,9 @@ class Preparer:
             self.dts.finish_pending()
         finally:
             self.dts.clear_outcomes()
-        notify = NotifyService(
-            settings, service.ledger, RecordingNotifier(), RecordingEventBus(), clock
-        )
+        notify = self.notify_service(service, clock)
         for note in [n for n in self.dts.notifications if n.payload.get("name") in runs]:
-            notify.handle(message_from_push(push_body(note)))
+            notify.handle(message_from_push(note_body(note)))
         closed = service.ledger.get_run(run.run_id)
         after = {t.key: t for t in service.ledger.tables(run.run_id)}
         assert closed is not None and closed.state is not RunState.TRANSFERRING, closed
@@ -340,16 +444,19 @@ class Preparer:
         return str(tables[key].state.value)
 
 
-def scenarios(prep: Preparer, reps: int, prefix: str) -> list[Scenario]:
+def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenario]:
     def fresh(name: str) -> list[str]:
         return [f"{prefix}-{name}-{i}" for i in range(reps)]
 
+    idle = prep.env(f"{prefix}-idle")
     out: list[Scenario] = [
+        Scenario("import main alone", "poll", "http", [idle] * reps, (), call=False),
         Scenario(
             "poll, no open run (idle)",
             "poll",
             "http",
-            [prep.env(f"{prefix}-idle")] * reps,
+            [idle] * reps,
+            ("firestore",),
             body={},
             expect='"runs": []',
         ),
@@ -361,6 +468,7 @@ def scenarios(prep: Preparer, reps: int, prefix: str) -> list[Scenario]:
             "poll",
             "http",
             [exporting] * reps,
+            ("firestore", "boto3"),
             body={},
             expect="export-in_progress",
         )
@@ -371,16 +479,20 @@ def scenarios(prep: Preparer, reps: int, prefix: str) -> list[Scenario]:
             "status",
             "http",
             [exporting] * reps,
+            ("firestore",),
             method="GET",
             expect="EXPORTING",
         )
     )
     out.append(
         Scenario(
-            "poll, hand-off (12 tables)",
+            "poll, hand-off (12 tables; publishes HANDOFF_DONE)",
             "poll",
             "http",
             [prep.exported(c)[0] for c in fresh("handoff")],
+            # issue 11 lists Firestore and DTS; the path also publishes its event (its outbox),
+            # and "Pub/Sub only when it publishes" is the rule notify is held to
+            ("firestore", "dts", "pubsub"),
             body={},
             expect="handed-off",
         )
@@ -388,55 +500,84 @@ def scenarios(prep: Preparer, reps: int, prefix: str) -> list[Scenario]:
     slot = iso(prep.run_times.take())
     out.append(
         Scenario(
-            "start_export",
+            "start_export (publishes EXPORT_STARTED)",
             "start_export",
             "http",
             [prep.env(c) for c in fresh("start")],
+            ("firestore", "boto3", "pubsub"),  # as the hand-off: it publishes its event
             body={"slot": slot},
             expect='"EXPORTING"',
         )
     )
-    notify_envs: list[dict[str, str]] = []
-    bodies: list[dict[str, Any]] = []
-    keys: list[str] = []
-    for collection in fresh("notify"):
-        env, body, key = prep.started(collection)
-        notify_envs.append(env)
-        bodies.append(body)
-        keys.append(key)
-    notify = Scenario(
-        "notify, DTS run succeeded",
-        "notify",
-        "cloudevent",
-        notify_envs,
-        headers={
-            "ce-id": "bench",
-            "ce-specversion": "1.0",
-            "ce-source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/rds2bq-events",
-            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-        },
-    )
-    notify_spec = notify.spec
 
-    def notify_spec_for(rep: int) -> dict[str, Any]:
-        spec = notify_spec(rep)
-        spec["json"] = bodies[rep]
-        return spec
-
-    notify.spec = notify_spec_for  # type: ignore[method-assign]
+    started = [prep.started(c) for c in fresh("notify")]
 
     def notify_check(rep: int) -> str | None:
-        state = prep.table_state(notify_envs[rep]["RDS2BQ_LEDGER_COLLECTION"], keys[rep])
+        env, _, key = started[rep]
+        state = prep.table_state(env["RDS2BQ_LEDGER_COLLECTION"], key)
         return None if state == "SUCCEEDED" else f"the table is {state}, not SUCCEEDED"
 
-    notify.check = notify_check
-    out.append(notify)
-    reruns = [prep.failed(c) for c in fresh("rerun")]
+    out.append(
+        Scenario(
+            "notify, DTS run succeeded (records it)",
+            "notify",
+            "cloudevent",
+            [env for env, _, _ in started],
+            ("firestore",),
+            headers=CLOUD_EVENT_HEADERS,
+            bodies=[body for _, body, _ in started],
+            check=notify_check,
+        )
+    )
 
-    def rerun_spec_for(rep: int) -> dict[str, Any]:
-        spec = Scenario.spec(rerun, rep)
-        spec["json"] = {"run_id": reruns[rep][1], "failed": True}
-        return spec
+    closing = [prep.closing(c) for c in fresh("closing")]
+
+    def closing_check(rep: int) -> str | None:
+        env, _, run_id = closing[rep]
+        run = prep.ledger(env["RDS2BQ_LEDGER_COLLECTION"]).get_run(run_id)
+        if run is not None and not run.is_open:
+            return None
+        return f"the run is {run.state.value if run else 'gone'}, not closed"
+
+    out.append(
+        Scenario(
+            "notify, last DTS run succeeded (closes, publishes)",
+            "notify",
+            "cloudevent",
+            [env for env, _, _ in closing],
+            ("firestore", "pubsub"),
+            headers=CLOUD_EVENT_HEADERS,
+            bodies=[body for _, body, _ in closing],
+            check=closing_check,
+        )
+    )
+
+    events = [prep.our_event(c) for c in fresh("event")]
+    posted: list[int] = []
+
+    def before_event(rep: int) -> None:
+        posted.append(len(slack.payloads))
+
+    def event_check(rep: int) -> str | None:
+        if len(slack.payloads) == posted[-1] + 1:
+            return None
+        return f"{len(slack.payloads) - posted[-1]} Slack posts, not 1"
+
+    out.append(
+        Scenario(
+            "notify, our event (posts to Slack)",
+            "notify",
+            "cloudevent",
+            [env for env, _ in events],
+            ("firestore", "secretmanager"),
+            headers=CLOUD_EVENT_HEADERS,
+            bodies=[body for _, body in events],
+            before=before_event,
+            check=event_check,
+        )
+    )
+
+    reruns = [prep.failed(c) for c in fresh("rerun")]
 
     def rerun_check(rep: int) -> str | None:
         env, run_id, before = reruns[rep]
@@ -452,21 +593,23 @@ def scenarios(prep: Preparer, reps: int, prefix: str) -> list[Scenario]:
             f"started again (before: {before.state.value}, attempt {before.attempts})"
         )
 
-    rerun = Scenario(
-        "rerun, failed table (re-transfer)",
-        "rerun",
-        "http",
-        [env for env, _, _ in reruns],
-        expect='"action": "started"',
-        check=rerun_check,
+    out.append(
+        Scenario(
+            "rerun, failed table (re-transfer)",
+            "rerun",
+            "http",
+            [env for env, _, _ in reruns],
+            None,  # issue 11: "whatever it really loads (measure and report)"
+            bodies=[{"run_id": run_id, "failed": True} for _, run_id, _ in reruns],
+            expect='"action": "started"',
+            check=rerun_check,
+        )
     )
-    rerun.spec = rerun_spec_for  # type: ignore[method-assign]
-    out.append(rerun)
     return out
 
 
 def run_one(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    deployed = str(Path(spec["source"]).parent)
+    deployed = str(Path(spec["source"] or spec["deployed"]).parent)
     done = subprocess.run(
         [sys.executable, "-X", "importtime", CHILD, json.dumps(spec)],
         cwd=deployed,
@@ -487,7 +630,67 @@ def run_one(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     result["modules"] = len(imports)
     top = sorted(imports, key=lambda m: m[1], reverse=True)[:5]
     result["top_self"] = [(m, us / 1000) for m, us in top]
+    result["imports"] = imports  # dropped from the results once compared
     return result
+
+
+def per_module_best(runs: list[dict[str, Any]]) -> dict[str, int]:
+    best: dict[str, int] = {}
+    for run in runs:
+        for module, us in run["imports"]:
+            best[module] = min(us, best.get(module, us))
+    return best
+
+
+def decompose(path: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[str, Any]:
+    """(1) - (a), best of N module by module, split four ways: our own modules; the SDK modules
+    only the path imports (building clients, first calls); the modules only (a) imports
+    (subtracted); and the modules both import, their difference (the largest named)."""
+    mine, theirs = per_module_best(path), per_module_best(alone) if alone else {}
+
+    def top(items: list[tuple[str, float]], n: int = 3) -> list[tuple[str, float]]:
+        return sorted(items, key=lambda x: -abs(x[1]))[:n]
+
+    ours = [(m, us / 1000) for m, us in mine.items() if family(m) == "rds2bq"]
+    path_only = [
+        (m, us / 1000) for m, us in mine.items() if m not in theirs and family(m) != "rds2bq"
+    ]
+    alone_only = [(m, us / 1000) for m, us in theirs.items() if m not in mine]
+    common = [(m, (us - theirs[m]) / 1000) for m, us in mine.items() if m in theirs]
+    return {
+        "ours_ms": sum(t for _, t in ours),
+        "ours_modules": len(ours),
+        "path_only_ms": sum(t for _, t in path_only),
+        "path_only_modules": len(path_only),
+        "path_only_top": top(path_only),
+        "alone_only_ms": sum(t for _, t in alone_only),
+        "alone_only_top": top(alone_only),
+        "common_ms": sum(t for _, t in common),
+        "common_top": top(common, 2),
+    }
+
+
+def per_module_best_ms(runs: list[dict[str, Any]]) -> float:
+    """The sum, over every module the runs imported, of its smallest self-time in any of them:
+    the best of N taken module by module. On a shared machine a run is rarely free of
+    interference from start to end, but each module has one undisturbed run among N; a spike
+    (the process descheduled, another process's burst) is filtered wherever it lands."""
+    best: dict[str, int] = {}
+    for run in runs:
+        for module, us in run["imports"]:
+            best[module] = min(us, best.get(module, us))
+    return sum(best.values()) / 1000
+
+
+def imports_spec(main: str, modules: Sequence[str], *, with_main: bool) -> dict[str, Any]:
+    """A child that imports ``modules`` (after main.py if ``with_main``) and calls nothing."""
+    return {
+        "kind": "imports",
+        "target": "poll",
+        "source": main if with_main else "",
+        "deployed": main,  # where it runs (its working directory), main.py or not
+        "modules": list(modules),
+    }
 
 
 def measure(
@@ -500,6 +703,17 @@ def measure(
         metadata.stop()
 
 
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    best = min(runs, key=lambda r: r["total_ms"])
+    return {
+        **best,
+        "best_ms": best["total_ms"],
+        "median_ms": median(r["total_ms"] for r in runs),
+        "samples_ms": [r["total_ms"] for r in runs],
+        "peak_rss_max_mib": max(r["peak_rss_mib"] for r in runs),
+    }
+
+
 def _measure(
     peers: Any, dts: Any, run_times: Any, metadata: MetadataStandIn, reps: int, log: Any
 ) -> dict[str, Any]:
@@ -507,6 +721,7 @@ def _measure(
     from bench.peers import create_configs
 
     tables = write_tables_file(peers.work_dir, COLD_TABLES, "cold")
+    slack = peers.start_slack()
     base = {
         **BASE_ENV,
         **peers.aws_env(),
@@ -517,53 +732,108 @@ def _measure(
         "RDS2BQ_BQ_LOCATION": "cold",
         "RDS2BQ_DTS_ENDPOINT": dts.target,
         "RDS2BQ_SECRETS_BACKEND": "secret-manager",
-        "K_SERVICE": "rds2bq",  # as Cloud Functions (gen2) sets it: the metadata server's tokens
+        "K_SERVICE": "rds2bq",  # as Cloud Functions (gen2) sets it
+        # google-auth reads the host at import (its calls) and the IP per call (its ping)
         "GCE_METADATA_HOST": metadata.host,
+        "GCE_METADATA_IP": metadata.host,
     }
     settings = load(base)
+    secrets = peers.start_secret_manager({settings.slack_webhook_secret: slack.url})
+    base["RDS2BQ_SECRETS_ENDPOINT"] = f"http://{secrets.host}"
     create_configs(settings, dts.target)
     peers.create_topic(settings.topic_path)
     prep = Preparer(peers, dts, base, run_times)
     log("cold start: preparing each path's starting state in the emulators and moto")
     prefix = f"bench-cold-{uuid.uuid4().hex[:6]}"
-    paths = scenarios(prep, reps, prefix)
+    paths = scenarios(prep, slack, reps, prefix)
     main = str(deploy(peers.work_dir))
     for scenario in paths:
         scenario.main = main
-    everything = {"kind": "everything", "target": "poll", "source": main, "modules": EVERYTHING}
+    idle_env = prep.env(f"{prefix}-idle")
+    everything = imports_spec(main, EVERYTHING, with_main=True)
+    credentials = imports_spec(
+        main, ["google.cloud.firestore", *PRODUCTION_CREDENTIALS], with_main=False
+    )
     log("cold start: warm-up (compiles bytecode; not counted)")
-    run_one(everything, prep.env(f"{prefix}-idle"))
-    samples: dict[str, list[dict[str, Any]]] = {"everything": []}
-    for s in paths:
-        samples[s.name] = []
+    run_one(everything, idle_env)
+    samples: dict[str, list[dict[str, Any]]] = {s.name: [] for s in paths}
+    baseline: list[dict[str, Any]] = []
+    alone: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # column (a), by module set
+    extra: dict[str, list[dict[str, Any]]] = {"firestore": [], "firestore + credentials": []}
     for rep in range(reps):
-        log(f"cold start: round {rep + 1} of {reps} ({len(paths) + 1} fresh interpreters)")
-        samples["everything"].append(run_one(everything, prep.env(f"{prefix}-idle")))
+        log(f"cold start: round {rep + 1} of {reps}")
+        baseline.append(run_one(everything, idle_env))
         for s in paths:
+            if s.before is not None:
+                s.before(rep)
             result = run_one(s.spec(rep), s.envs[rep])
-            if result["status"] != 200 or (s.expect and s.expect not in result["body"]):
+            if s.call and (
+                result["status"] != 200 or (s.expect and s.expect not in result["body"])
+            ):
                 raise RuntimeError(
                     f"cold start, {s.name}: unexpected reply "
                     f"{result['status']} {result['body'][:600]}"
                 )
             if s.check is not None and (problem := s.check(rep)):
                 raise RuntimeError(f"cold start, {s.name}: {problem}")
+            result["sdk_modules"] = list(sdk_modules(result["sdks"]))
             samples[s.name].append(result)
+        wanted = {tuple(r[-1]["sdk_modules"]) for r in samples.values()}
+        for modules in sorted(wanted):
+            if modules:
+                spec = imports_spec(main, modules, with_main=False)
+                alone.setdefault(modules, []).append(run_one(spec, idle_env))
+        extra["firestore"].append(
+            run_one(imports_spec(main, ["google.cloud.firestore"], with_main=False), idle_env)
+        )
+        extra["firestore + credentials"].append(run_one(credentials, idle_env))
 
-    def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-        best = min(runs, key=lambda r: r["total_ms"])
-        return {
+    out_paths: dict[str, Any] = {}
+    for s in paths:
+        best = summary(samples[s.name])
+        sets = {tuple(r["sdk_modules"]) for r in samples[s.name]}
+        modules = tuple(best["sdk_modules"])
+        a = summary(alone[modules]) if modules else None
+        a_ms = a["best_ms"] if a else 0.0
+        loaded = loaded_sdks(best["sdks"])
+        filtered = per_module_best_ms(samples[s.name])
+        filtered_a = per_module_best_ms(alone[modules]) if modules else 0.0
+        out_paths[s.name] = {
+            **decompose(samples[s.name], alone[modules] if modules else []),
+            "filtered_ms": filtered,
+            "alone_filtered_ms": filtered_a,
+            "own_filtered_ms": filtered - filtered_a,
+            "target": s.target,
             **best,
-            "best_ms": best["total_ms"],
-            "median_ms": median(r["total_ms"] for r in runs),
-            "samples_ms": [r["total_ms"] for r in runs],
+            "loaded": loaded,
+            "expected": None if s.expected is None else list(s.expected),
+            "sdks_ok": None if s.expected is None else sorted(loaded) == sorted(s.expected),
+            "sdk_sets_seen": len(sets),
+            "alone": a,
+            "alone_ms": a_ms,
+            "own_ms": best["best_ms"] - a_ms,
+            # the verdict: (1) - (a), each the best of N module by module (run-to-run noise on a
+            # shared machine is as large as the target; the best whole runs are shown too)
+            "own_ok": filtered - filtered_a <= TARGET_OWN_MS and len(sets) == 1,
         }
-
     entry_points = defined_functions()
     covered = {s.target for s in paths}
+    credentials_ms = decompose(extra["firestore + credentials"], extra["firestore"])["path_only_ms"]
+    everything_filtered = per_module_best_ms(baseline)
+    for runs in [baseline, *samples.values(), *alone.values(), *extra.values()]:
+        for run in runs:
+            run.pop("imports", None)
+    for entry in [*out_paths.values(), everything_summary := summary(baseline)]:
+        entry.pop("imports", None)
+        if entry.get("alone"):
+            entry["alone"].pop("imports", None)
     return {
         "reps": reps,
-        "everything": summary(samples["everything"]),
-        "paths": {s.name: {"target": s.target, **summary(samples[s.name])} for s in paths},
+        "target_own_ms": TARGET_OWN_MS,
+        "everything": {**everything_summary, "filtered_ms": everything_filtered},
+        "everything_modules": list(EVERYTHING),
+        "paths": out_paths,
+        "production_credentials_ms": credentials_ms,
+        "production_credentials_modules": list(PRODUCTION_CREDENTIALS),
         "uncovered": sorted(set(entry_points) - covered),
     }

@@ -113,6 +113,15 @@ class Peers:
         self._started.append(standin)
         return standin
 
+    def start_secret_manager(self, secrets: Mapping[str, str]) -> Any:
+        """Secret Manager's REST ``versions.access`` (``devstack.google_standins``) holding
+        ``secrets``; point ``RDS2BQ_SECRETS_ENDPOINT`` at ``http://{standin.host}``."""
+        from devstack.google_standins import SecretManagerStandIn
+
+        standin = SecretManagerStandIn(dict(secrets))
+        self._started.append(standin)
+        return standin
+
     def start_slack(self) -> Any:
         from devstack import slack_standin
 
@@ -153,12 +162,14 @@ def start_peers() -> Peers:
 
 def create_configs(settings: Any, target: str, threads: int = 8) -> int:
     """Create every configured table's transfer config in the stand-in at ``target``, through the
-    production adapter (as ``sync`` would, without the BigQuery half). Returns how many."""
-    from devstack.dts_standin import http_for
+    production adapter (as ``sync`` would, without the BigQuery half) on the official client
+    (REST transport, anonymous credentials). Returns how many."""
+    from devstack.dts_standin import client_for
     from orchestrator.adapters.dts import build_transfer_runner
-    from orchestrator.app.sync import AccessKeys, desired_configs
+    from orchestrator.app.ports import AccessKeys
+    from orchestrator.app.sync import desired_configs
 
-    transfers = build_transfer_runner(settings, http=http_for(target))
+    transfers = build_transfer_runner(settings, client=client_for(target))
     keys = AccessKeys("AKIABENCHREADER00001", "bench-reader-secret-key-000000000000")
     wanted = list(desired_configs(settings).values())
     with ThreadPoolExecutor(threads) as pool:

@@ -14,9 +14,16 @@ from typing import Any
 from bench.common import ROOT
 
 TARGET_FANOUT_S = 15.0
-TARGET_FANOUT_SPEEDUP = 10.0
+TARGET_FANOUT_SPEEDUP = 13.0  # issue 11 (issue 3 asked 10x)
 TARGET_PEAK_MIB = 256.0
-TARGET_IMPORT_RATIO = 0.5
+
+
+def named(items: Sequence[Any]) -> str:
+    return ", ".join(f"{m} {t:+.0f}" for m, t in items) or "none"
+
+
+def sdk_list(names: Sequence[str]) -> str:
+    return " + ".join(names) if names else "none"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -127,17 +134,21 @@ def headline(results: dict[str, Any]) -> str:
         )
     cold = results.get("coldstart")
     if cold:
-        everything = cold["everything"]["best_ms"]
+        everything_f = cold["everything"]["filtered_ms"]
         for name, p in cold["paths"].items():
-            ratio = p["best_ms"] / everything
+            loaded = sdk_list(p["loaded"])
+            expected = "as measured" if p["expected"] is None else sdk_list(p["expected"])
+            ok = p["own_ok"] and p["sdks_ok"] is not False
             rows.append(
                 [
-                    f"3 import time, {name} (best of {cold['reps']})",
-                    ms(p["best_ms"]),
-                    f"main + every SDK at once: {ms(everything)}",
-                    f"{ratio:.0%} of it",
-                    f"<= {TARGET_IMPORT_RATIO:.0%}",
-                    verdict(ratio <= TARGET_IMPORT_RATIO),
+                    f"3 cold import, {name} (best of {cold['reps']}, module by module)",
+                    f"{ms(p['filtered_ms'])}; loads {loaded}",
+                    f"(a) {loaded} alone {ms(p['alone_filtered_ms'])}; (b) main + every SDK "
+                    f"{ms(cold['everything']['filtered_ms'])}",
+                    f"{p['own_filtered_ms']:+.0f} ms over (a) (best whole runs: "
+                    f"{p['own_ms']:+.0f}); {p['filtered_ms'] / everything_f:.0%} of (b)",
+                    f"<= +{cold['target_own_ms']:.0f} ms; SDKs: {expected}",
+                    verdict(ok),
                 ]
             )
     calls = results.get("calls")
@@ -151,6 +162,18 @@ def headline(results: dict[str, Any]) -> str:
                 "-",
                 "0",
                 verdict(idle == 0),
+            ]
+        )
+        rpcs = calls.get("idle_firestore_rpcs", [])
+        shapes = calls.get("idle_firestore", [])
+        rows.append(
+            [
+                "4 Firestore RPCs per idle poll (before and after the run, every size)",
+                "; ".join(shapes),
+                "-",
+                "-",
+                "1 ledger query",
+                verdict(rpcs == [1.0] and shapes == ["run_query x1"]),
             ]
         )
         n = calls["detail_size"]
@@ -273,11 +296,82 @@ def lag_breakdown(lag: dict[str, Any]) -> str:
     )
 
 
-def coldstart_breakdown(cold: dict[str, Any]) -> str:
+def coldstart_breakdown(cold: dict[str, Any]) -> tuple[str, str]:
+    """The verdict table (each path beside its columns (a) and (b)) and where the time went."""
     from bench.coldstart import SDK_COLUMNS
 
     everything = cold["everything"]
     rows = []
+    for name, p in cold["paths"].items():
+        expected = "(report)" if p["expected"] is None else sdk_list(p["expected"])
+        same = "-" if p["sdks_ok"] is None else ("yes" if p["sdks_ok"] else "**NO**")
+        a = p["alone"]
+        rows.append(
+            [
+                name,
+                ms(p["filtered_ms"]),
+                ms(p["alone_filtered_ms"]) if a else "0 ms (none)",
+                f"**{p['own_filtered_ms']:+.0f} ms**",
+                ms(p["best_ms"]),
+                " / ".join(f"{v:.0f}" for v in p["samples_ms"]),
+                ms(p["alone_ms"]) if a else "0 ms (none)",
+                " / ".join(f"{v:.0f}" for v in a["samples_ms"]) if a else "-",
+                f"{p['own_ms']:+.0f} ms",
+                f"ours {p['ours_ms']:+.0f} ({p['ours_modules']} modules); SDK modules only "
+                f"the path imports {p['path_only_ms']:+.0f} ({p['path_only_modules']}: "
+                + named(p["path_only_top"])
+                + f"); only (a) imports {-p['alone_only_ms']:+.0f} ("
+                + named(p["alone_only_top"])
+                + f"); both import {p['common_ms']:+.0f} (largest: "
+                + named(p["common_top"])
+                + ")",
+                f"{p['filtered_ms'] / everything['filtered_ms']:.0%}",
+                sdk_list(p["loaded"]) + (" (+ ID token)" if p["sdks"].get("id token") else ""),
+                expected,
+                same,
+                mib(p["peak_rss_mib"]),
+            ]
+        )
+    rows.append(
+        [
+            "(b) main + every SDK",
+            ms(everything["filtered_ms"]),
+            "-",
+            "-",
+            ms(everything["best_ms"]),
+            " / ".join(f"{v:.0f}" for v in everything["samples_ms"]),
+            "-",
+            "-",
+            "-",
+            "-",
+            "100%",
+            "all",
+            "-",
+            "-",
+            mib(everything["peak_rss_mib"]),
+        ]
+    )
+    verdicts = table(
+        [
+            "path",
+            "(1) path",
+            "(a) its SDKs alone",
+            "(1) - (a)",
+            "(1) best whole run",
+            "(1) all runs (ms)",
+            "(a) best whole run",
+            "(a) all runs (ms)",
+            "(1) - (a), whole runs",
+            "(1) - (a), by module: ours; SDK modules only the path imports; modules only (a) "
+            "imports; modules both import, (1) over (a)",
+            "(1) / (b)",
+            "SDKs loaded",
+            "expected",
+            "same",
+            "peak RSS",
+        ],
+        rows,
+    )
     families = (
         "google core",
         "firestore",
@@ -289,26 +383,33 @@ def coldstart_breakdown(cold: dict[str, Any]) -> str:
         "rds2bq",
         "stdlib/other",
     )
-    for name, p in [*cold["paths"].items(), ("main + every SDK (baseline)", everything)]:
+    rows = []
+    for name, p in [*cold["paths"].items(), ("(b) main + every SDK", everything)]:
         rows.append(
             [
                 name,
                 ms(p["best_ms"]),
-                " / ".join(f"{v:.0f}" for v in p["samples_ms"]),
-                *("yes" if p["sdks"][sdk] else "no" for sdk in SDK_COLUMNS),
+                str(p["modules"]),
+                *("yes" if p["sdks"].get(sdk) else "no" for sdk in SDK_COLUMNS),
                 *(f"{p['families_ms'].get(f, 0.0):.0f}" for f in families),
             ]
         )
-    return table(
-        [
-            "path",
-            "best",
-            "all runs (ms)",
-            *SDK_COLUMNS,
-            *(f"{f} ms" for f in families),
-        ],
+        a = p.get("alone")
+        if a:
+            rows.append(
+                [
+                    f"  (a) for it: {sdk_list(p['sdk_modules'])}",
+                    ms(a["best_ms"]),
+                    str(a["modules"]),
+                    *("" for _ in SDK_COLUMNS),
+                    *(f"{a['families_ms'].get(f, 0.0):.0f}" for f in families),
+                ]
+            )
+    where = table(
+        ["run", "best", "modules", *SDK_COLUMNS, *(f"{f} ms" for f in families)],
         rows,
     )
+    return verdicts, where
 
 
 def calls_tables(calls: dict[str, Any]) -> tuple[str, str]:
@@ -417,43 +518,79 @@ def document(results: dict[str, Any], info: dict[str, str], settings: dict[str, 
             "",
             "## 2. Hand-off lag: where one poll's time goes",
             "",
-            "Production adapters: botocore against moto, DTS over REST against the stand-in; "
+            "Production adapters: botocore against moto, DTS on the official client's REST "
+            "transport against the stand-in; "
             "ledger and events in memory. Visibility margin 0 (one poll observes COMPLETE and "
             "hands off); in production add up to one poll interval plus the margin (5 + 5 minutes "
             "by default). "
             "The ideal counts only the starts: listing the configs is one more round trip per "
-            "1,000 configs, and the instance builds its DTS client on its first hand-off.",
+            "1,000 configs, and the instance imports google-cloud-bigquery-datatransfer and builds "
+            'its DTS client on its first hand-off (column "DTS client").',
             "",
             lag_breakdown(results["lag"]),
         ]
     if "coldstart" in results:
         cold = results["coldstart"]
+        verdicts, where = coldstart_breakdown(cold)
         parts += [
             "",
-            "## 3. Cold start: what each entry point's path imports",
+            "## 3. Cold start: each entry point's imports beside its SDKs' own",
             "",
-            "Each path runs for real, once per fresh interpreter, against the local peers: "
-            "`K_SERVICE` is set as on Cloud Functions, so access tokens come from a "
-            "metadata-server stand-in; AWS is reached keyless (an ID token from it, exchanged "
-            "with moto's STS by `AssumeRoleWithWebIdentity`); the Google APIs (the Firestore and "
-            "Pub/Sub emulators, the DTS stand-in) over REST, with no Google SDK on the paths. "
-            "Sum of `python -X importtime` self-times of every module imported between loading "
-            "`main.py` and the reply (network waits do not count), in an interpreter that has "
-            "loaded functions_framework (as the runtime has), from a byte-compiled copy of what "
-            "is deployed (main.py and orchestrator/, `compileall` as the Cloud Functions "
-            "buildpack does). Baseline: the same process loading `main.py` and then importing "
-            "the six SDKs the product's design names (boto3 and the google-cloud clients for "
-            "Firestore, Pub/Sub, DTS, BigQuery and Secret Manager): what an eager version on "
-            f"those SDKs would load. Best of {cold['reps']} runs per path, interleaved with the "
-            "baseline's (the machine is shared with the emulators and moto: the minimum is the "
-            "cost without interference). SDK columns: whether the path imported it (botocore, "
-            "grpc, each google-cloud client). The last columns book each imported module's own "
-            'time, in the best run, to its family ("google core": google-api-core, google-auth, '
-            "grpc, protobuf, proto-plus, cryptography, requests, urllib3; on the paths only "
-            "urllib3, the HTTP library of the REST client and of botocore, and certifi with "
-            "botocore).",
+            "(1) Each path runs for real, once per fresh interpreter, against the local peers "
+            "(Firestore and Pub/Sub emulators over gRPC; DTS and Secret Manager stand-ins over "
+            "the SDK clients' REST transport; moto; Slack stand-in). `K_SERVICE` is set as on "
+            "Cloud Functions and google-auth is pointed at a metadata-server stand-in "
+            "(`GCE_METADATA_HOST` and `GCE_METADATA_IP`); AWS is reached keyless (a Google ID "
+            "token from it, exchanged with moto's STS by `AssumeRoleWithWebIdentity`). Sum of "
+            "`python -X importtime` self-times of every module imported between loading "
+            "`main.py` and the reply (network waits do not count), from a byte-compiled copy of "
+            "what is deployed (main.py and orchestrator/, `compileall` as the buildpack does). "
+            "(a) A fresh interpreter importing exactly the SDK packages the path loaded "
+            "(`google.cloud.firestore`, `google.cloud.pubsub_v1`, "
+            "`google.cloud.bigquery_datatransfer_v1`, `google.cloud.secretmanager`, `boto3`, and "
+            "`google.oauth2.id_token` + `google.auth.transport.requests` where the path fetched "
+            "an ID token), nothing of ours. (b) `main.py`, then every one of those imported "
+            "eagerly. All three start from the same state: functions_framework loaded and two "
+            "stub requests served, which the Cloud Functions runtime has done before it loads "
+            "`main.py`, so the framework counts in none of them. (1) - (a) is what our code "
+            "adds: our own modules, plus what the path makes the SDKs import beyond their "
+            "packages (building a client, a first call). The table splits it by module: our "
+            "own modules; the SDK modules only the path imports; minus the modules only (a) "
+            "imports; and the modules both import, (1) over (a), the largest named. Among those, "
+            "a Firestore types module (`google.cloud.firestore_v1.types.firestore` or `.query`) "
+            "is typically 15-25 ms slower in the path while `cryptography.hazmat.bindings._rust` "
+            "is 25-50 ms slower in (a): a full pass of the cyclic garbage collector, billed to "
+            "whichever import is running when it comes, lands in a different module in each "
+            "(its cost grows with the live heap; measured by hand, `firestore_v1.types.firestore` "
+            "takes 3 ms alone, 7 ms with 100,000 more live objects, 15 ms with 300,000). "
+            f"Each figure is the best of {cold['reps']} fresh interpreters, interleaved, taken "
+            "**module by module**: the sum over every module imported of its smallest "
+            "self-time in any of the runs. On this shared machine (other engineers' test "
+            "suites, the emulators, moto) a whole run is rarely undisturbed, and the best whole "
+            "runs, also shown, differ from one bench run to the next by as much as the 40 ms "
+            "target; each module has an undisturbed run among the N, so a spike is filtered "
+            "wherever it lands. "
+            f"Target: (1) - (a) <= {cold['target_own_ms']:.0f} ms, and the SDKs loaded are the "
+            "ones the path uses (`tests/unit/test_cold_start.py` holds the same list, less the "
+            "Pub/Sub that `start_export` and the hand-off load to publish their events; rerun is "
+            "reported as measured). Peak RSS: the child's VmHWM at the end.",
             "",
-            coldstart_breakdown(cold),
+            verdicts,
+            "",
+            "Not measured on these paths: the peers take anonymous credentials, so no path "
+            "runs `google.auth.default()` against the metadata server or builds an "
+            "authenticated gRPC channel, as production does for every Google client. Importing "
+            "what that loads ("
+            + ", ".join(f"`{m}`" for m in cold["production_credentials_modules"])
+            + f") after `google.cloud.firestore` costs {ms(cold['production_credentials_ms'])} "
+            "(best of the same runs): add it to (1) - (a) of each path that builds a Google "
+            "client for production's figure.",
+            "",
+            "Where the time went (best run; each module's own time booked to its family: "
+            '"google core" is google-api-core, google-auth, grpc, protobuf, proto-plus, '
+            "cryptography, requests, urllib3, what every Google client library pulls in):",
+            "",
+            where,
         ]
         if cold.get("uncovered"):
             parts += [
@@ -471,8 +608,16 @@ def document(results: dict[str, Any], info: dict[str, str], settings: dict[str, 
             f"## 4. API calls: one day of {n_fmt(calls['detail_size'])} tables, by invocation",
             "",
             "One warm instance per function; one table skipped by the export, one DTS run "
-            "failing. Each column sums every invocation of that kind (xN). Firestore doc reads are "
-            "billed reads (each document returned, at least one per query).",
+            "failing. Each column sums every invocation of that kind (xN). Firestore RPCs are "
+            "counted on the SDK's generated client (`FirestoreClient.commit`, `run_query`, "
+            "`batch_get_documents`, `run_aggregation_query`, ...), one per RPC sent to the "
+            "emulator; doc reads and writes are what those RPCs bill, read off their requests and "
+            "streamed responses (each document a query returns, at least one per query; each "
+            "document a get asks for, found or missing; a COUNT one per 1,000 index entries; "
+            "each write of a commit). A document get is a `BatchGetDocuments` RPC in the SDK and "
+            "a create or update a `Commit`. Pub/Sub: messages and `Publish` RPCs of the real "
+            "`PublisherClient` (it batches) to the emulator; Secret Manager: `versions.access` "
+            "calls the stand-in served (the real client, REST, with the adapter's cache).",
             "",
             per_phase,
             "",
