@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.model import TableRef, parse_table_ref
+from orchestrator.core.schedule import DailySchedule
 
 PREFIX = "RDS2BQ_"
 
@@ -214,6 +215,20 @@ FIELDS: tuple[Field, ...] = (
         "24",
     ),
     Field(
+        "DAILY_SCHEDULE",
+        "Cloud Scheduler's daily cron (M H * * *, in RDS2BQ_TIMEZONE), so that the poll notices a "
+        "slot whose call never came; empty: no such check.",
+        "",
+        "0 1 * * *",
+    ),
+    Field(
+        "MISSED_RUN_GRACE_MINUTES",
+        "How long after a daily slot its run may still appear (the scheduler's retries) before "
+        "Slack is told it is missing.",
+        "120",
+        "120",
+    ),
+    Field(
         "RECONCILE_AFTER_MINUTES",
         "A table whose DTS run has sent no notification this long after it started is looked "
         "up by the poll (a safety net for a lost notification).",
@@ -265,6 +280,8 @@ class Settings:
     max_slot_age_hours: int
     notify_max_age_hours: int
     reconcile_after_minutes: int
+    daily_schedule: DailySchedule | None
+    missed_run_grace_minutes: int
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -359,6 +376,13 @@ def load_settings(
     max_age = integer("MAX_SLOT_AGE_HOURS", 1, 24 * 30)
     notify_age = integer("NOTIFY_MAX_AGE_HOURS", 1, 24 * 7)
     reconcile_after = integer("RECONCILE_AFTER_MINUTES", 5, 24 * 60)
+    missed_grace = integer("MISSED_RUN_GRACE_MINUTES", 30, 12 * 60)
+    daily_schedule: DailySchedule | None = None
+    if raw["DAILY_SCHEDULE"]:
+        try:
+            daily_schedule = DailySchedule.parse(raw["DAILY_SCHEDULE"])
+        except ValueError as exc:
+            problems.append(f"RDS2BQ_DAILY_SCHEDULE: {exc}")
 
     tables: tuple[TableRef, ...] = ()
     tables_path = Path(raw["TABLES_FILE"])
@@ -411,6 +435,8 @@ def load_settings(
         max_slot_age_hours=max_age,
         notify_max_age_hours=notify_age,
         reconcile_after_minutes=reconcile_after,
+        daily_schedule=daily_schedule,
+        missed_run_grace_minutes=missed_grace,
         raw=raw,
     )
 

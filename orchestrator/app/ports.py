@@ -209,6 +209,10 @@ class Messages(Protocol):
         """A DTS run-finished notification for a run the ledger does not know."""
         ...
 
+    def slot_missed(self, slot: datetime, run_id: str, grace_minutes: int) -> Mapping[str, Any]:
+        """A daily slot past its grace period whose run never started."""
+        ...
+
 
 class Notifier(Protocol):
     """Posts a Slack payload (``{"text", "blocks"}``). Raises TransientError or PermanentError."""

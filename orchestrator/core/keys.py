@@ -118,3 +118,8 @@ def transfer_key(run_name: str, state: str) -> str:
 def rerun_request_key(request_id: str) -> str:
     """The idempotency key of an operator's rerun request."""
     return "rerun-" + hashlib.sha256(request_id.encode()).hexdigest()
+
+
+def missed_day_key(run_id: str) -> str:
+    """The key under which the poll reports, once, that the daily run ``run_id`` never started."""
+    return f"missed-day-{run_id}"

@@ -127,6 +127,9 @@ class SlackMessages:
     def unknown_run(self, note: TransferRunFinished) -> Payload:
         return unknown_run(self.ctx, note)
 
+    def slot_missed(self, slot: datetime, run_id: str, grace_minutes: int) -> Payload:
+        return slot_missed(self.ctx, slot, run_id, grace_minutes)
+
 
 # --------------------------------------------------------------------------- formatting
 
@@ -599,6 +602,31 @@ def unknown_run(ctx: SlackContext, note: TransferRunFinished) -> Payload:
         f"{_prefix(ctx)}a transfer run finished that rds2bq did not start: "
         f"{note.config_id} {note.state}",
         blocks,
+    )
+
+
+def slot_missed(ctx: SlackContext, slot: datetime, run_id: str, grace_minutes: int) -> Payload:
+    """The daily slot passed its grace period and its run never started: the scheduler's call did
+    not reach start_export (job paused or deleted, its account or the function broken)."""
+    when = format_time(slot, ctx.timezone)
+    fields = [
+        _field("Slot", f"{when} ({slot:%Y-%m-%d %H:%M} UTC)"),
+        _field("Run", escape(run_id)),
+        _field("Waited", format_duration(timedelta(minutes=grace_minutes))),
+    ]
+    blocks: list[dict[str, Any]] = [
+        _header(f"⏰ No daily run for {when}"),
+        _fields(fields),
+        _section(
+            "Cloud Scheduler's daily call never reached start_export: check the job "
+            "(paused? its service account's `roles/run.invoker`?) and start_export's logs. "
+            "To run the day now: "
+            + _code_inline(f"python -m orchestrator start --slot {slot:%Y-%m-%dT%H:%M:%SZ}", 200)
+        ),
+        {"type": "context", "elements": [_mrkdwn(_env_label(ctx).removesuffix(" · "))]},
+    ]
+    return _payload(
+        f"{_prefix(ctx)}no daily run for {when}: the scheduler's call never came", blocks
     )
 
 
