@@ -370,6 +370,9 @@ def test_deploy_defaults_match_terraform_defaults(
     assert subs["_TOPIC"] == variables["topic"]["default"]
     assert subs["_BQ_LOCATION"] == variables["location"]["default"]
     assert subs["_TIMEZONE"] == variables["time_zone"]["default"]
+    # the poll's missed-day check reads the same schedule Cloud Scheduler fires on
+    assert subs["_DAILY_SCHEDULE"] == variables["daily_schedule"]["default"]
+    assert settings_lines["RDS2BQ_DAILY_SCHEDULE"] == "${_DAILY_SCHEDULE}"
     assert (
         substitute(settings_lines["RDS2BQ_FIRESTORE_DATABASE"], subs)
         == variables["firestore_database"]["default"]
