@@ -30,13 +30,15 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from orchestrator.app import outbox
-from orchestrator.app.daily import MAX_CONCURRENT_EXPORTS, Orchestrator
+from orchestrator.app.exports import Exports, require_export_slot
+from orchestrator.app.ports import Clock, EventBus, Exporter, Ledger, TransferRunner
 from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult, TableOutcome
+from orchestrator.app.transfers import NOT_LOADED, TransferRuns, close_if_done
+from orchestrator.config import Settings
 from orchestrator.core import machine
 from orchestrator.core.errors import (
     BadRequestError,
     ConflictError,
-    ExportQuotaError,
     NotFoundError,
     PermanentError,
     Rds2bqError,
@@ -45,12 +47,10 @@ from orchestrator.core.errors import (
 )
 from orchestrator.core.keys import export_task_id, reexport_run_time, rerun_request_key, run_id_for
 from orchestrator.core.model import Run, RunState, TableRun, TableState, Transition
-from orchestrator.core.retry import Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
 
 NEWER_RUNS_CHECKED = 30  # how far back a re-transfer looks for newer loads of its tables
-_NOT_LOADED = (TableState.FAILED, TableState.CANCELLED)
 _IN_FLIGHT = (TableState.PENDING, TableState.STARTING, TableState.STARTED)
 _EXPORTING = (RunState.EXPORT_STARTING, RunState.EXPORTING, RunState.EXPORTED)
 
@@ -66,20 +66,22 @@ class ExportFilesGoneError(ConflictError):
 class Reruns:
     def __init__(
         self,
-        service: Orchestrator,
-        backoff: Backoff | None = None,
-        sleep: Callable[[float], None] | None = None,
+        settings: Settings,
+        ledger: Ledger,
+        exporter: Callable[[], Exporter],
+        transfers: Callable[[], TransferRunner],
+        events: EventBus,
+        clock: Clock,
+        runs: TransferRuns,
     ) -> None:
-        # A rerun drives the same ports as the daily service: take them from it.
-        self.service = service
-        self.settings = service.settings
-        self.ledger = service.ledger
-        self._exporter = service.exporter
-        self._transfers = service.transfers
-        self.events = service.events
-        self.clock = service.clock
-        self.backoff = backoff or service.backoff
-        self._sleep = sleep or service.sleep
+        # The daily service's ports; ``runs`` starts the DTS runs (the wiring shares one).
+        self.settings = settings
+        self.ledger = ledger
+        self._exporter = exporter
+        self._transfers = transfers
+        self.events = events
+        self.clock = clock
+        self.runs = runs
 
     def rerun(self, request: RerunRequest) -> RerunResult:
         now = self.clock.now()
@@ -246,7 +248,7 @@ class Reruns:
         self, request: RerunRequest, run: Run, docs: Mapping[str, TableRun]
     ) -> list[str]:
         if request.failed:
-            return [k for k in run.tables if k in docs and docs[k].state in _NOT_LOADED]
+            return [k for k in run.tables if k in docs and docs[k].state in NOT_LOADED]
         configured = {t.key for t in self.settings.tables}
         not_in_run = [k for k in request.tables if k not in run.tables]
         if not_in_run:
@@ -352,16 +354,8 @@ class Reruns:
     def _start_one(self, run: Run, previous: TableRun, claim: TableRun) -> TableOutcome:
         claimed_at = claim.started_at
         assert claimed_at is not None  # set by claim_retransfer
-        transfers = self._transfers()
-        kwargs = {} if self._sleep is None else {"sleep": self._sleep}
         try:
-            name = call_with_retry(
-                lambda: transfers.start_run(claim.dts_config, run.run_time), self.backoff, **kwargs
-            )
-            if previous.dts_run and name == previous.dts_run:
-                # After a deadline the adapter looks for a run of this run time; finding only
-                # the earlier one means the new run was not started.
-                raise TransientError(f"DTS answered with the earlier run {name}")
+            name = self.runs.start(claim.dts_config, run.run_time, earlier=previous.dts_run).name
         except TransientError as exc:
             self._release(run, previous, claim)
             log.warning(
@@ -406,8 +400,7 @@ class Reruns:
         # Reopen so that notify closes the run again; then close it at once if every started run
         # has already finished (its notification may have come before the reopen).
         self._transition(run.run_id, lambda r: machine.reopen(r, self.clock.now()))
-        tables = self.ledger.tables(run.run_id)
-        self._transition(run.run_id, lambda r: machine.close_if_done(r, tables, self.clock.now()))
+        close_if_done(self.ledger, self.events, run.run_id, self.clock.now())
         current = self.ledger.get_run(run.run_id) or run
         message = (
             f"{len(started)} of {len(outcomes)} table(s) of run {run.run_id} re-transferred from "
@@ -459,12 +452,7 @@ class Reruns:
         s = self.settings
         exporter = self._exporter()
         source = exporter.resolve_source(s.source_kind, s.source_id, request.as_of, tz)
-        running = exporter.running_exports()
-        if running >= MAX_CONCURRENT_EXPORTS:
-            raise ExportQuotaError(
-                f"{running} exports are already running in this AWS account (the limit is "
-                f"{MAX_CONCURRENT_EXPORTS}): try again when one has finished"
-            )
+        require_export_slot(exporter, ": try again when one has finished")
         if existing is not None:  # the minute, and so the run id, is taken by another run
             raise ConflictError(
                 f"run {existing.run_id} ({existing.kind}) was started this minute for another "
@@ -492,7 +480,7 @@ class Reruns:
                 notes=tuple(notes),
             )
         try:
-            run = self.service.start_export(
+            run = Exports(s, self.ledger, self._exporter, self.events, self.clock).start(
                 run_time,
                 kind="rerun",
                 tables=keys,
@@ -542,7 +530,7 @@ class Reruns:
             wanted = configured
         elif request.failed:
             docs = {t.key: t for t in self.ledger.tables(parent.run_id)}
-            not_loaded = (*_NOT_LOADED, TableState.SKIPPED_BY_EXPORT)
+            not_loaded = (*NOT_LOADED, TableState.SKIPPED_BY_EXPORT)
             wanted = [
                 k for k in parent.tables if not docs or (k in docs and docs[k].state in not_loaded)
             ]
