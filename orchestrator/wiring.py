@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.app.daily import Orchestrator
 from orchestrator.app.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
+from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.model import Event
 from orchestrator.core.timestamps import now_utc
@@ -160,16 +161,35 @@ class Wiring:
         )
 
     @cached_property
+    def transfer_runs(self) -> TransferRuns:
+        """Starts and records DTS runs: one, shared by the daily service and the reruns."""
+        return TransferRuns(self.ledger, self.transfers)
+
+    @cached_property
     def service(self) -> Orchestrator:
         return Orchestrator(
-            self.settings, self.ledger, self.exporter, self.transfers, self.events, SystemClock()
+            self.settings,
+            self.ledger,
+            self.exporter,
+            self.transfers,
+            self.events,
+            SystemClock(),
+            self.transfer_runs,
         )
 
     @cached_property
     def reruns(self) -> Reruns:
         from orchestrator.app.reruns import Reruns
 
-        return Reruns(self.service)
+        return Reruns(
+            self.settings,
+            self.ledger,
+            self.exporter,
+            self.transfers,
+            self.events,
+            SystemClock(),
+            self.transfer_runs,
+        )
 
     @cached_property
     def status(self) -> StatusReader:

@@ -1,4 +1,6 @@
-"""Executes the state machine through the ports: start an export, poll, hand off. No SDK import.
+"""Executes the state machine through the ports: start the daily export (``app.exports``), poll,
+hand off, and look up the DTS runs whose notification was lost (each DTS run started and recorded
+through ``app.transfers``). No SDK import.
 
 Every method is safe to call twice or concurrently: the ledger's transactions decide who acts, the
 export id is derived from the run time (a second start adopts the first), and the hand-off holds a
@@ -10,47 +12,37 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.app import outbox
+from orchestrator.app.exports import Exports
 from orchestrator.app.ports import (
     Clock,
     EventBus,
     Exporter,
     Ledger,
-    RunOutcome,
     TransferConfig,
     TransferRunner,
 )
+from orchestrator.app.transfers import TransferRuns, close_if_done
 from orchestrator.config import Settings
 from orchestrator.core import machine
-from orchestrator.core.errors import (
-    BadRequestError,
-    ConflictError,
-    ExportQuotaError,
-    PermanentError,
-    TransientError,
-)
-from orchestrator.core.keys import daily_run_time, transfer_key
+from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.model import (
     ExportStatus,
     Run,
     RunState,
-    Source,
     TableRun,
     TableState,
     Transition,
 )
-from orchestrator.core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
 
-MAX_CONCURRENT_EXPORTS = 5  # per account, an RDS quota
-FUTURE_SKEW = timedelta(minutes=5)
 RECORD_BATCH = 50  # fan-out results written together, at most this many
 RECORD_SECONDS = 1.0  # ... or this often
 
@@ -74,107 +66,28 @@ class Orchestrator:
         transfers: Callable[[], TransferRunner],
         events: EventBus,
         clock: Clock,
-        backoff: Backoff = DEFAULT_BACKOFF,
-        sleep: Callable[[float], None] | None = None,
+        runs: TransferRuns | None = None,
     ) -> None:
         # Exporter and TransferRunner come as factories: an idle poll must not build AWS or DTS
-        # clients (cold start, and no AWS call when no run is open).
+        # clients (cold start, and no AWS call when no run is open). ``runs`` starts and records
+        # the DTS runs (the wiring shares one with the reruns); by default one over these ports.
         self.settings = settings
         self.ledger = ledger
         self.exporter = exporter
         self.transfers = transfers
         self.events = events
         self.clock = clock
-        self.backoff = backoff
-        self.sleep = sleep
+        self.runs = runs if runs is not None else TransferRuns(ledger, transfers)
 
     # ------------------------------------------------------------------ start_export
 
-    def start_export(
-        self,
-        slot: datetime,
-        kind: str = "daily",
-        tables: Sequence[str] | None = None,
-        as_of: date | None = None,
-        parent_run_id: str = "",
-    ) -> Run:
-        """Create the run for ``slot`` if absent and make sure its export is started.
+    def start_export(self, slot: datetime) -> Run:
+        """Create the daily run of ``slot`` if absent and make sure its export is started."""
+        return self._exports().start(slot)
 
-        A daily run's slot is taken to the minute; a re-export passes its run time as made by
-        ``model.reexport_run_time``. Only a run of the same kind (and origin) is adopted."""
-        now = self.clock.now()
-        run_time = daily_run_time(slot) if kind == "daily" else slot
-        if run_time > now + FUTURE_SKEW:
-            raise BadRequestError(f"slot {run_time.isoformat()} is in the future")
-        if now - run_time > timedelta(hours=self.settings.max_slot_age_hours):
-            raise BadRequestError(
-                f"slot {run_time.isoformat()} is older than RDS2BQ_MAX_SLOT_AGE_HOURS="
-                f"{self.settings.max_slot_age_hours}; use a rerun to export an older day"
-            )
-        keys = list(tables) if tables is not None else [t.key for t in self.settings.tables]
-        run, created = self.ledger.create_run(
-            machine.new_run(self.settings.env, run_time, kind, keys, now, parent_run_id)
-        )
-        if not created and (run.kind != kind or run.parent_run_id != parent_run_id):
-            # Only a ledger written by the previous version (one id per minute for every kind)
-            # can hold another kind's run under this id: never adopt it as ours.
-            raise ConflictError(
-                f"run {run.run_id} is a {run.kind} run, not this {kind} run: it was written by "
-                "the previous version, whose runs of every kind shared one id per minute"
-            )
-        log.info(
-            "run %s %s for slot %s",
-            run.run_id,
-            "created" if created else "already exists",
-            run_time.isoformat(),
-            extra={"run_id": run.run_id},
-        )
-        if run.state is RunState.EXPORT_STARTING:
-            run = self._ensure_export(run, as_of)
-        return run
-
-    def _ensure_export(self, run: Run, as_of: date | None = None) -> Run:
-        """Start the run's export, or adopt it if it already exists. Permanent failures close the
-        run (and say why); transient ones leave it for the next call or poll."""
-        exporter = self.exporter()
-        try:
-            existing = exporter.describe_export(run.export_task_id)
-            if existing is not None:
-                source = Source(
-                    existing.source_arn, self.settings.source_kind, existing.snapshot_time
-                )
-            else:
-                source = exporter.resolve_source(
-                    self.settings.source_kind,
-                    self.settings.source_id,
-                    as_of,
-                    self.settings.timezone,
-                )
-                running = exporter.running_exports()
-                if running >= MAX_CONCURRENT_EXPORTS:
-                    raise ExportQuotaError(
-                        f"{running} exports are already running in this AWS account (the limit "
-                        f"is {MAX_CONCURRENT_EXPORTS}); the next poll tries again"
-                    )
-                exporter.start_export(run.export_task_id, source, list(run.tables))
-        except PermanentError as exc:
-            self._fail_start(run, str(exc))
-            raise
-        result = self._transition(
-            run.run_id, lambda r: machine.export_started(r, source, self.clock.now())
-        )
-        return result.run or self.ledger.get_run(run.run_id) or run
-
-    def _fail_start(self, run: Run, cause: str) -> None:
-        self._transition(
-            run.run_id, lambda r: machine.export_not_started(r, cause, self.clock.now())
-        )
-        log.error(
-            "run %s: the export could not be started: %s",
-            run.run_id,
-            cause,
-            extra={"run_id": run.run_id},
-        )
+    def _exports(self) -> Exports:
+        # Built per call over the current ports: cheap, and nothing held apart from them.
+        return Exports(self.settings, self.ledger, self.exporter, self.events, self.clock)
 
     # ------------------------------------------------------------------ poll
 
@@ -204,7 +117,7 @@ class Orchestrator:
                 report.add(run, "events-published", events=flushed)
                 return
         if run.state is RunState.EXPORT_STARTING:
-            run = self._ensure_export(run)
+            run = self._exports().ensure(run)
             report.add(run, "export-started")
         elif run.state is RunState.EXPORTING:
             self._follow_export(run, report)
@@ -365,23 +278,8 @@ class Orchestrator:
         return busy
 
     def _start_one(self, run: Run, table: TableRun, resumed: bool) -> TableRun:
-        transfers = self.transfers()
         try:
-            if resumed:
-                existing = transfers.find_run(table.dts_config, run.run_time)
-                if existing:
-                    log.info(
-                        "run %s: %s was started by an earlier hand-off; adopted",
-                        run.run_id,
-                        table.key,
-                        extra={"run_id": run.run_id},
-                    )
-                    return machine.table_start_recorded(table, existing, self.clock.now())
-            kwargs = {} if self.sleep is None else {"sleep": self.sleep}
-            name = call_with_retry(
-                lambda: transfers.start_run(table.dts_config, run.run_time), self.backoff, **kwargs
-            )
-            return machine.table_start_recorded(table, name, self.clock.now())
+            started = self.runs.start(table.dts_config, run.run_time, resumed=resumed)
         except TransientError as exc:
             log.warning(
                 "run %s: %s not started yet (transient: %s); the next poll resumes it",
@@ -395,6 +293,14 @@ class Orchestrator:
             return machine.table_start_failed(
                 table, f"DTS refused the run: {exc}", self.clock.now()
             )
+        if started.adopted:
+            log.info(
+                "run %s: %s was started by an earlier hand-off; adopted",
+                run.run_id,
+                table.key,
+                extra={"run_id": run.run_id},
+            )
+        return machine.table_start_recorded(table, started.name, self.clock.now())
 
     # ------------------------------------------------------------------ lost notifications
 
@@ -426,23 +332,10 @@ class Orchestrator:
         ]
         settled = 0
         for table in silent:
-            outcome = self.transfers().run_outcome(table.dts_run)
-            state = outcome.table_state
-            if state is None:
-                continue  # still running: DTS will notify
-            key = transfer_key(table.dts_run, outcome.state)
-            if not self.ledger.claim_once(key, now):
-                continue  # its notification is being (or was) handled
-            try:
-                self._record_outcome(run, table, state, outcome, now)
-            except TransientError:
-                self.ledger.forget(key)
-                raise
-            self.ledger.mark_done(key)
-            settled += 1
+            if self.runs.settle(run.run_id, table, now, lambda t: self._table_failed(run, t, now)):
+                settled += 1
         if settled:
-            tables = self.ledger.tables(run.run_id)
-            self._transition(run.run_id, lambda r: machine.close_if_done(r, tables, now))
+            close_if_done(self.ledger, self.events, run.run_id, now)
         self._transition(
             run.run_id,
             lambda r: Transition(r.with_(reconciled_at=now)) if r.is_open else machine.UNCHANGED,
@@ -456,25 +349,9 @@ class Orchestrator:
         )
         report.add(run, "reconciled", looked_up=len(silent), settled=settled)
 
-    def _record_outcome(
-        self, run: Run, table: TableRun, state: TableState, outcome: RunOutcome, now: datetime
-    ) -> None:
-        updated = self.ledger.update_table(
-            run.run_id,
-            table.key,
-            lambda t: machine.table_finished(
-                t,
-                table.dts_run,
-                state,
-                outcome.error_code,
-                outcome.error_message,
-                outcome.started_at,
-                outcome.finished_at,
-            ),
-        )
-        if updated is not None and state in (TableState.FAILED, TableState.CANCELLED):
-            event = machine.table_failed_event(run, updated, now)
-            self._transition(run.run_id, lambda r: Transition(None, (event,)))
+    def _table_failed(self, run: Run, table: TableRun, now: datetime) -> None:
+        event = machine.table_failed_event(run, table, now)
+        self._transition(run.run_id, lambda r: Transition(None, (event,)))
 
     # ------------------------------------------------------------------ plumbing
 

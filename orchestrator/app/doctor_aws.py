@@ -16,7 +16,7 @@ from orchestrator.app.checks import (
     passed,
     warned,
 )
-from orchestrator.app.daily import MAX_CONCURRENT_EXPORTS
+from orchestrator.app.exports import MAX_CONCURRENT_EXPORTS
 from orchestrator.core.errors import (
     AccessDeniedError,
     NoSnapshotError,

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from orchestrator.app import outbox
+from orchestrator.app import transfers
 from orchestrator.app.ports import Clock, EventBus, Ledger, Messages, Notifier
 from orchestrator.config import Settings
-from orchestrator.core import machine
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.keys import run_id_for, transfer_key
-from orchestrator.core.model import Event, EventKind, RunState, TableState
+from orchestrator.core.keys import run_id_for
+from orchestrator.core.model import Event, EventKind, RunState
 from orchestrator.core.notifications import (
     MalformedMessageError,
     PubsubMessage,
@@ -37,7 +36,6 @@ from orchestrator.core.notifications import (
 )
 
 log = logging.getLogger(__name__)
-_FAILED = (TableState.FAILED, TableState.CANCELLED)
 # Kinds rendered with every table of the run (the others need only the run document).
 _NEEDS_TABLES = (
     EventKind.RUN_CLOSED,
@@ -139,18 +137,8 @@ class NotifyService:
             self._post(self.messages.unknown_run(note))
             return Outcome("unknown-run", run_id)
         state = note.state.table_state
-        updated = self.ledger.update_table(
-            run_id,
-            table.key,
-            lambda t: machine.table_finished(
-                t,
-                note.run_name,
-                state,
-                note.error_code,
-                note.error_message,
-                note.start_time,
-                note.end_time,
-            ),
+        updated = transfers.record_finished(
+            self.ledger, run_id, table.key, note.run_name, transfers.outcome_of(note)
         )
         if updated is None:
             if table.dts_run != note.run_name or table.state is not state:
@@ -158,21 +146,10 @@ class NotifyService:
             # Recorded by an earlier delivery whose Slack post failed transiently: post now.
             updated = table
         log.info("run %s: %s %s", run_id, table.key, state.value, extra={"run_id": run_id})
-        if state in _FAILED:
+        if state in transfers.NOT_LOADED:
             self._post(self.messages.table_failed(run, updated))
-        self._close_if_done(run_id)
-        return Outcome("posted" if state in _FAILED else "recorded", run_id, table.key)
-
-    def _close_if_done(self, run_id: str) -> None:
-        # One count query per message; every table is read only when none is left in flight.
-        # (Reading them all per message would cost tables² reads a day: 4 million at 2,000.)
-        if self.ledger.count_unfinished(run_id) > 0:
-            return
-        tables = self.ledger.tables(run_id)
-        now = self.clock.now()
-        outbox.transition(
-            self.ledger, self.events, run_id, lambda r: machine.close_if_done(r, tables, now)
-        )
+        transfers.close_if_done(self.ledger, self.events, run_id, self.clock.now())
+        return Outcome("posted" if state in transfers.NOT_LOADED else "recorded", run_id, table.key)
 
     # ------------------------------------------------------------------ our events
 
@@ -198,7 +175,7 @@ class NotifyService:
 
 def _dedupe_key(parsed: TransferRunFinished | Event) -> str:
     if isinstance(parsed, TransferRunFinished):
-        return transfer_key(parsed.run_name, str(parsed.state))
+        return transfers.finished_key(parsed.run_name, transfers.outcome_of(parsed))
     else:
         data = json.dumps(parsed.data, sort_keys=True, default=str)
         basis = f"event|{parsed.run_id}|{parsed.kind}|{parsed.at.isoformat()}|{data}"

@@ -19,6 +19,7 @@ from orchestrator.core.model import (
     TableRun,
     TableState,
     Transition,
+    table_state_of_dts,
 )
 
 
@@ -99,12 +100,7 @@ class RunOutcome:
     @property
     def table_state(self) -> TableState | None:
         """The table's final state, or None while the run is still going."""
-        finals = {
-            "SUCCEEDED": TableState.SUCCEEDED,
-            "FAILED": TableState.FAILED,
-            "CANCELLED": TableState.CANCELLED,
-        }
-        return finals.get(self.state)
+        return table_state_of_dts(self.state)
 
 
 class TransferRunner(Protocol):

@@ -24,19 +24,29 @@ No SDK import: everything goes through the ports, like the service.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from orchestrator.app import outbox
-from orchestrator.app.daily import MAX_CONCURRENT_EXPORTS, Orchestrator
+from orchestrator.app.exports import Exports, require_export_slot
+from orchestrator.app.ports import Clock, EventBus, Exporter, Ledger, TransferRunner
+from orchestrator.app.rerun_checks import (
+    check_transferable,
+    export_keys,
+    newer_loads,
+    runs_in_the_way,
+    table_refusal,
+    transfer_keys,
+)
 from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult, TableOutcome
+from orchestrator.app.transfers import TransferRuns, close_if_done
+from orchestrator.config import Settings
 from orchestrator.core import machine
 from orchestrator.core.errors import (
     BadRequestError,
     ConflictError,
-    ExportQuotaError,
     NotFoundError,
     PermanentError,
     Rds2bqError,
@@ -45,14 +55,8 @@ from orchestrator.core.errors import (
 )
 from orchestrator.core.keys import export_task_id, reexport_run_time, rerun_request_key, run_id_for
 from orchestrator.core.model import Run, RunState, TableRun, TableState, Transition
-from orchestrator.core.retry import Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
-
-NEWER_RUNS_CHECKED = 30  # how far back a re-transfer looks for newer loads of its tables
-_NOT_LOADED = (TableState.FAILED, TableState.CANCELLED)
-_IN_FLIGHT = (TableState.PENDING, TableState.STARTING, TableState.STARTED)
-_EXPORTING = (RunState.EXPORT_STARTING, RunState.EXPORTING, RunState.EXPORTED)
 
 
 class ExportFilesGoneError(ConflictError):
@@ -66,20 +70,22 @@ class ExportFilesGoneError(ConflictError):
 class Reruns:
     def __init__(
         self,
-        service: Orchestrator,
-        backoff: Backoff | None = None,
-        sleep: Callable[[float], None] | None = None,
+        settings: Settings,
+        ledger: Ledger,
+        exporter: Callable[[], Exporter],
+        transfers: Callable[[], TransferRunner],
+        events: EventBus,
+        clock: Clock,
+        runs: TransferRuns,
     ) -> None:
-        # A rerun drives the same ports as the daily service: take them from it.
-        self.service = service
-        self.settings = service.settings
-        self.ledger = service.ledger
-        self._exporter = service.exporter
-        self._transfers = service.transfers
-        self.events = service.events
-        self.clock = service.clock
-        self.backoff = backoff or service.backoff
-        self._sleep = sleep or service.sleep
+        # The daily service's ports; ``runs`` starts the DTS runs (the wiring shares one).
+        self.settings = settings
+        self.ledger = ledger
+        self._exporter = exporter
+        self._transfers = transfers
+        self.events = events
+        self.clock = clock
+        self.runs = runs
 
     def rerun(self, request: RerunRequest) -> RerunResult:
         now = self.clock.now()
@@ -152,7 +158,7 @@ class Reruns:
 
     def _retransfer(self, request: RerunRequest, now: datetime) -> RerunResult:
         run = self._run(request.run_id)
-        self._check_transferable(run)
+        check_transferable(run)
         unloadable = machine.unloadable_export(run, self.settings.env)
         if unloadable:
             raise ConflictError(
@@ -160,7 +166,7 @@ class Reruns:
                 f'("mode": "export", "run_id": "{run.run_id}")'
             )
         docs = {t.key: t for t in self.ledger.tables(run.run_id)}
-        keys = self._transfer_keys(request, run, docs)
+        keys = transfer_keys(self.settings, request, run, docs)
         if not keys:
             return RerunResult(
                 mode=Mode.TRANSFER,
@@ -171,10 +177,10 @@ class Reruns:
                 export_task_id=run.export_task_id,
             )
         stale_after = timedelta(seconds=self.settings.lease_seconds)
-        refusals = [r for k in keys if (r := _table_refusal(k, docs.get(k), now, stale_after))]
-        refusals += self._runs_in_the_way(run, keys)
+        refusals = [r for k in keys if (r := table_refusal(k, docs.get(k), now, stale_after))]
+        refusals += runs_in_the_way(self.ledger, run, keys)
         if not request.force:
-            refusals += self._newer_loads(run, keys)
+            refusals += newer_loads(self.ledger, run, keys)
         if refusals:
             raise ConflictError("re-transfer refused: " + "; ".join(refusals))
         configs = self._transfers().configs_by_table()
@@ -224,91 +230,6 @@ class Reruns:
             raise NotFoundError(f"run {run_id} is not in the ledger")
         return run
 
-    @staticmethod
-    def _check_transferable(run: Run) -> None:
-        if run.state in _EXPORTING:
-            raise ConflictError(
-                f"run {run.run_id} is {run.state.value}: its tables are transferred by its "
-                "hand-off once the export completes; nothing to re-transfer yet"
-            )
-        if run.state is RunState.TRANSFERRING and run.handed_off_at is None:
-            raise ConflictError(
-                f"run {run.run_id} is being handed off right now: wait for the hand-off to end"
-            )
-        if run.state is RunState.CANCELED or run.export_completed_at is None:
-            cause = run.failure_cause or f"ended {run.state.value}"
-            raise ConflictError(
-                f"run {run.run_id} has no export to reuse ({cause}); re-export instead: "
-                f'"mode": "export", "run_id": "{run.run_id}"'
-            )
-
-    def _transfer_keys(
-        self, request: RerunRequest, run: Run, docs: Mapping[str, TableRun]
-    ) -> list[str]:
-        if request.failed:
-            return [k for k in run.tables if k in docs and docs[k].state in _NOT_LOADED]
-        configured = {t.key for t in self.settings.tables}
-        not_in_run = [k for k in request.tables if k not in run.tables]
-        if not_in_run:
-            raise BadRequestError(
-                f"unknown table(s) for run {run.run_id}: {', '.join(not_in_run)} (its tables: "
-                f"{_clip(run.tables)})"
-            )
-        unconfigured = [k for k in request.tables if k not in configured]
-        if unconfigured:
-            raise BadRequestError(
-                f"{', '.join(unconfigured)} no longer in the tables file (RDS2BQ_TABLES_FILE): "
-                "there is no transfer config to rerun"
-            )
-        return list(request.tables)
-
-    def _runs_in_the_way(self, run: Run | None, keys: Sequence[str]) -> list[str]:
-        """Other open runs that will load, or are loading, any of these tables."""
-        refusals = []
-        for other in self.ledger.open_runs():
-            if run is not None and other.run_id == run.run_id:
-                continue
-            shared = sorted(set(keys) & set(other.tables))
-            if not shared:
-                continue
-            if other.state in _EXPORTING or (
-                other.state is RunState.TRANSFERRING and other.handed_off_at is None
-            ):
-                refusals.append(
-                    f"run {other.run_id} ({other.kind}, {other.state.value}) is still exporting "
-                    f"{_clip(shared)} and will load them when it completes: wait for it"
-                )
-                continue
-            busy = [
-                t.key
-                for t in self.ledger.tables(other.run_id)
-                if t.key in shared and t.state in _IN_FLIGHT
-            ]
-            if busy:
-                refusals.append(
-                    f"run {other.run_id} is transferring {_clip(busy)} right now (never two "
-                    "runs of one table at once): wait for it"
-                )
-        return refusals
-
-    def _newer_loads(self, run: Run, keys: Sequence[str]) -> list[str]:
-        refusals = []
-        for other in self.ledger.recent_runs(NEWER_RUNS_CHECKED):
-            if other.run_time <= run.run_time:
-                continue
-            loaded = [
-                t.key
-                for t in self.ledger.tables(other.run_id)
-                if t.key in keys and t.state is TableState.SUCCEEDED
-            ]
-            if loaded:
-                refusals.append(
-                    f"{_clip(loaded)} loaded by the newer run {other.run_id}: re-transferring "
-                    f"run {run.run_id}'s older export would replace newer data (send "
-                    '"force": true if that is what you want)'
-                )
-        return refusals
-
     def _claim(
         self, run: Run, keys: Sequence[str], config_names: Mapping[str, str], now: datetime
     ) -> list[tuple[TableRun, TableRun]]:
@@ -352,16 +273,8 @@ class Reruns:
     def _start_one(self, run: Run, previous: TableRun, claim: TableRun) -> TableOutcome:
         claimed_at = claim.started_at
         assert claimed_at is not None  # set by claim_retransfer
-        transfers = self._transfers()
-        kwargs = {} if self._sleep is None else {"sleep": self._sleep}
         try:
-            name = call_with_retry(
-                lambda: transfers.start_run(claim.dts_config, run.run_time), self.backoff, **kwargs
-            )
-            if previous.dts_run and name == previous.dts_run:
-                # After a deadline the adapter looks for a run of this run time; finding only
-                # the earlier one means the new run was not started.
-                raise TransientError(f"DTS answered with the earlier run {name}")
+            name = self.runs.start(claim.dts_config, run.run_time, earlier=previous.dts_run).name
         except TransientError as exc:
             self._release(run, previous, claim)
             log.warning(
@@ -406,8 +319,7 @@ class Reruns:
         # Reopen so that notify closes the run again; then close it at once if every started run
         # has already finished (its notification may have come before the reopen).
         self._transition(run.run_id, lambda r: machine.reopen(r, self.clock.now()))
-        tables = self.ledger.tables(run.run_id)
-        self._transition(run.run_id, lambda r: machine.close_if_done(r, tables, self.clock.now()))
+        close_if_done(self.ledger, self.events, run.run_id, self.clock.now())
         current = self.ledger.get_run(run.run_id) or run
         message = (
             f"{len(started)} of {len(outcomes)} table(s) of run {run.run_id} re-transferred from "
@@ -431,7 +343,7 @@ class Reruns:
 
     def _reexport(self, request: RerunRequest, now: datetime) -> RerunResult:
         parent = self._run(request.run_id) if request.run_id else None
-        keys, notes = self._export_keys(request, parent)
+        keys, notes = export_keys(self.settings, self.ledger, request, parent)
         if not keys:
             return RerunResult(
                 mode=Mode.EXPORT,
@@ -453,18 +365,13 @@ class Reruns:
             repeated = self._repeat_of(existing, request, keys)
             if repeated is not None:
                 return repeated
-        refusals = self._runs_in_the_way(None, keys)
+        refusals = runs_in_the_way(self.ledger, None, keys)
         if refusals:
             raise ConflictError("re-export refused: " + "; ".join(refusals))
         s = self.settings
         exporter = self._exporter()
         source = exporter.resolve_source(s.source_kind, s.source_id, request.as_of, tz)
-        running = exporter.running_exports()
-        if running >= MAX_CONCURRENT_EXPORTS:
-            raise ExportQuotaError(
-                f"{running} exports are already running in this AWS account (the limit is "
-                f"{MAX_CONCURRENT_EXPORTS}): try again when one has finished"
-            )
+        require_export_slot(exporter, ": try again when one has finished")
         if existing is not None:  # the minute, and so the run id, is taken by another run
             raise ConflictError(
                 f"run {existing.run_id} ({existing.kind}) was started this minute for another "
@@ -492,7 +399,7 @@ class Reruns:
                 notes=tuple(notes),
             )
         try:
-            run = self.service.start_export(
+            run = Exports(s, self.ledger, self._exporter, self.events, self.clock).start(
                 run_time,
                 kind="rerun",
                 tables=keys,
@@ -525,35 +432,6 @@ class Reruns:
             snapshot_time=run.snapshot_time or source.snapshot_time,
             notes=tuple(notes),
         )
-
-    def _export_keys(
-        self, request: RerunRequest, parent: Run | None
-    ) -> tuple[list[str], list[str]]:
-        configured = [t.key for t in self.settings.tables]
-        if request.tables:
-            unknown = [k for k in request.tables if k not in configured]
-            if unknown:
-                raise BadRequestError(
-                    f"unknown table(s): {', '.join(unknown)} (not in the tables file; "
-                    f"configured: {_clip(configured)})"
-                )
-            wanted: Iterable[str] = request.tables
-        elif parent is None:
-            wanted = configured
-        elif request.failed:
-            docs = {t.key: t for t in self.ledger.tables(parent.run_id)}
-            not_loaded = (*_NOT_LOADED, TableState.SKIPPED_BY_EXPORT)
-            wanted = [
-                k for k in parent.tables if not docs or (k in docs and docs[k].state in not_loaded)
-            ]
-        else:
-            wanted = parent.tables
-        chosen = set(wanted)
-        dropped = sorted(chosen - set(configured))
-        notes = (
-            [f"left out (no longer in the tables file): {', '.join(dropped)}"] if dropped else []
-        )
-        return [k for k in configured if k in chosen], notes
 
     def _repeat_of(
         self, existing: Run, request: RerunRequest, keys: Sequence[str]
@@ -612,37 +490,6 @@ class Reruns:
 
     def _transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
         return outbox.transition(self.ledger, self.events, run_id, mutate)
-
-
-def _table_refusal(
-    key: str, table: TableRun | None, now: datetime, stale_after: timedelta
-) -> str | None:
-    """Why this table cannot be re-transferred now, or None."""
-    if table is None:
-        return f"{key} has no record in this run (it was not part of its export)"
-    state = table.state
-    if state is TableState.SKIPPED_BY_EXPORT:
-        return (
-            f"{key} was not in the export ({table.reason or 'skipped by AWS'}): re-export it "
-            'instead ("mode": "export")'
-        )
-    if state is TableState.PENDING:
-        return f"{key} has not been handed off yet"
-    if state is TableState.STARTING and not machine.retransfer_claim_is_stale(
-        table, now, stale_after
-    ):
-        return f"{key} is being started right now; wait for it"
-    if state is TableState.STARTED:
-        return (
-            f"{key}: its DTS run {table.dts_run or '(unknown)'} has not finished yet (never two "
-            "runs of one table at once): wait for it"
-        )
-    return None
-
-
-def _clip(keys: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> str:

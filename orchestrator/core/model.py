@@ -7,9 +7,11 @@ resolution); its id and its export task id are derived from it (see "run keys" b
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9$_]+$")
@@ -115,6 +117,22 @@ class TableState(StrEnum):
 FINAL_TABLE_STATES = frozenset(
     {TableState.SKIPPED_BY_EXPORT, TableState.SUCCEEDED, TableState.FAILED, TableState.CANCELLED}
 )
+
+# The states that end a DTS run, as DTS spells them, and the table state each leaves: the one
+# mapping from DTS's word to ours, for a run-finished notification and for the poll's look-up.
+DTS_FINAL_STATES: Mapping[str, TableState] = MappingProxyType(
+    {
+        "SUCCEEDED": TableState.SUCCEEDED,
+        "FAILED": TableState.FAILED,
+        "CANCELLED": TableState.CANCELLED,
+    }
+)
+
+
+def table_state_of_dts(dts_state: str) -> TableState | None:
+    """The table's final state once its DTS run is in ``dts_state``; None while the run is still
+    going (PENDING, RUNNING, or a state DTS may add)."""
+    return DTS_FINAL_STATES.get(dts_state)
 
 
 class ExportStatus(StrEnum):

@@ -26,7 +26,7 @@ from typing import Any
 
 from orchestrator.core import jsontext
 from orchestrator.core.errors import BadRequestError
-from orchestrator.core.model import Event, EventKind, TableState
+from orchestrator.core.model import DTS_FINAL_STATES, Event, EventKind, TableState
 from orchestrator.core.redaction import redact
 from orchestrator.core.timestamps import (
     EARLIEST_TIME,
@@ -89,7 +89,7 @@ class DtsRunState(StrEnum):
 
     @property
     def table_state(self) -> TableState:
-        return TableState(self.value)
+        return DTS_FINAL_STATES[self]
 
 
 @dataclass(frozen=True)

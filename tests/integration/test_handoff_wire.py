@@ -21,6 +21,7 @@ from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.app.daily import Orchestrator
 from orchestrator.app.ports import RecordingEventBus
 from orchestrator.app.sync import sync
+from orchestrator.app.transfers import TransferRuns
 from orchestrator.core.model import ExportStatus, TableExportStatus, TableState
 from orchestrator.core.retry import Backoff
 from tests.conftest import GCP_PROJECT
@@ -65,8 +66,12 @@ def build(
         lambda: runner,
         RecordingEventBus(),
         FixedClock(NOW + timedelta(seconds=30)),
-        backoff=Backoff(attempts=2, base_seconds=0.01),
-        sleep=lambda _: None,
+        TransferRuns(
+            ledger,
+            lambda: runner,
+            backoff=Backoff(attempts=2, base_seconds=0.01),
+            sleep=lambda _: None,
+        ),
     )
     service.start_export(NOW)
     task = f"rds2bq-prod-{NOW:%Y%m%d%H%M%S}"

@@ -13,6 +13,7 @@ from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import RecordingNotifier
 from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult
 from orchestrator.app.reruns import ExportFilesGoneError, Reruns
+from orchestrator.app.transfers import TransferRuns
 from orchestrator.core.errors import (
     BadRequestError,
     ConflictError,
@@ -54,8 +55,14 @@ class Ops:
         self.notify = NotifyService(
             w.settings, w.ledger, self.slack, w.events, w.clock, SlackMessages(w.settings)
         )
+        runs = TransferRuns(
+            w.ledger,
+            lambda: w.transfers,
+            backoff=Backoff(attempts=2, base_seconds=0.0),
+            sleep=lambda _: None,
+        )
         self.reruns = Reruns(
-            w.service, backoff=Backoff(attempts=2, base_seconds=0.0), sleep=lambda _: None
+            w.settings, w.ledger, lambda: w.exporter, lambda: w.transfers, w.events, w.clock, runs
         )
         self.keys = keys
         self._mid = 0

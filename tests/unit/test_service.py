@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.app.daily import Orchestrator
 from orchestrator.app.ports import RecordingEventBus
+from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import load_settings
 from orchestrator.core import machine
 from orchestrator.core.errors import (
@@ -41,6 +42,12 @@ class World:
         self.events = RecordingEventBus()
         self.clock = FixedClock(SLOT + timedelta(seconds=20))
         self.exporter_built = 0
+        self.runs = TransferRuns(
+            self.ledger,
+            lambda: self.transfers,
+            backoff=Backoff(attempts=3, base_seconds=0.0),
+            sleep=lambda _: None,
+        )
         self.service = Orchestrator(
             self.settings,
             self.ledger,
@@ -48,8 +55,7 @@ class World:
             lambda: self.transfers,
             self.events,
             self.clock,
-            backoff=Backoff(attempts=3, base_seconds=0.0),
-            sleep=lambda _: None,
+            self.runs,
         )
 
     def _exporter(self) -> FakeExporter:
