@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.app.daily import Orchestrator
 from orchestrator.app.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
 from orchestrator.config import Settings, load_settings
-from orchestrator.core.model import Event
+from orchestrator.core.events import Event
 from orchestrator.core.timestamps import now_utc
 
 if TYPE_CHECKING:

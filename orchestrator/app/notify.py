@@ -27,8 +27,9 @@ from orchestrator.app.ports import Clock, EventBus, Ledger, Messages, Notifier
 from orchestrator.config import Settings
 from orchestrator.core import machine
 from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.events import Event, payload
 from orchestrator.core.keys import run_id_for, transfer_key
-from orchestrator.core.model import Event, EventKind, RunState, TableState
+from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.notifications import (
     MalformedMessageError,
     PubsubMessage,
@@ -200,6 +201,6 @@ def _dedupe_key(parsed: TransferRunFinished | Event) -> str:
     if isinstance(parsed, TransferRunFinished):
         return transfer_key(parsed.run_name, str(parsed.state))
     else:
-        data = json.dumps(parsed.data, sort_keys=True, default=str)
+        data = json.dumps(payload(parsed), sort_keys=True)
         basis = f"event|{parsed.run_id}|{parsed.kind}|{parsed.at.isoformat()}|{data}"
     return hashlib.sha256(basis.encode()).hexdigest()

@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from orchestrator.core.model import (
+from orchestrator.core.events import (
     Event,
-    EventKind,
+    ExportFailed,
+    ExportLate,
+    ExportStarted,
+    HandoffDone,
+    TableFailed,
+    TablesSkipped,
+)
+from orchestrator.core.model import (
     Run,
     RunState,
     TableRun,
@@ -27,7 +34,6 @@ from orchestrator.core.model import (
     parse_table_ref,
 )
 from orchestrator.core.notifications import TransferRunFinished
-from orchestrator.core.timestamps import parse_timestamp
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -84,7 +90,6 @@ _RUN_NAME_RE = re.compile(
     r"projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
     r"/transferConfigs/(?P<config>[^/]+)/runs/(?P<run>[^/]+)"
 )
-_TABLE_STATES = frozenset(s.value for s in TableState)
 _LINK_RE = re.compile(r"<([^<>|]+)\|([^<>]*)>|<([^<>|]+)>")
 
 
@@ -607,34 +612,50 @@ def for_event(
 ) -> Payload:
     """The message for one of our events, given the run (and its tables) from the ledger.
 
-    Event data read here: TABLE_FAILED ``table`` (key; with ``state``, ``error_message``,
-    ``error_code``, ``dts_run`` as fallback when the table is not given); TABLES_SKIPPED optional
-    ``tables`` ``[{"table", "reason"}]``; EXPORT_LATE optional ``deadline_minutes``; EXPORT_FAILED
-    optional ``status`` and ``failure_cause`` (else the run's).
-    """
-    data = event.data
-    if event.kind == EventKind.EXPORT_STARTED:
+    The ledger is the truth for what the run and its tables are now; the event adds what only it
+    knows (an export failure's status and cause, the deadline, the skipped tables' reasons, a
+    failed table's DTS outcome when the ledger no longer holds that table)."""
+    if isinstance(event, ExportStarted):
         return export_started(ctx, run)
-    if event.kind == EventKind.EXPORT_FAILED:
-        status = data.get("status")
-        cause = data.get("failure_cause")
+    if isinstance(event, ExportFailed):
         return export_failed(
             ctx,
             run.with_(
-                export_status=status if isinstance(status, str) and status else run.export_status,
-                failure_cause=cause if isinstance(cause, str) and cause else run.failure_cause,
+                export_status=event.status or run.export_status,
+                failure_cause=event.failure_cause or run.failure_cause,
             ),
         )
-    if event.kind == EventKind.EXPORT_LATE:
-        deadline = data.get("deadline_minutes")
-        return export_late(ctx, run, event.at, deadline if isinstance(deadline, int) else None)
-    if event.kind == EventKind.TABLES_SKIPPED:
-        return tables_skipped(ctx, run, _skipped_from(data, tables))
-    if event.kind == EventKind.HANDOFF_DONE:
+    if isinstance(event, ExportLate):
+        return export_late(ctx, run, event.at, event.deadline_minutes or None)
+    if isinstance(event, TablesSkipped):
+        listed = [
+            TableRun(key=s.table, state=TableState.SKIPPED_BY_EXPORT, reason=s.reason)
+            for s in event.tables
+        ]
+        return tables_skipped(
+            ctx, run, listed or [t for t in tables if t.state == TableState.SKIPPED_BY_EXPORT]
+        )
+    if isinstance(event, HandoffDone):
         return handoff_done(ctx, run, tables)
-    if event.kind == EventKind.TABLE_FAILED:
-        return table_failed(ctx, run, _table_from(data, tables))
+    if isinstance(event, TableFailed):
+        return table_failed(ctx, run, _table_of(event, tables))
     return run_summary(ctx, run, tables)
+
+
+def _table_of(event: TableFailed, tables: Sequence[TableRun]) -> TableRun:
+    """The failed table as the ledger holds it, else as the event tells it."""
+    for table in tables:
+        if table.key == event.table:
+            return table
+    return TableRun(
+        key=event.table or "(unknown table)",
+        state=event.state,
+        error_code=event.error_code,
+        error_message=event.error_message,
+        dts_run=event.dts_run,
+        started_at=event.started_at,
+        finished_at=event.finished_at,
+    )
 
 
 # --------------------------------------------------------------------------- validation, text
@@ -861,60 +882,6 @@ def _group(tables: Iterable[TableRun]) -> dict[TableState, list[TableRun]]:
     for table in tables:
         groups.setdefault(table.state, []).append(table)
     return groups
-
-
-def _skipped_from(data: Mapping[str, Any], tables: Sequence[TableRun]) -> list[TableRun]:
-    listed = data.get("tables")
-    if isinstance(listed, list) and listed:
-        found = []
-        for item in listed:
-            key = item.get("table", item.get("key")) if isinstance(item, Mapping) else None
-            if isinstance(key, str) and key:
-                reason = item.get("reason")
-                found.append(
-                    TableRun(
-                        key=key,
-                        state=TableState.SKIPPED_BY_EXPORT,
-                        reason=reason if isinstance(reason, str) else "",
-                    )
-                )
-        if found:
-            return found
-    return [t for t in tables if t.state == TableState.SKIPPED_BY_EXPORT]
-
-
-def _table_from(data: Mapping[str, Any], tables: Sequence[TableRun]) -> TableRun:
-    key = data.get("table")
-    key = key if isinstance(key, str) else ""
-    for table in tables:
-        if table.key == key:
-            return table
-    state = data.get("state")
-    state = state if isinstance(state, str) else ""
-    code = data.get("error_code")
-    message = data.get("error_message")
-    dts_run = data.get("dts_run")
-    return TableRun(
-        key=key or "(unknown table)",
-        state=TableState(state) if state in _TABLE_STATES else TableState.FAILED,
-        error_code=code if isinstance(code, int) else 0,
-        error_message=message if isinstance(message, str) else "",
-        dts_run=dts_run if isinstance(dts_run, str) else "",
-        started_at=_time_from(data.get("started_at")),
-        finished_at=_time_from(data.get("finished_at")),
-    )
-
-
-def _time_from(value: object) -> datetime | None:
-    """Event data holds datetimes in process and RFC 3339 strings after a trip through Pub/Sub."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else None
-    if isinstance(value, str):
-        try:
-            return parse_timestamp(value)
-        except ValueError:
-            return None
-    return None
 
 
 def _check_text(

@@ -11,11 +11,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.core.model import Event, EventKind, Run, RunState, TableRun, TableState
+from orchestrator.adapters.pubsub import encode_message
+from orchestrator.core.events import (
+    Event,
+    ExportFailed,
+    ExportLate,
+    ExportStarted,
+    HandoffDone,
+    RunClosed,
+    SkippedTable,
+    TableFailed,
+    TablesSkipped,
+)
+from orchestrator.core.model import EventKind, Run, RunState, TableRun, TableState
 from orchestrator.core.notifications import (
     PubsubMessage,
     TransferRunFinished,
-    encode_event,
     message_from_push,
     parse_message,
 )
@@ -370,45 +381,55 @@ def test_durations(delta: timedelta | None, shown: str) -> None:
 # --------------------------------------------------------------------------- events
 
 
+EVENT_AT = RUN_TIME + timedelta(hours=6)
+
+
 @pytest.mark.parametrize(
-    ("kind", "data", "expect"),
+    ("event", "expect"),
     [
-        (EventKind.EXPORT_STARTED, {"tables": 3}, "Export started"),
+        (ExportStarted("202611271500", EVENT_AT, tables=3), "Export started"),
         (
-            EventKind.EXPORT_FAILED,
-            {"status": "CANCELED", "failure_cause": "Canceled by operator"},
+            ExportFailed(
+                "202611271500", EVENT_AT, status="CANCELED", failure_cause="Canceled by operator"
+            ),
             "Canceled by operator",
         ),
-        (EventKind.EXPORT_LATE, {"deadline_minutes": 360, "percent": 40}, "Deadline: 6h 00m"),
         (
-            EventKind.TABLES_SKIPPED,
-            {"tables": [{"table": "shop.bad", "reason": "slash in name"}], "warning": ""},
+            ExportLate("202611271500", EVENT_AT, deadline_minutes=360, percent=40),
+            "Deadline: 6h 00m",
+        ),
+        (
+            TablesSkipped(
+                "202611271500",
+                EVENT_AT,
+                tables=(SkippedTable("shop.bad", "slash in name"),),
+                warning="",
+            ),
             "shop.bad: `slash in name`",
         ),
-        (EventKind.HANDOFF_DONE, {"started": 1}, "Transfers started"),
+        (HandoffDone("202611271500", EVENT_AT, started=1), "Transfers started"),
         (
-            EventKind.TABLE_FAILED,
-            {
-                "table": "shop.gone",
-                "state": "FAILED",
-                "error_code": 5,
-                "error_message": "No such table",
-                "dts_run": DTS_RUN,
-                "started_at": RUN_TIME,
-                "finished_at": RUN_TIME + timedelta(minutes=2),
-            },
+            TableFailed(
+                "202611271500",
+                EVENT_AT,
+                table="shop.gone",
+                state=TableState.FAILED,
+                error_code=5,
+                error_message="No such table",
+                dts_run=DTS_RUN,
+                started_at=RUN_TIME,
+                finished_at=RUN_TIME + timedelta(minutes=2),
+            ),
             "No such table",
         ),
-        (EventKind.RUN_CLOSED, {"state": "PARTIAL"}, "Failures (1)"),
+        (RunClosed("202611271500", EVENT_AT, state=RunState.PARTIAL), "Failures (1)"),
     ],
 )
-def test_events_render_after_a_trip_through_pubsub_encoding(
-    kind: EventKind, data: dict[str, Any], expect: str
-) -> None:
+def test_events_render_after_a_trip_through_pubsub_encoding(event: Event, expect: str) -> None:
     # GIVEN an event as the machine emits it, encoded and parsed back as the notify path sees it
-    event = Event(kind, "202611271500", RUN_TIME + timedelta(hours=6), data)
-    parsed = parse_message(PubsubMessage(*encode_event(event)))
+    parsed = parse_message(PubsubMessage(*encode_message(event)))
     assert isinstance(parsed, Event)
+    assert parsed == event  # typed fields come back typed (datetimes as datetimes)
 
     # WHEN rendered with the run and its tables
     payload = slack.for_event(CTX, parsed, make_run(), SMALL_TABLES)
@@ -419,7 +440,7 @@ def test_events_render_after_a_trip_through_pubsub_encoding(
 
 
 def test_table_failed_event_for_a_table_the_caller_has_uses_the_ledger_copy() -> None:
-    event = Event(EventKind.TABLE_FAILED, "202611271500", RUN_TIME, {"table": "shop.orders"})
+    event = TableFailed("202611271500", RUN_TIME, table="shop.orders")
 
     text = render_text(slack.for_event(CTX, event, make_run(), SMALL_TABLES))
 
@@ -550,7 +571,7 @@ def test_the_retransfer_summary_through_notify() -> None:
         # notify turns each RUN_CLOSED event, as Pub/Sub delivers it, into its Slack message
         for number, event in enumerate(ops.w.events.events):
             if event.kind is EventKind.RUN_CLOSED:
-                data, attributes = encode_event(event)
+                data, attributes = encode_message(event)
                 ops.notify.handle(PubsubMessage(data, attributes, f"closed-{number}", event.at))
         texts = [render_text(p) for p in ops.slack.payloads]
         return [t for t in texts if "load failed" not in t.splitlines()[0]]
