@@ -120,6 +120,15 @@ class TransferRunFinished:
 ParsedMessage = TransferRunFinished | Event
 
 
+def run_name_parts(run_name: str) -> tuple[str, str, str, str] | None:
+    """(project, location or '', config id, run id) of a DTS run's name; None if it is none."""
+    match = _RUN_NAME_RE.fullmatch(run_name)
+    if match is None:
+        return None
+    project, location, config, run = match.group("project", "location", "config", "run")
+    return project, location or "", config, run
+
+
 # --------------------------------------------------------------------------- entry points
 
 

@@ -27,7 +27,8 @@ from orchestrator.core.events import (
 )
 from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.notifications import PubsubMessage
-from orchestrator.present.slack import SlackMessages, validate_payload
+from orchestrator.present.slack import SlackMessages
+from orchestrator.present.slack_blocks import validate_payload
 from tests.unit.test_service import SLOT, World, names
 
 CANARY_KEY = "AKIACANARY9999999999"

@@ -30,8 +30,9 @@ from orchestrator.core.notifications import (
     message_from_push,
     parse_message,
 )
-from orchestrator.present import slack
-from orchestrator.present.slack import SlackContext, render_text, validate_payload
+from orchestrator.present import formatting, slack, slack_blocks
+from orchestrator.present.slack import SlackContext
+from orchestrator.present.slack_blocks import render_text, validate_payload
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CTX = SlackContext(TOKYO, "rds2bq-test", "asia-northeast1", "rds_shop", "prod")
@@ -167,7 +168,7 @@ def test_every_kind_is_valid_and_has_a_short_fallback(kind: str) -> None:
     payload = KINDS[kind]()
 
     assert validate_payload(payload) == []
-    assert 0 < len(payload["text"]) <= slack.FALLBACK_LIMIT
+    assert 0 < len(payload["text"]) <= slack_blocks.FALLBACK_LIMIT
     assert payload["blocks"][0]["type"] == "header"
     assert render_text(payload).strip()
 
@@ -326,10 +327,10 @@ def test_vendor_text_cannot_mention_or_link(payload: Builder) -> None:
 
 
 def test_escape_and_clip() -> None:
-    assert slack.escape("a & b < c > d") == "a &amp; b &lt; c &gt; d"
-    assert slack.clip("&amp;&amp;&amp;", 8) == "&amp;…"
-    assert slack.clip("abcdef", 4) == "abc…"
-    assert slack.clip("abc", 4) == "abc"
+    assert slack_blocks.escape("a & b < c > d") == "a &amp; b &lt; c &gt; d"
+    assert slack_blocks.clip("&amp;&amp;&amp;", 8) == "&amp;…"
+    assert slack_blocks.clip("abcdef", 4) == "abc…"
+    assert slack_blocks.clip("abc", 4) == "abc"
 
 
 # --------------------------------------------------------------------------- time zone
@@ -357,10 +358,10 @@ def test_times_around_tokyo_midnight(utc: datetime, shown: str) -> None:
 
 
 def test_zone_without_a_letter_abbreviation_shows_its_key() -> None:
-    assert slack.format_time(RUN_TIME, ZoneInfo("America/Sao_Paulo")) == (
+    assert formatting.format_time(RUN_TIME, ZoneInfo("America/Sao_Paulo")) == (
         "2026-11-27 12:00 America/Sao_Paulo"
     )
-    assert slack.format_time(RUN_TIME, ZoneInfo("UTC")) == "2026-11-27 15:00 UTC"
+    assert formatting.format_time(RUN_TIME, ZoneInfo("UTC")) == "2026-11-27 15:00 UTC"
 
 
 @pytest.mark.parametrize(
@@ -375,7 +376,7 @@ def test_zone_without_a_letter_abbreviation_shows_its_key() -> None:
     ],
 )
 def test_durations(delta: timedelta | None, shown: str) -> None:
-    assert slack.format_duration(delta) == shown
+    assert formatting.format_duration(delta) == shown
 
 
 # --------------------------------------------------------------------------- events
@@ -618,7 +619,7 @@ def test_error_codes_are_named(code: int, name: str) -> None:
     ],
 )
 def test_sizes_in_readable_units(size: float, shown: str) -> None:
-    assert slack.format_size(size) == shown
+    assert formatting.format_size(size) == shown
 
 
 def test_a_small_export_shows_the_tables_sizes_not_0_gb() -> None:
