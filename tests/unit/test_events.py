@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orchestrator.adapters.pubsub import encode_message
 from orchestrator.app import outbox
@@ -136,6 +138,58 @@ def test_from_json_refuses_what_it_cannot_trust(
 
     assert reason in caught.value.reason
     assert isinstance(caught.value, BadRequestError)  # logged and acknowledged, never retried
+
+
+times = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(8999, 12, 31), timezones=st.just(UTC)
+)
+texts = st.text(max_size=40)
+counts = st.integers(min_value=0, max_value=2**63 - 1)
+run_ids = st.sampled_from([RUN, "20261127150501"])
+any_event = st.one_of(
+    st.builds(ExportStarted, run_ids, times, texts, texts, st.none() | times, counts),
+    st.builds(ExportFailed, run_ids, times, texts, texts, texts, counts),
+    st.builds(ExportLate, run_ids, times, texts, counts, counts, counts),
+    st.builds(
+        TablesSkipped,
+        run_ids,
+        times,
+        st.lists(st.builds(SkippedTable, texts, texts), max_size=3).map(tuple),
+        texts,
+    ),
+    st.builds(HandoffDone, run_ids, times, counts, counts, counts),
+    st.builds(
+        TableFailed,
+        run_ids,
+        times,
+        texts,
+        st.sampled_from(TableState),
+        counts,
+        texts,
+        texts,
+        st.none() | times,
+        st.none() | times,
+    ),
+    st.builds(
+        RunClosed,
+        run_ids,
+        times,
+        st.sampled_from(RunState),
+        counts,
+        counts,
+        counts,
+        counts,
+        st.none() | times,
+        st.none() | times,
+        st.none() | times,
+        texts,
+    ),
+)
+
+
+@given(any_event)
+def test_any_event_round_trips_through_its_json(event: Event) -> None:
+    assert events.from_json(events.to_json(event)) == event
 
 
 def test_from_json_refuses_text_that_is_not_json_without_quoting_it() -> None:
