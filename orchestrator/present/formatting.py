@@ -1,4 +1,4 @@
-"""Times, durations and sizes for people, one home (Slack messages and the terminal alike).
+"""Times, durations, sizes and error codes for people, one home (Slack and the terminal alike).
 
 Stored times are aware UTC (``core.timestamps``); here they are shown in the configured zone.
 """

@@ -22,6 +22,7 @@ from orchestrator.core.events import (
     ExportLate,
     ExportStarted,
     HandoffDone,
+    RunClosed,
     TableFailed,
     TablesSkipped,
 )
@@ -87,9 +88,6 @@ class SlackMessages:
 
     def unknown_run(self, note: TransferRunFinished) -> Payload:
         return unknown_run(self.ctx, note)
-
-
-# --------------------------------------------------------------------------- formatting
 
 
 def as_of(run: Run) -> datetime | None:
@@ -475,31 +473,31 @@ def for_event(
     The ledger is the truth for what the run and its tables are now; the event adds what only it
     knows (an export failure's status and cause, the deadline, the skipped tables' reasons, a
     failed table's DTS outcome when the ledger no longer holds that table)."""
-    if isinstance(event, ExportStarted):
-        return export_started(ctx, run)
-    if isinstance(event, ExportFailed):
-        return export_failed(
-            ctx,
-            run.with_(
-                export_status=event.status or run.export_status,
-                failure_cause=event.failure_cause or run.failure_cause,
-            ),
-        )
-    if isinstance(event, ExportLate):
-        return export_late(ctx, run, event.at, event.deadline_minutes or None)
-    if isinstance(event, TablesSkipped):
-        listed = [
-            TableRun(key=s.table, state=TableState.SKIPPED_BY_EXPORT, reason=s.reason)
-            for s in event.tables
-        ]
-        return tables_skipped(
-            ctx, run, listed or [t for t in tables if t.state == TableState.SKIPPED_BY_EXPORT]
-        )
-    if isinstance(event, HandoffDone):
-        return handoff_done(ctx, run, tables)
-    if isinstance(event, TableFailed):
-        return table_failed(ctx, run, _table_of(event, tables))
-    return run_summary(ctx, run, tables)
+    match event:
+        case ExportStarted():
+            return export_started(ctx, run)
+        case ExportFailed(status=status, failure_cause=cause):
+            return export_failed(
+                ctx,
+                run.with_(
+                    export_status=status or run.export_status,
+                    failure_cause=cause or run.failure_cause,
+                ),
+            )
+        case ExportLate(deadline_minutes=deadline):
+            return export_late(ctx, run, event.at, deadline or None)
+        case TablesSkipped(tables=listed):
+            skipped = [
+                TableRun(key=s.table, state=TableState.SKIPPED_BY_EXPORT, reason=s.reason)
+                for s in listed
+            ] or [t for t in tables if t.state == TableState.SKIPPED_BY_EXPORT]
+            return tables_skipped(ctx, run, skipped)
+        case HandoffDone():
+            return handoff_done(ctx, run, tables)
+        case TableFailed():
+            return table_failed(ctx, run, _table_of(event, tables))
+        case RunClosed():
+            return run_summary(ctx, run, tables)
 
 
 def _table_of(event: TableFailed, tables: Sequence[TableRun]) -> TableRun:
