@@ -58,7 +58,7 @@ class Screen:
             print("└" + "─" * 76 + "\n", flush=True)
 
     def slack(self, payload: dict[str, Any]) -> None:
-        from orchestrator.present.slack import render_text
+        from orchestrator.present.slack_blocks import render_text
 
         self.slack_posts += 1
         self.block(f"Slack message #{self.slack_posts}", render_text(payload))
@@ -66,7 +66,7 @@ class Screen:
 
 def local(dt: datetime) -> str:
     """The product's one time format: local time with its zone, UTC in brackets."""
-    from orchestrator.present.slack import format_time
+    from orchestrator.present.formatting import format_time
 
     return f"{format_time(dt, TOKYO)} ({dt.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
 

@@ -1,7 +1,7 @@
 """A local stand-in for a Slack incoming webhook.
 
 It accepts ``POST /services/...`` with a JSON payload, checks it against Slack's limits with
-``orchestrator.present.slack.validate_payload`` (answering ``400 invalid_payload`` as Slack
+``orchestrator.present.slack_blocks.validate_payload`` (answering ``400 invalid_payload`` as Slack
 does), records the accepted payloads, and can be told to fail the next posts (429 with
 Retry-After, 500, 400...) so retry behaviour is tested over real HTTP.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from orchestrator.present.slack import render_text, validate_payload
+from orchestrator.present.slack_blocks import render_text, validate_payload
 
 DEFAULT_PATH = "/services/T000/B000/XXXX"
 MAX_BODY_BYTES = 2 * 1024 * 1024

@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-daily", action="store_true", help="do not fire the daily start_export at start"
     )
     args = parser.parse_args(argv)
-    from orchestrator.present.slack import render_text
+    from orchestrator.present.slack_blocks import render_text
 
     def show(payload: dict[str, Any]) -> None:
         print("\n--- Slack ---\n" + render_text(payload) + "\n", flush=True)

@@ -15,7 +15,7 @@ from orchestrator.app.daily import Orchestrator
 from orchestrator.app.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
 from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import Settings, load_settings
-from orchestrator.core.model import Event
+from orchestrator.core.events import Event
 from orchestrator.core.timestamps import now_utc
 
 if TYPE_CHECKING:

@@ -1,8 +1,11 @@
 """Pub/Sub: publish our events to the notification topic (the ``EventBus`` port), through
 ``google.cloud.pubsub_v1.PublisherClient``.
 
-Messages are encoded by ``notifications.encode_event`` so the consumer parses exactly what is
-produced here. ``publish`` returns only when Pub/Sub has accepted every message, or raises:
+Each message is the Pub/Sub form of one event (``encode_message``): its data is the event's own
+JSON (``core.events.to_json``), its attributes ``rds2bqEvent`` (the kind) and ``runId``, the names
+``core.notifications`` parses, so the consumer reads exactly what is produced here.
+
+``publish`` returns only when Pub/Sub has accepted every message, or raises:
 TransientError when a retry may work (unavailable, deadline, throttled), PermanentError when it
 cannot (topic missing, no permission, bad request). A failure after some messages went out means
 a retry publishes those again: consumers de-duplicate (delivery is at least once anyway).
@@ -17,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from google.api_core import exceptions as gexc
 
+from orchestrator.core import events as event_json
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.model import Event
-from orchestrator.core.notifications import encode_event
+from orchestrator.core.events import Event
+from orchestrator.core.notifications import EVENT_ATTRIBUTE, MAX_DATA_BYTES, RUN_ID_ATTRIBUTE
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -74,7 +78,7 @@ class PubsubEventBus:
         encoded = []
         for event in events:
             try:
-                encoded.append((event, *encode_event(event)))
+                encoded.append((event, *encode_message(event)))
             except (ValueError, TypeError) as exc:
                 raise PermanentError(
                     f"the {event.kind} event of run {event.run_id} cannot be encoded: {exc}"
@@ -105,6 +109,19 @@ class PubsubEventBus:
         if failure is not None:
             raise failure
         logger.debug("published %d event(s) to %s", len(pending), self._topic)
+
+
+def encode_message(event: Event) -> tuple[bytes, dict[str, str]]:
+    """An event as Pub/Sub data and attributes; ``notifications.parse_message`` turns it back
+    into ``event``. Raises ValueError for what the parser would refuse (a bad run id, a naive
+    time, data over ``MAX_DATA_BYTES``)."""
+    data = event_json.to_json(event).encode("utf-8")
+    if len(data) > MAX_DATA_BYTES:
+        raise ValueError(
+            f"{event.kind} event for run {event.run_id} is {len(data)} bytes; "
+            f"the limit is {MAX_DATA_BYTES}"
+        )
+    return data, {EVENT_ATTRIBUTE: event.kind.value, RUN_ID_ATTRIBUTE: event.run_id}
 
 
 def build_publisher() -> Publisher:

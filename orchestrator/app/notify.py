@@ -26,8 +26,9 @@ from orchestrator.app import transfers
 from orchestrator.app.ports import Clock, EventBus, Ledger, Messages, Notifier
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.events import Event, payload
 from orchestrator.core.keys import run_id_for
-from orchestrator.core.model import Event, EventKind, RunState
+from orchestrator.core.model import EventKind, RunState
 from orchestrator.core.notifications import (
     MalformedMessageError,
     PubsubMessage,
@@ -177,6 +178,6 @@ def _dedupe_key(parsed: TransferRunFinished | Event) -> str:
     if isinstance(parsed, TransferRunFinished):
         return transfers.finished_key(parsed.run_name, transfers.outcome_of(parsed))
     else:
-        data = json.dumps(parsed.data, sort_keys=True, default=str)
+        data = json.dumps(payload(parsed), sort_keys=True)
         basis = f"event|{parsed.run_id}|{parsed.kind}|{parsed.at.isoformat()}|{data}"
     return hashlib.sha256(basis.encode()).hexdigest()

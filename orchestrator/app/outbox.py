@@ -4,6 +4,12 @@ A transition's events are written into the run document (its outbox) by the same
 as the new state, then published, then removed. If publishing fails, they stay: the run stays
 listed by the open-runs query, and the next poll publishes them again. notify de-duplicates by
 content, so an event published twice is still posted once.
+
+An entry is the event's own JSON (``core.events.to_json``), not a Pub/Sub message: the adapter
+encodes what it publishes. The previous version stored the encoded message,
+``{"data": <event JSON without its kind>, "attributes": {"rds2bqEvent": KIND, ...}}``; such an
+entry (a run whose publish failed just before the upgrade) is still read, and published as the
+event it holds.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ import logging
 from collections.abc import Callable, Sequence
 
 from orchestrator.app.ports import EventBus, Ledger
-from orchestrator.core.errors import TransientError
-from orchestrator.core.model import Event, EventKind, Run, Transition
-from orchestrator.core.notifications import PubsubMessage, encode_event, parse_message
+from orchestrator.core import events as event_json
+from orchestrator.core.errors import MalformedMessageError, TransientError
+from orchestrator.core.events import Event
+from orchestrator.core.model import EventKind, Run, Transition
+from orchestrator.core.notifications import EVENT_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +35,42 @@ RUN_CLOSED_LOG = "run closed: %s %s"
 
 
 def entry(event: Event) -> str:
-    data, attributes = encode_event(event)
-    return json.dumps({"data": data.decode(), "attributes": attributes}, sort_keys=True)
+    return event_json.to_json(event)
 
 
 def decode(entries: Sequence[str]) -> list[Event]:
+    """The events of stored entries. One that cannot be read (it never could: it was checked
+    when stored) is logged and left out, so that it cannot hold its run open for ever."""
     events = []
     for text in entries:
-        stored = json.loads(text)
-        parsed = parse_message(PubsubMessage(stored["data"].encode(), stored["attributes"]))
-        if isinstance(parsed, Event):
-            events.append(parsed)
+        try:
+            events.append(_read(text))
+        except MalformedMessageError as exc:
+            log.error("an outbox entry cannot be read and is dropped: %s", exc.reason)
     return events
+
+
+def _read(text: str) -> Event:
+    legacy = _legacy_entry(text)
+    if legacy is None:
+        return event_json.from_json(text)
+    data, kind = legacy
+    return event_json.from_json(data, kind=kind)
+
+
+def _legacy_entry(text: str) -> tuple[str, str] | None:
+    """The event JSON and kind of an entry the previous version stored, or None."""
+    try:
+        stored = json.loads(text)
+    except ValueError:
+        return None  # from_json says why
+    if not isinstance(stored, dict) or "attributes" not in stored or "kind" in stored:
+        return None
+    data, attributes = stored.get("data"), stored.get("attributes")
+    kind = attributes.get(EVENT_ATTRIBUTE) if isinstance(attributes, dict) else None
+    if not isinstance(data, str) or not isinstance(kind, str):
+        raise MalformedMessageError("an outbox entry of the previous version without its event")
+    return data, kind
 
 
 def transition(

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any, Protocol
 
+from orchestrator.core.events import Event
 from orchestrator.core.model import (
-    Event,
     ExportObservation,
     Run,
     Source,

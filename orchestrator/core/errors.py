@@ -31,6 +31,20 @@ class BadRequestError(PermanentError):
     """A caller sent something we cannot act on; the message says why (HTTP 400)."""
 
 
+class MalformedMessageError(BadRequestError):
+    """A message on the notification topic (or an event's JSON) that we cannot trust: neither a
+    DTS run notification nor one of our events.
+
+    ``reason`` is short and never quotes the message data (which may hold anything, secrets
+    included); only attribute values, clipped, are named.
+    """
+
+    def __init__(self, reason: str, message_id: str = "") -> None:
+        self.reason = reason
+        self.message_id = message_id
+        super().__init__(f"malformed message {message_id or '(no id)'}: {reason}")
+
+
 class NotFoundError(PermanentError):
     """A named thing (run, table, source, snapshot) does not exist (HTTP 404)."""
 

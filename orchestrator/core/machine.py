@@ -10,10 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from orchestrator.core.events import (
+    Event,
+    ExportFailed,
+    ExportLate,
+    ExportStarted,
+    HandoffDone,
+    RunClosed,
+    SkippedTable,
+    TableFailed,
+    TablesSkipped,
+)
 from orchestrator.core.keys import export_task_id, is_daily_run_time, run_id_for
 from orchestrator.core.model import (
-    Event,
-    EventKind,
     ExportObservation,
     ExportStatus,
     Run,
@@ -76,16 +85,13 @@ def export_started(run: Run, source: Source, now: datetime) -> Transition:
     return Transition(
         started,
         (
-            Event(
-                EventKind.EXPORT_STARTED,
+            ExportStarted(
                 run.run_id,
                 now,
-                {
-                    "export_task_id": run.export_task_id,
-                    "source_arn": source.arn,
-                    "snapshot_time": source.snapshot_time,
-                    "tables": len(run.tables),
-                },
+                export_task_id=run.export_task_id,
+                source_arn=source.arn,
+                snapshot_time=source.snapshot_time,
+                tables=len(run.tables),
             ),
         ),
     )
@@ -101,15 +107,12 @@ def export_not_started(run: Run, cause: str, now: datetime) -> Transition:
     return Transition(
         failed,
         (
-            Event(
-                EventKind.EXPORT_FAILED,
+            ExportFailed(
                 run.run_id,
                 now,
-                {
-                    "export_task_id": run.export_task_id,
-                    "status": "NOT_STARTED",
-                    "failure_cause": cause,
-                },
+                export_task_id=run.export_task_id,
+                status="NOT_STARTED",
+                failure_cause=cause,
             ),
         ),
     )
@@ -154,16 +157,13 @@ def observe_export(
     return Transition(
         closed,
         (
-            Event(
-                EventKind.EXPORT_FAILED,
+            ExportFailed(
                 run.run_id,
                 now,
-                {
-                    "export_task_id": run.export_task_id,
-                    "status": obs.status.value,
-                    "failure_cause": cause,
-                    "percent": closed.percent,
-                },
+                export_task_id=run.export_task_id,
+                status=obs.status.value,
+                failure_cause=cause,
+                percent=closed.percent,
             ),
         ),
     )
@@ -175,16 +175,13 @@ def _running(before: Run, progress: Run, now: datetime, deadline_minutes: int) -
     if progress.late_flagged_at is None and now - started >= timedelta(minutes=deadline_minutes):
         progress = progress.with_(late_flagged_at=now)
         events = (
-            Event(
-                EventKind.EXPORT_LATE,
+            ExportLate(
                 before.run_id,
                 now,
-                {
-                    "export_task_id": before.export_task_id,
-                    "percent": progress.percent,
-                    "running_minutes": int((now - started).total_seconds() // 60),
-                    "deadline_minutes": deadline_minutes,
-                },
+                export_task_id=before.export_task_id,
+                percent=progress.percent,
+                running_minutes=int((now - started).total_seconds() // 60),
+                deadline_minutes=deadline_minutes,
             ),
         )
     if progress.with_(updated_at=before.updated_at) == before:
@@ -200,14 +197,11 @@ def _complete(
     events: list[Event] = []
     if skipped:
         events.append(
-            Event(
-                EventKind.TABLES_SKIPPED,
+            TablesSkipped(
                 progress.run_id,
                 now,
-                {
-                    "tables": [{"table": t.key, "reason": t.reason} for t in skipped],
-                    "warning": _scrub(obs.warning),
-                },
+                tables=tuple(SkippedTable(t.key, t.reason) for t in skipped),
+                warning=_scrub(obs.warning),
             )
         )
     completed_at = obs.task_end_time or now
@@ -217,7 +211,7 @@ def _complete(
     if exported == 0:
         cause = "the export completed but none of the configured tables was exported"
         run = run.with_(state=RunState.FAILED, failure_cause=cause, closed_at=now)
-        events.append(Event(EventKind.RUN_CLOSED, progress.run_id, now, _summary(run, tables)))
+        events.append(_run_closed(run, tables, now))
     return Transition(run, tuple(events))
 
 
@@ -301,16 +295,13 @@ def handoff_finished(run: Run, owner: str, now: datetime, tables: Sequence[Table
     )
     failed = [t for t in tables if t.state is TableState.FAILED and not t.dts_run]
     done = run.with_(handed_off_at=now, handoff_owner="", handoff_lease_until=None, updated_at=now)
-    events = [
-        Event(
-            EventKind.HANDOFF_DONE,
+    events: list[Event] = [
+        HandoffDone(
             run.run_id,
             now,
-            {
-                "started": started,
-                "failed_to_start": len(failed),
-                "skipped": sum(1 for t in tables if t.state is TableState.SKIPPED_BY_EXPORT),
-            },
+            started=started,
+            failed_to_start=len(failed),
+            skipped=sum(1 for t in tables if t.state is TableState.SKIPPED_BY_EXPORT),
         )
     ]
     events += [table_failed_event(run, t, now) for t in failed]
@@ -320,20 +311,17 @@ def handoff_finished(run: Run, owner: str, now: datetime, tables: Sequence[Table
     return Transition(done, tuple(events))
 
 
-def table_failed_event(run: Run, table: TableRun, now: datetime) -> Event:
-    return Event(
-        EventKind.TABLE_FAILED,
+def table_failed_event(run: Run, table: TableRun, now: datetime) -> TableFailed:
+    return TableFailed(
         run.run_id,
         now,
-        {
-            "table": table.key,
-            "state": table.state.value,
-            "error_code": table.error_code,
-            "error_message": table.error_message or table.reason,
-            "dts_run": table.dts_run,
-            "started_at": table.started_at,
-            "finished_at": table.finished_at,
-        },
+        table=table.key,
+        state=table.state,
+        error_code=table.error_code,
+        error_message=table.error_message or table.reason,
+        dts_run=table.dts_run,
+        started_at=table.started_at,
+        finished_at=table.finished_at,
     )
 
 
@@ -411,27 +399,27 @@ def close_if_done(run: Run, tables: Sequence[TableRun], now: datetime) -> Transi
     else:
         state = RunState.PARTIAL
     closed = run.with_(state=state, closed_at=now, updated_at=now)
-    return Transition(
-        closed, (Event(EventKind.RUN_CLOSED, run.run_id, now, _summary(closed, tables)),)
-    )
+    return Transition(closed, (_run_closed(closed, tables, now),))
 
 
-def _summary(run: Run, tables: Sequence[TableRun]) -> dict[str, object]:
+def _run_closed(run: Run, tables: Sequence[TableRun], now: datetime) -> RunClosed:
     def count(*states: TableState) -> int:
         return sum(1 for t in tables if t.state in states)
 
     finished = [t.finished_at for t in tables if t.finished_at is not None]
-    return {
-        "state": run.state.value,
-        "tables": len(run.tables),
-        "loaded": count(TableState.SUCCEEDED),
-        "failed": count(TableState.FAILED, TableState.CANCELLED),
-        "skipped": count(TableState.SKIPPED_BY_EXPORT),
-        "export_started_at": run.export_started_at,
-        "last_load_at": max(finished, default=None),
-        "snapshot_time": run.snapshot_time,
-        "failure_cause": run.failure_cause,
-    }
+    return RunClosed(
+        run.run_id,
+        now,
+        state=run.state,
+        tables=len(run.tables),
+        loaded=count(TableState.SUCCEEDED),
+        failed=count(TableState.FAILED, TableState.CANCELLED),
+        skipped=count(TableState.SKIPPED_BY_EXPORT),
+        export_started_at=run.export_started_at,
+        last_load_at=max(finished, default=None),
+        snapshot_time=run.snapshot_time,
+        failure_cause=run.failure_cause,
+    )
 
 
 # --------------------------------------------------------------------------- re-transfer

@@ -1,4 +1,4 @@
-"""Pure data: tables, run keys, states, runs, table runs, export observations and events.
+"""Pure data: tables, run keys, states, runs, table runs, export observations, event kinds.
 
 Everything stored or templated is UTC. A run is identified by its run time (UTC, second
 resolution); its id and its export task id are derived from it (see "run keys" below).
@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Only for Transition's annotation: events.py builds on this module's states and kinds.
+    from orchestrator.core.events import Event
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9$_]+$")
 
@@ -247,7 +251,8 @@ class TableRun:
 
 
 class EventKind(StrEnum):
-    """What the orchestrator tells the notification topic (attribute ``rds2bqEvent``)."""
+    """What the orchestrator tells the notification topic (attribute ``rds2bqEvent``); each kind's
+    fields are its dataclass in ``core.events``."""
 
     EXPORT_STARTED = "EXPORT_STARTED"
     EXPORT_FAILED = "EXPORT_FAILED"  # FAILED or CANCELED, with AWS's FailureCause
@@ -256,14 +261,6 @@ class EventKind(StrEnum):
     HANDOFF_DONE = "HANDOFF_DONE"
     TABLE_FAILED = "TABLE_FAILED"
     RUN_CLOSED = "RUN_CLOSED"
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: EventKind
-    run_id: str
-    at: datetime
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Pure parsing of what arrives on the notification topic, and encoding of what we publish there.
+"""Pure parsing of what arrives on the notification topic (the Pub/Sub wire format's decoding).
 
 Two kinds of message share the topic:
 
@@ -6,7 +6,10 @@ Two kinds of message share the topic:
   ``payloadFormat=JSON_API_V1``; data is the TransferRun as camelCase JSON. Its ``params`` may echo
   ``access_key_id`` (and whatever else the config holds), so only ``data_path`` and
   ``destination_table_name_template`` are kept: what is never parsed cannot leak later.
-- Our own events: attribute ``rds2bqEvent=<EventKind>``, data ``{"runId", "at", "data"}``.
+- Our own events: attributes ``rds2bqEvent=<EventKind>`` and ``runId``; data is the event's own
+  JSON (``core.events``: ``{"kind", "runId", "at", "data"}``; ``kind`` is absent from messages
+  published before it was added, and then read from the attribute). ``adapters/pubsub.py``
+  encodes them.
 
 Anything else is a ``MalformedMessageError`` with a short reason. Parsing raises nothing else, so
 the caller can log the reason, acknowledge the message and move on (a retry cannot fix it).
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,16 +26,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.core import jsontext
-from orchestrator.core.errors import BadRequestError
-from orchestrator.core.model import DTS_FINAL_STATES, Event, EventKind, TableState
+from orchestrator.core import events, jsontext
+from orchestrator.core.errors import MalformedMessageError as MalformedMessageError
+from orchestrator.core.events import Event
+from orchestrator.core.model import DTS_FINAL_STATES, TableState
 from orchestrator.core.redaction import redact
-from orchestrator.core.timestamps import (
-    EARLIEST_TIME,
-    LATEST_TIME,
-    format_timestamp,
-    parse_timestamp,
-)
+from orchestrator.core.timestamps import parse_wire_time
 
 # DTS messages are a few KB; anything this large is not one of ours and is refused before decoding.
 MAX_DATA_BYTES = 1_000_000
@@ -50,24 +48,9 @@ _RUN_NAME_RE = re.compile(
     r"projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?"
     r"/transferConfigs/(?P<config>[^/]+)/runs/(?P<run>[^/]+)"
 )
-_RUN_ID_RE = re.compile(r"[0-9]{12}(?:[0-9]{2})?")  # model.run_id_for: daily or re-export
-# ASCII digits only ([0-9], not \d: that matches every script's digits, which int() accepts).
 INT32 = 2**31 - 1  # google.rpc.Status.code is an int32
 # Params whose values are scrubbed from error text if DTS echoes them there.
 _SECRET_PARAM_RE = re.compile(r"key|secret|password|token|credential", re.IGNORECASE)
-
-
-class MalformedMessageError(BadRequestError):
-    """A message on the notification topic that is neither a DTS run notification nor our event.
-
-    ``reason`` is short and never quotes the message data (which may hold anything, secrets
-    included); only attribute values, clipped, are named.
-    """
-
-    def __init__(self, reason: str, message_id: str = "") -> None:
-        self.reason = reason
-        self.message_id = message_id
-        super().__init__(f"malformed message {message_id or '(no id)'}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -137,6 +120,15 @@ class TransferRunFinished:
 ParsedMessage = TransferRunFinished | Event
 
 
+def run_name_parts(run_name: str) -> tuple[str, str, str, str] | None:
+    """(project, location or '', config id, run id) of a DTS run's name; None if it is none."""
+    match = _RUN_NAME_RE.fullmatch(run_name)
+    if match is None:
+        return None
+    project, location, config, run = match.group("project", "location", "config", "run")
+    return project, location or "", config, run
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -183,25 +175,6 @@ def message_from_push(body: object) -> PubsubMessage:
     if published is not None:
         publish_time = _timestamp(published, "publishTime", mid)
     return PubsubMessage(data, dict(attributes), mid, publish_time)
-
-
-def encode_event(event: Event) -> tuple[bytes, dict[str, str]]:
-    """Our event as Pub/Sub data and attributes; ``parse_message`` turns it back into ``event``.
-
-    Datetimes inside ``event.data`` become RFC 3339 UTC strings (they come back as strings).
-    Raises ValueError for what the parser would refuse (bad run id, naive time, oversize).
-    """
-    if not _RUN_ID_RE.fullmatch(event.run_id):
-        raise ValueError(f"{event.run_id!r} is not a run id (YYYYMMDDHHMM[SS])")
-    body = {"runId": event.run_id, "at": format_timestamp(event.at), "data": event.data}
-    data = json.dumps(body, default=_json_default, ensure_ascii=False, separators=(",", ":"))
-    encoded = data.encode("utf-8")
-    if len(encoded) > MAX_DATA_BYTES:
-        raise ValueError(
-            f"{event.kind} event for run {event.run_id} is {len(encoded)} bytes; "
-            f"the limit is {MAX_DATA_BYTES}"
-        )
-    return encoded, {EVENT_ATTRIBUTE: str(event.kind), RUN_ID_ATTRIBUTE: event.run_id}
 
 
 # --------------------------------------------------------------------------- internals
@@ -314,20 +287,19 @@ def _scrub(text: str, params: Mapping[str, Any]) -> str:
 
 
 def _parse_event(data: bytes, attributes: Mapping[str, str], mid: str) -> Event:
-    kind_text = attributes[EVENT_ATTRIBUTE]
+    kind = attributes[EVENT_ATTRIBUTE]
+    if kind not in events.EVENT_TYPES:
+        raise MalformedMessageError(f"unknown {EVENT_ATTRIBUTE} {_clip(kind)}", mid)
     try:
-        kind = EventKind(kind_text)
-    except ValueError:
-        raise MalformedMessageError(f"unknown {EVENT_ATTRIBUTE} {_clip(kind_text)}", mid) from None
-    body = _json_object(data, mid)
-    run_id = _required_str(body, "runId", mid)
-    if not _RUN_ID_RE.fullmatch(run_id):
-        raise MalformedMessageError("'runId' is not YYYYMMDDHHMM[SS]", mid)
-    at = _timestamp(_required(body, "at", mid), "at", mid)
-    payload = body.get("data", {})
-    if not isinstance(payload, dict):
-        raise MalformedMessageError("'data' is not an object", mid)
-    return Event(kind=kind, run_id=run_id, at=at, data=payload)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedMessageError("data is not UTF-8", mid) from None
+    if not text:
+        raise MalformedMessageError("empty data", mid)
+    try:
+        return events.from_json(text, kind=kind)
+    except MalformedMessageError as exc:
+        raise MalformedMessageError(exc.reason, mid) from None
 
 
 def _required(obj: Mapping[str, Any], key: str, mid: str) -> object:
@@ -364,24 +336,11 @@ def _timestamp(value: object, key: str, mid: str) -> datetime:
     if not isinstance(value, str):
         raise MalformedMessageError(f"'{key}' is not a timestamp", mid)
     try:
-        moment = parse_timestamp(value)
-    except (ValueError, OverflowError):
-        raise MalformedMessageError(f"'{key}' is not an RFC 3339 timestamp", mid) from None
-    if not EARLIEST_TIME <= moment < LATEST_TIME:
-        raise MalformedMessageError(
-            f"'{key}' is out of range ({EARLIEST_TIME.year} to {LATEST_TIME.year - 1})", mid
-        )
-    return moment
+        return parse_wire_time(value)
+    except ValueError as exc:
+        raise MalformedMessageError(f"'{key}' {exc}", mid) from None
 
 
 def _clip(value: object, limit: int = 64) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    if isinstance(value, tuple | frozenset | set):
-        return sorted(value) if isinstance(value, frozenset | set) else list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable in event data")

@@ -60,3 +60,15 @@ def parse_timestamp(text: str) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: past datetime's range in UTC
         raise ValueError("not a time datetime can hold in UTC") from None
+
+
+def parse_wire_time(text: str) -> datetime:
+    """``parse_timestamp`` of a time an outside message names, inside the range we accept
+    (``EARLIEST_TIME`` to ``LATEST_TIME``). ValueError with a short reason if not."""
+    try:
+        moment = parse_timestamp(text)
+    except (ValueError, OverflowError):
+        raise ValueError("is not an RFC 3339 timestamp") from None
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise ValueError(f"is out of range ({EARLIEST_TIME.year} to {LATEST_TIME.year - 1})")
+    return moment

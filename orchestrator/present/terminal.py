@@ -7,13 +7,13 @@ CheckResult). Times are shown in the configured time zone; the JSON forms stay U
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from orchestrator.app.doctor import CheckResult, Outcome
 from orchestrator.app.rerun_request import Mode, RerunResult
-from orchestrator.present.slack import format_duration, format_time
+from orchestrator.present.formatting import format_duration, format_time, short_time
 
 BAR_WIDTH = 30
 _ERROR_WIDTH = 70
@@ -21,10 +21,6 @@ _ERROR_WIDTH = 70
 
 def duration(seconds: int | None) -> str:
     return format_duration(None if seconds is None else timedelta(seconds=seconds))
-
-
-def short_time(dt: datetime | None, tz: ZoneInfo) -> str:
-    return "—" if dt is None else f"{dt.astimezone(tz):%m-%d %H:%M:%S}"
 
 
 def progress_bar(percent: int, width: int = BAR_WIDTH) -> str:

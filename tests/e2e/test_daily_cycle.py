@@ -17,7 +17,7 @@ from devstack.aws import realistic_layout
 from devstack.stack import LocalStack, call, start_stack, wait_for
 from orchestrator.core.keys import export_task_id
 from orchestrator.core.model import RunState, TableState
-from orchestrator.present.slack import validate_payload
+from orchestrator.present.slack_blocks import validate_payload
 from tests.e2e.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 
 from devstack.aws import realistic_layout
 from devstack.stack import LocalStack, call, start_stack, wait_for
-from orchestrator.present.slack import validate_payload
+from orchestrator.present.slack_blocks import validate_payload
 from tests.e2e.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,8 @@ from google.cloud import pubsub_v1
 from devstack.processes import Service, free_port
 from orchestrator.adapters.pubsub import PubsubEventBus, build_event_bus, build_publisher
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.model import Event, EventKind
+from orchestrator.core.events import Event, ExportLate, ExportStarted, RunClosed, TableFailed
+from orchestrator.core.model import RunState
 from orchestrator.core.notifications import (
     DtsRunState,
     PubsubMessage,
@@ -85,39 +86,38 @@ def pull(topic: Topic, count: int, within: float = 20.0) -> list[PubsubMessage]:
 def test_published_events_come_back_parsed_as_the_same_events(topic: Topic) -> None:
     # GIVEN events as the state machine emits them (datetimes inside their data)
     events = [
-        Event(
-            EventKind.EXPORT_STARTED,
+        ExportStarted(
             "202611271500",
             AT,
-            {"export_task_id": "rds2bq-prod-202611271500", "snapshot_time": AT, "tables": 3},
+            export_task_id="rds2bq-prod-202611271500",
+            snapshot_time=AT,
+            tables=3,
         ),
-        Event(
-            EventKind.TABLE_FAILED,
+        TableFailed(
             "202611271500",
             AT + timedelta(minutes=5),
-            {"table": "shop.orders", "error_message": "Access Denied <&>", "error_code": 7},
+            table="shop.orders",
+            error_message="Access Denied <&>",
+            error_code=7,
         ),
-        Event(EventKind.RUN_CLOSED, "202611271500", AT + timedelta(hours=1), {"state": "PARTIAL"}),
+        RunClosed("202611271500", AT + timedelta(hours=1), state=RunState.PARTIAL),
     ]
 
     # WHEN published through the bus and pulled back from the emulator
     PubsubEventBus(topic.bus_publisher, topic.path, timeout=20).publish(events)
     messages = pull(topic, len(events))
 
-    # THEN each parses to its event (datetimes as RFC 3339 text), with its attributes on the wire
+    # THEN each parses to its event (datetimes back as datetimes), with its attributes on the wire
     parsed = [parse_message(m) for m in messages]
     assert all(isinstance(p, Event) for p in parsed)
     parsed.sort(key=lambda p: p.run_time if isinstance(p, TransferRunFinished) else p.at)
     assert [p.kind for p in parsed if isinstance(p, Event)] == [e.kind for e in events]
-    assert parsed[0] == Event(
-        EventKind.EXPORT_STARTED,
+    assert parsed[0] == ExportStarted(
         "202611271500",
         AT,
-        {
-            "export_task_id": "rds2bq-prod-202611271500",
-            "snapshot_time": "2026-11-27T15:14:43.250000Z",
-            "tables": 3,
-        },
+        export_task_id="rds2bq-prod-202611271500",
+        snapshot_time=datetime(2026, 11, 27, 15, 14, 43, 250000, tzinfo=UTC),
+        tables=3,
     )
     assert parsed[1:] == events[1:]
     assert all(m.attributes["runId"] == "202611271500" for m in messages)
@@ -144,12 +144,10 @@ def test_build_event_bus_honours_the_emulator(topic: Topic) -> None:
     settings: Any = SimpleNamespace(topic_path=topic.path)
     bus = build_event_bus(settings, timeout=20)
 
-    bus.publish([Event(EventKind.EXPORT_LATE, "202611271500", AT, {"percent": 40})])
+    bus.publish([ExportLate("202611271500", AT, percent=40)])
 
     (message,) = pull(topic, 1)
-    assert parse_message(message) == Event(
-        EventKind.EXPORT_LATE, "202611271500", AT, {"percent": 40}
-    )
+    assert parse_message(message) == ExportLate("202611271500", AT, percent=40)
 
 
 def test_nothing_to_publish_is_a_no_op(topic: Topic) -> None:
@@ -161,19 +159,20 @@ def test_a_missing_topic_is_permanent(topic: Topic) -> None:
     bus = PubsubEventBus(topic.bus_publisher, missing, timeout=20)
 
     with pytest.raises(PermanentError, match="topic does not exist"):
-        bus.publish([Event(EventKind.RUN_CLOSED, "202611271500", AT)])
+        bus.publish([RunClosed("202611271500", AT, state=RunState.FAILED)])
 
 
 def test_an_event_that_cannot_be_encoded_is_permanent_and_nothing_is_sent(topic: Topic) -> None:
     bus = PubsubEventBus(topic.bus_publisher, topic.path, timeout=20)
-    good = Event(EventKind.RUN_CLOSED, "202611271500", AT)
-    bad = Event(EventKind.RUN_CLOSED, "202611271500", AT, {"thing": object()})
+    good = RunClosed("202611271500", AT, state=RunState.FAILED)
+    naive = datetime(2026, 11, 27, 15, 14)
+    bad = RunClosed("202611271500", naive, state=RunState.FAILED)
 
     with pytest.raises(PermanentError, match="cannot be encoded"):
         bus.publish([good, bad])
 
     # A sentinel published afterwards arrives alone: the good event did not go out before it.
-    sentinel = Event(EventKind.EXPORT_STARTED, "202611271501", AT)
+    sentinel = ExportStarted("202611271501", AT)
     bus.publish([sentinel])
     assert [parse_message(m) for m in pull(topic, 1)] == [sentinel]
 
@@ -186,7 +185,7 @@ def test_an_unreachable_pubsub_is_transient_and_bounded() -> None:
 
     started = time.monotonic()
     with pytest.raises(TransientError):
-        bus.publish([Event(EventKind.RUN_CLOSED, "202611271500", AT)])
+        bus.publish([RunClosed("202611271500", AT, state=RunState.FAILED)])
 
     assert time.monotonic() - started < 5.0
     publisher.stop()
@@ -194,16 +193,13 @@ def test_an_unreachable_pubsub_is_transient_and_bounded() -> None:
 
 def test_more_events_than_one_publish_request_takes_all_arrive(topic: Topic) -> None:
     # GIVEN more events than topics.publish accepts in one request (1,000)
-    events = [
-        Event(EventKind.TABLE_FAILED, "202611271500", AT, {"table": f"shop.t{i:04d}"})
-        for i in range(1_001)
-    ]
+    events = [TableFailed("202611271500", AT, table=f"shop.t{i:04d}") for i in range(1_001)]
 
     # WHEN published at once
     PubsubEventBus(topic.bus_publisher, topic.path, timeout=30).publish(events)
 
     # THEN every one arrives, once
-    tables = [parse_message(m).data["table"] for m in pull(topic, 1_001, within=60)]  # type: ignore[union-attr]
+    tables = [parse_message(m).table for m in pull(topic, 1_001, within=60)]  # type: ignore[union-attr]
     assert sorted(tables) == [f"shop.t{i:04d}" for i in range(1_001)]
 
 

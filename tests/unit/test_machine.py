@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.core import machine
+from orchestrator.core.events import HandoffDone
 from orchestrator.core.model import (
     TERMINAL_RUN_STATES,
     EventKind,
@@ -80,7 +81,7 @@ def test_every_state_and_observation(state: RunState, name: str) -> None:
     if expected in TERMINAL_RUN_STATES:
         assert kinds == [EventKind.EXPORT_FAILED]
         assert result.run.failure_cause == obs.failure_cause
-        assert result.events[0].data["status"] == obs.status.value
+        assert result.events[0].status == obs.status.value
         assert result.run.closed_at == NOW
     elif expected is RunState.EXPORTED:
         assert kinds == [EventKind.TABLES_SKIPPED]  # shop.audit is not in the report
@@ -120,7 +121,7 @@ def test_late_export_is_flagged_once() -> None:
     first = machine.observe_export(run, OBSERVATIONS["IN_PROGRESS"], late, deadline_minutes=360)
     assert first.run is not None and first.run.late_flagged_at == late
     assert [e.kind for e in first.events] == [EventKind.EXPORT_LATE]
-    assert first.events[0].data["running_minutes"] == 361
+    assert first.events[0].running_minutes == 361
     again = machine.observe_export(
         first.run, OBSERVATIONS["IN_PROGRESS"], late + timedelta(minutes=30), deadline_minutes=360
     )
@@ -219,7 +220,9 @@ def test_handoff_finished_only_by_its_owner_and_closes_when_nothing_is_in_flight
     assert done.run.state is RunState.TRANSFERRING
     kinds = [e.kind for e in done.events]
     assert kinds == [EventKind.HANDOFF_DONE, EventKind.TABLE_FAILED]
-    assert done.events[0].data == {"started": 1, "failed_to_start": 1, "skipped": 1}
+    assert done.events[0] == HandoffDone(
+        claimed.run_id, at, started=1, failed_to_start=1, skipped=1
+    )
     all_final = [t.with_(state=TableState.FAILED) for t in tables]
     closed = machine.handoff_finished(claimed, "a", at, all_final)
     assert closed.run is not None and closed.run.state is RunState.FAILED
@@ -244,8 +247,8 @@ def test_close_if_done(states: tuple[TableState, ...], expected: RunState | None
         return
     assert result.run is not None and result.run.state is expected
     assert [e.kind for e in result.events] == [EventKind.RUN_CLOSED]
-    summary = result.events[0].data
-    assert summary["loaded"] == states.count(TableState.SUCCEEDED)
+    summary = result.events[0]
+    assert summary.loaded == states.count(TableState.SUCCEEDED)
 
 
 def test_close_waits_for_the_handoff() -> None:
@@ -269,4 +272,4 @@ def test_export_not_started_closes_only_a_starting_run(state: RunState) -> None:
         return
     assert result.run is not None and result.run.state is RunState.FAILED
     assert result.run.failure_cause == "cluster gone" and result.run.closed_at == NOW
-    assert [e.data["status"] for e in result.events] == ["NOT_STARTED"]
+    assert [e.status for e in result.events] == ["NOT_STARTED"]

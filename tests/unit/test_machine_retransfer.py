@@ -153,7 +153,7 @@ def test_a_reopened_run_closes_again_with_a_new_summary() -> None:
     closing = machine.close_if_done(reopened, done, NOW + timedelta(minutes=3))
     assert closing.run is not None and closing.run.state is RunState.SUCCEEDED
     assert [e.kind for e in closing.events] == [EventKind.RUN_CLOSED]
-    assert closing.events[0].data["loaded"] == 2
+    assert closing.events[0].loaded == 2
 
 
 @pytest.mark.parametrize("state", list(RunState))

@@ -11,7 +11,8 @@ from orchestrator.app.ports import RecordingNotifier
 from orchestrator.config import Settings, load_settings
 from orchestrator.core import machine
 from orchestrator.core.errors import ConfigError, TransientError
-from orchestrator.present.slack import SlackMessages, validate_payload
+from orchestrator.present.slack import SlackMessages
+from orchestrator.present.slack_blocks import validate_payload
 from tests.fakes import FixedClock, InMemoryLedger
 from tests.unit.test_config import VALID
 

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
+from orchestrator.adapters.pubsub import encode_message
 from orchestrator.core.errors import PermanentError
-from orchestrator.core.model import Event, EventKind, TableState
+from orchestrator.core.events import Event, ExportStarted, RunClosed, TableFailed
+from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.notifications import (
     MAX_DATA_BYTES,
     DtsRunState,
     MalformedMessageError,
     PubsubMessage,
     TransferRunFinished,
-    encode_event,
     message_from_push,
     parse_message,
 )
@@ -170,14 +171,15 @@ def test_an_aws_key_id_in_any_error_text_is_scrubbed() -> None:
 
 
 def test_event_round_trip() -> None:
-    event = Event(
-        EventKind.TABLE_FAILED,
+    event = TableFailed(
         "202611271500",
         datetime(2026, 11, 27, 15, 14, 43, 250000, tzinfo=UTC),
-        {"table": "shop.orders", "state": "FAILED", "error_code": 9, "nested": {"a": [1, 2]}},
+        table="shop.orders",
+        state=TableState.FAILED,
+        error_code=9,
     )
 
-    data, attributes = encode_event(event)
+    data, attributes = encode_message(event)
 
     assert attributes == {"rds2bqEvent": "TABLE_FAILED", "runId": "202611271500"}
     assert parse_message(PubsubMessage(data, attributes, "m-2")) == event
@@ -185,12 +187,14 @@ def test_event_round_trip() -> None:
 
 def test_event_datetimes_travel_as_rfc3339_strings() -> None:
     at = datetime(2026, 11, 28, 0, 5, tzinfo=UTC)
-    event = Event(EventKind.EXPORT_STARTED, "202611271500", at, {"snapshot_time": at})
+    event = ExportStarted("202611271500", at, snapshot_time=at)
 
-    parsed = parse_message(PubsubMessage(*encode_event(event)))
+    data, attributes = encode_message(event)
+    parsed = parse_message(PubsubMessage(data, attributes))
 
-    assert isinstance(parsed, Event)
-    assert parsed.data == {"snapshot_time": "2026-11-28T00:05:00Z"}
+    assert json.loads(data)["data"]["snapshot_time"] == "2026-11-28T00:05:00Z"
+    assert isinstance(parsed, ExportStarted)
+    assert parsed.snapshot_time == at  # and come back as the datetime they were
 
 
 def test_canonical_event_file_parses() -> None:
@@ -200,20 +204,37 @@ def test_canonical_event_file_parses() -> None:
     assert event.kind is EventKind.TABLE_FAILED
     assert event.run_id == "202611271500"
     assert event.at == datetime(2026, 11, 27, 15, 14, 43, 250000, tzinfo=UTC)
-    assert event.data["table"] == "shop.orders"
+    assert isinstance(event, TableFailed)
+    assert event.table == "shop.orders"
+    # a message published before the data carried its kind (it is in the attribute only)
+    assert "kind" not in json.loads(load("rds2bq_event_table_failed.json").data)
+    assert event == TableFailed(
+        "202611271500",
+        datetime(2026, 11, 27, 15, 14, 43, 250000, tzinfo=UTC),
+        table="shop.orders",
+        state=TableState.FAILED,
+        error_code=9,
+        error_message="Access Denied",
+        dts_run=CONFIG + "/runs/6571d3c4-0000-2e8f-b1a2-3c4d5e6f7a8c",
+        started_at=datetime(2026, 11, 27, 15, 10, 3, 123456, tzinfo=UTC),
+        finished_at=datetime(2026, 11, 27, 15, 14, 41, 500000, tzinfo=UTC),
+    )
 
 
 @pytest.mark.parametrize(
     ("event", "problem"),
     [
-        (Event(EventKind.RUN_CLOSED, "not-a-run", datetime(2026, 1, 1, tzinfo=UTC)), "run id"),
-        (Event(EventKind.RUN_CLOSED, "202601010000", datetime(2026, 1, 1)), "naive"),
         (
-            Event(
-                EventKind.RUN_CLOSED,
+            RunClosed("not-a-run", datetime(2026, 1, 1, tzinfo=UTC), state=RunState.FAILED),
+            "run id",
+        ),
+        (RunClosed("202601010000", datetime(2026, 1, 1), state=RunState.FAILED), "naive"),
+        (
+            RunClosed(
                 "202601010000",
                 datetime(2026, 1, 1, tzinfo=UTC),
-                {"blob": "x" * MAX_DATA_BYTES},
+                state=RunState.FAILED,
+                failure_cause="x" * MAX_DATA_BYTES,
             ),
             "limit",
         ),
@@ -221,7 +242,7 @@ def test_canonical_event_file_parses() -> None:
 )
 def test_encode_refuses_what_the_parser_would_refuse(event: Event, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        encode_event(event)
+        encode_message(event)
 
 
 # --------------------------------------------------------------------------- malformed

@@ -10,12 +10,25 @@ from typing import Any
 
 import pytest
 
+from orchestrator.adapters.pubsub import encode_message
 from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.model import Event, EventKind, RunState, TableState
-from orchestrator.core.notifications import PubsubMessage, encode_event
-from orchestrator.present.slack import SlackMessages, validate_payload
+from orchestrator.core.events import (
+    Event,
+    ExportFailed,
+    ExportLate,
+    ExportStarted,
+    HandoffDone,
+    RunClosed,
+    SkippedTable,
+    TableFailed,
+    TablesSkipped,
+)
+from orchestrator.core.model import EventKind, RunState, TableState
+from orchestrator.core.notifications import PubsubMessage
+from orchestrator.present.slack import SlackMessages
+from orchestrator.present.slack_blocks import validate_payload
 from tests.unit.test_service import SLOT, World, names
 
 CANARY_KEY = "AKIACANARY9999999999"
@@ -58,7 +71,7 @@ def dts_message(
 
 
 def event_message(event: Event, message_id: str = "e1") -> PubsubMessage:
-    data, attributes = encode_event(event)
+    data, attributes = encode_message(event)
     return PubsubMessage(data, attributes, message_id)
 
 
@@ -196,7 +209,7 @@ class FlakySlack:
 def test_transient_slack_fault_raises_so_the_platform_retries_and_then_posts_once() -> None:
     n = Notify(1)
     n.service.notifier = FlakySlack(TransientError("Slack 503"), times=1)
-    event = Event(EventKind.EXPORT_LATE, "202611271500", SLOT, {"deadline_minutes": 60})
+    event = ExportLate("202611271500", SLOT, deadline_minutes=60)
     with pytest.raises(TransientError):
         n.service.handle(event_message(event))
     assert n.service.handle(event_message(event)).action == "posted"
@@ -208,22 +221,25 @@ def test_permanent_slack_refusal_is_logged_and_acknowledged(
 ) -> None:
     n = Notify(1)
     n.service.notifier = FlakySlack(PermanentError("Slack said 400 invalid_payload"), times=5)
-    event = Event(EventKind.EXPORT_LATE, "202611271500", SLOT, {})
+    event = ExportLate("202611271500", SLOT)
     assert n.service.handle(event_message(event)).action == "posted"
     assert any("invalid_payload" in r.getMessage() for r in caplog.records)
 
 
 def test_every_event_kind_renders_its_own_valid_message() -> None:
     n = Notify(2)
-    for i, kind in enumerate(EventKind):
-        data: dict[str, Any] = {
-            "table": "shop.t0000",
-            "tables": [{"table": "shop.t0001", "reason": "skipped"}],
-            "status": "FAILED",
-            "failure_cause": "cause",
-            "deadline_minutes": 60,
-        }
-        n.service.handle(event_message(Event(kind, "202611271500", SLOT, data), f"k{i}"))
+    every_kind: list[Event] = [
+        ExportStarted("202611271500", SLOT),
+        ExportFailed("202611271500", SLOT, status="FAILED", failure_cause="cause"),
+        ExportLate("202611271500", SLOT, deadline_minutes=60),
+        TablesSkipped("202611271500", SLOT, tables=(SkippedTable("shop.t0001", "skipped"),)),
+        HandoffDone("202611271500", SLOT),
+        TableFailed("202611271500", SLOT, table="shop.t0000"),
+        RunClosed("202611271500", SLOT, state=RunState.PARTIAL),
+    ]
+    assert {e.kind for e in every_kind} == set(EventKind)
+    for i, event in enumerate(every_kind):
+        n.service.handle(event_message(event, f"k{i}"))
     assert len(n.slack.payloads) == len(EventKind)
     assert all(validate_payload(p) == [] for p in n.slack.payloads)
     # one distinct message per kind: none falls through to another kind's rendering

@@ -17,6 +17,7 @@ from orchestrator.adapters.slack_webhook import SlackWebhookNotifier, _redacted
 from orchestrator.app.ports import RunOutcome
 from orchestrator.app.status import StatusReader
 from orchestrator.core import machine
+from orchestrator.core.events import to_json as event_json
 from orchestrator.core.model import ExportObservation, ExportStatus, Source
 from orchestrator.core.redaction import REDACTED, redact, register_secret
 from orchestrator.faces.http import to_json
@@ -102,7 +103,7 @@ def test_every_machine_entry_of_vendor_text_is_scrubbed() -> None:
         deadline_minutes=60,
     )
     assert failed.run is not None and KEY_ID not in failed.run.failure_cause
-    assert all(KEY_ID not in json.dumps(e.data, default=str) for e in failed.events)
+    assert all(KEY_ID not in event_json(e) for e in failed.events)
     refused = machine.export_not_started(run, f"role {KEY_ID} denied", now)
     assert refused.run is not None and KEY_ID not in refused.run.failure_cause
     table = machine.table_start_failed(machine.TableRun("shop.a"), f"DTS: {KEY_ID}", now)

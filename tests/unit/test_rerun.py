@@ -198,7 +198,7 @@ def test_failed_tables_are_re_transferred_from_the_same_export_and_the_run_close
     assert ops.run().state is RunState.SUCCEEDED and ops.run().closed_at is not None
     assert ops.closed_events() == closed_before + 1
     summary = [e for e in ops.w.events.events if e.kind is EventKind.RUN_CLOSED][-1]
-    assert summary.data["loaded"] == 3 and summary.data["failed"] == 0
+    assert summary.loaded == 3 and summary.failed == 0
 
 
 def test_a_re_transfer_that_fails_again_closes_the_run_failed_or_partial() -> None:

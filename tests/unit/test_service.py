@@ -18,6 +18,7 @@ from orchestrator.core.errors import (
     SourceNotFoundError,
     TransientError,
 )
+from orchestrator.core.events import HandoffDone
 from orchestrator.core.model import (
     EventKind,
     ExportStatus,
@@ -173,7 +174,7 @@ def test_poll_follows_the_export_to_complete_and_records_skipped_tables() -> Non
     assert tables["shop.customers"].reason == "a column name contains a space"
     assert tables["shop.audit"].state is TableState.SKIPPED_BY_EXPORT
     skipped = next(e for e in w.events.events if e.kind is EventKind.TABLES_SKIPPED)
-    assert {t["table"] for t in skipped.data["tables"]} == {"shop.customers", "shop.audit"}
+    assert {t.table for t in skipped.tables} == {"shop.customers", "shop.audit"}
     assert w.transfers.started == {}  # the visibility margin has not passed
 
 
@@ -225,7 +226,7 @@ def test_handoff_starts_each_exported_table_once_with_the_run_time() -> None:
     assert tables["shop.orders"].dts_run.endswith("/runs/r0")
     assert tables["shop.customers"].state is TableState.SKIPPED_BY_EXPORT
     done = next(e for e in w.events.events if e.kind is EventKind.HANDOFF_DONE)
-    assert done.data == {"started": 1, "failed_to_start": 0, "skipped": 1}
+    assert done == HandoffDone("202611271500", done.at, started=1, failed_to_start=0, skipped=1)
     w.service.poll()  # nothing more to do
     assert sum(w.transfers.starts_per_config().values()) == 1
 
@@ -301,7 +302,7 @@ def test_permanent_dts_error_and_missing_config_fail_only_their_table() -> None:
     assert tables[keys[1]].state is TableState.FAILED
     assert "python -m orchestrator sync" in tables[keys[1]].reason
     assert tables[keys[2]].state is TableState.STARTED
-    failed = [e.data["table"] for e in w.events.events if e.kind is EventKind.TABLE_FAILED]
+    failed = [e.table for e in w.events.events if e.kind is EventKind.TABLE_FAILED]
     assert sorted(failed) == sorted(keys[:2])
 
 
@@ -335,7 +336,7 @@ def test_an_event_whose_publish_failed_is_published_by_the_next_poll() -> None:
     # THEN the event is published once and the run is no longer listed
     assert [r["action"] for r in report.runs] == ["events-published"]
     assert [e.kind for e in bus.events] == [EventKind.EXPORT_FAILED]
-    assert bus.events[0].data["failure_cause"] == "bucket gone"
+    assert bus.events[0].failure_cause == "bucket gone"
     assert w.ledger.runs["202611271500"].outbox == ()
     assert w.service.poll().runs == []
 

@@ -11,16 +11,28 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.core.model import Event, EventKind, Run, RunState, TableRun, TableState
+from orchestrator.adapters.pubsub import encode_message
+from orchestrator.core.events import (
+    Event,
+    ExportFailed,
+    ExportLate,
+    ExportStarted,
+    HandoffDone,
+    RunClosed,
+    SkippedTable,
+    TableFailed,
+    TablesSkipped,
+)
+from orchestrator.core.model import EventKind, Run, RunState, TableRun, TableState
 from orchestrator.core.notifications import (
     PubsubMessage,
     TransferRunFinished,
-    encode_event,
     message_from_push,
     parse_message,
 )
-from orchestrator.present import slack
-from orchestrator.present.slack import SlackContext, render_text, validate_payload
+from orchestrator.present import formatting, slack, slack_blocks
+from orchestrator.present.slack import SlackContext
+from orchestrator.present.slack_blocks import render_text, validate_payload
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CTX = SlackContext(TOKYO, "rds2bq-test", "asia-northeast1", "rds_shop", "prod")
@@ -156,7 +168,7 @@ def test_every_kind_is_valid_and_has_a_short_fallback(kind: str) -> None:
     payload = KINDS[kind]()
 
     assert validate_payload(payload) == []
-    assert 0 < len(payload["text"]) <= slack.FALLBACK_LIMIT
+    assert 0 < len(payload["text"]) <= slack_blocks.FALLBACK_LIMIT
     assert payload["blocks"][0]["type"] == "header"
     assert render_text(payload).strip()
 
@@ -315,10 +327,10 @@ def test_vendor_text_cannot_mention_or_link(payload: Builder) -> None:
 
 
 def test_escape_and_clip() -> None:
-    assert slack.escape("a & b < c > d") == "a &amp; b &lt; c &gt; d"
-    assert slack.clip("&amp;&amp;&amp;", 8) == "&amp;…"
-    assert slack.clip("abcdef", 4) == "abc…"
-    assert slack.clip("abc", 4) == "abc"
+    assert slack_blocks.escape("a & b < c > d") == "a &amp; b &lt; c &gt; d"
+    assert slack_blocks.clip("&amp;&amp;&amp;", 8) == "&amp;…"
+    assert slack_blocks.clip("abcdef", 4) == "abc…"
+    assert slack_blocks.clip("abc", 4) == "abc"
 
 
 # --------------------------------------------------------------------------- time zone
@@ -346,10 +358,10 @@ def test_times_around_tokyo_midnight(utc: datetime, shown: str) -> None:
 
 
 def test_zone_without_a_letter_abbreviation_shows_its_key() -> None:
-    assert slack.format_time(RUN_TIME, ZoneInfo("America/Sao_Paulo")) == (
+    assert formatting.format_time(RUN_TIME, ZoneInfo("America/Sao_Paulo")) == (
         "2026-11-27 12:00 America/Sao_Paulo"
     )
-    assert slack.format_time(RUN_TIME, ZoneInfo("UTC")) == "2026-11-27 15:00 UTC"
+    assert formatting.format_time(RUN_TIME, ZoneInfo("UTC")) == "2026-11-27 15:00 UTC"
 
 
 @pytest.mark.parametrize(
@@ -364,51 +376,61 @@ def test_zone_without_a_letter_abbreviation_shows_its_key() -> None:
     ],
 )
 def test_durations(delta: timedelta | None, shown: str) -> None:
-    assert slack.format_duration(delta) == shown
+    assert formatting.format_duration(delta) == shown
 
 
 # --------------------------------------------------------------------------- events
 
 
+EVENT_AT = RUN_TIME + timedelta(hours=6)
+
+
 @pytest.mark.parametrize(
-    ("kind", "data", "expect"),
+    ("event", "expect"),
     [
-        (EventKind.EXPORT_STARTED, {"tables": 3}, "Export started"),
+        (ExportStarted("202611271500", EVENT_AT, tables=3), "Export started"),
         (
-            EventKind.EXPORT_FAILED,
-            {"status": "CANCELED", "failure_cause": "Canceled by operator"},
+            ExportFailed(
+                "202611271500", EVENT_AT, status="CANCELED", failure_cause="Canceled by operator"
+            ),
             "Canceled by operator",
         ),
-        (EventKind.EXPORT_LATE, {"deadline_minutes": 360, "percent": 40}, "Deadline: 6h 00m"),
         (
-            EventKind.TABLES_SKIPPED,
-            {"tables": [{"table": "shop.bad", "reason": "slash in name"}], "warning": ""},
+            ExportLate("202611271500", EVENT_AT, deadline_minutes=360, percent=40),
+            "Deadline: 6h 00m",
+        ),
+        (
+            TablesSkipped(
+                "202611271500",
+                EVENT_AT,
+                tables=(SkippedTable("shop.bad", "slash in name"),),
+                warning="",
+            ),
             "shop.bad: `slash in name`",
         ),
-        (EventKind.HANDOFF_DONE, {"started": 1}, "Transfers started"),
+        (HandoffDone("202611271500", EVENT_AT, started=1), "Transfers started"),
         (
-            EventKind.TABLE_FAILED,
-            {
-                "table": "shop.gone",
-                "state": "FAILED",
-                "error_code": 5,
-                "error_message": "No such table",
-                "dts_run": DTS_RUN,
-                "started_at": RUN_TIME,
-                "finished_at": RUN_TIME + timedelta(minutes=2),
-            },
+            TableFailed(
+                "202611271500",
+                EVENT_AT,
+                table="shop.gone",
+                state=TableState.FAILED,
+                error_code=5,
+                error_message="No such table",
+                dts_run=DTS_RUN,
+                started_at=RUN_TIME,
+                finished_at=RUN_TIME + timedelta(minutes=2),
+            ),
             "No such table",
         ),
-        (EventKind.RUN_CLOSED, {"state": "PARTIAL"}, "Failures (1)"),
+        (RunClosed("202611271500", EVENT_AT, state=RunState.PARTIAL), "Failures (1)"),
     ],
 )
-def test_events_render_after_a_trip_through_pubsub_encoding(
-    kind: EventKind, data: dict[str, Any], expect: str
-) -> None:
+def test_events_render_after_a_trip_through_pubsub_encoding(event: Event, expect: str) -> None:
     # GIVEN an event as the machine emits it, encoded and parsed back as the notify path sees it
-    event = Event(kind, "202611271500", RUN_TIME + timedelta(hours=6), data)
-    parsed = parse_message(PubsubMessage(*encode_event(event)))
+    parsed = parse_message(PubsubMessage(*encode_message(event)))
     assert isinstance(parsed, Event)
+    assert parsed == event  # typed fields come back typed (datetimes as datetimes)
 
     # WHEN rendered with the run and its tables
     payload = slack.for_event(CTX, parsed, make_run(), SMALL_TABLES)
@@ -419,7 +441,7 @@ def test_events_render_after_a_trip_through_pubsub_encoding(
 
 
 def test_table_failed_event_for_a_table_the_caller_has_uses_the_ledger_copy() -> None:
-    event = Event(EventKind.TABLE_FAILED, "202611271500", RUN_TIME, {"table": "shop.orders"})
+    event = TableFailed("202611271500", RUN_TIME, table="shop.orders")
 
     text = render_text(slack.for_event(CTX, event, make_run(), SMALL_TABLES))
 
@@ -550,7 +572,7 @@ def test_the_retransfer_summary_through_notify() -> None:
         # notify turns each RUN_CLOSED event, as Pub/Sub delivers it, into its Slack message
         for number, event in enumerate(ops.w.events.events):
             if event.kind is EventKind.RUN_CLOSED:
-                data, attributes = encode_event(event)
+                data, attributes = encode_message(event)
                 ops.notify.handle(PubsubMessage(data, attributes, f"closed-{number}", event.at))
         texts = [render_text(p) for p in ops.slack.payloads]
         return [t for t in texts if "load failed" not in t.splitlines()[0]]
@@ -597,7 +619,7 @@ def test_error_codes_are_named(code: int, name: str) -> None:
     ],
 )
 def test_sizes_in_readable_units(size: float, shown: str) -> None:
-    assert slack.format_size(size) == shown
+    assert formatting.format_size(size) == shown
 
 
 def test_a_small_export_shows_the_tables_sizes_not_0_gb() -> None:
