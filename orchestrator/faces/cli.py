@@ -14,40 +14,33 @@ import importlib
 import json
 import logging
 import os
-import re
 import sys
 import time
-import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.config import FIELDS, LEDGER_NEEDS, Settings, load_settings
-from orchestrator.core.errors import (
-    BadRequestError,
-    ConfigError,
-    ConflictError,
-    NotFoundError,
-    Rds2bqError,
-    TransientError,
-)
+from orchestrator.config import FIELDS, Settings, load_settings
 from orchestrator.faces import http
+from orchestrator.faces.cli_errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_TRANSIENT,
+    EXIT_USAGE,
+    PROG,
+    cli_words,
+    report_error,
+)
+from orchestrator.faces.commands import COMMANDS, NEEDS
 from orchestrator.faces.dependencies import is_dependency, missing_dependency
 from orchestrator.logs import redact
-from orchestrator.present import terminal as render
 
 if TYPE_CHECKING:
     from orchestrator.wiring import Wiring
 
-PROG = "python -m orchestrator"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_TRANSIENT = 3
-EXIT_REFUSED = 4
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `yes | head -1`
 PASS_THROUGH = ("demo", "stack")
 
 EXIT_CODES = f"""\
@@ -369,6 +362,9 @@ def main(
         return report_error(exc, debug, cli)
 
 
+__all__ = ["PROG", "Cli", "build_parser", "cli_words", "main"]
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's last flush cannot fail again."""
     try:
@@ -376,129 +372,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # no real file descriptor (captured in tests)
         pass
-
-
-def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, ConfigError | BadRequestError):
-        return EXIT_USAGE
-    if isinstance(exc, NotFoundError | ConflictError):
-        return EXIT_REFUSED
-    if isinstance(exc, TransientError):
-        return EXIT_TRANSIENT
-    return EXIT_FAILED
-
-
-# The services' messages name the HTTP API's fields (they answer the functions too); on the
-# command line the same advice names the flags and arguments that mean them (``rerun_body``).
-CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r'"mode": "export", "run_id": "(\d+)"', rf"`{PROG} rerun \1 --export`"),
-        (r'send "mode": "export"', "use --export"),
-        (r'"mode": "export"', "--export"),
-        (r"mode export, not transfer", "--export"),
-        (r'\("tables": \[\.\.\.\]\)', "(--table TABLE)"),
-        (r"send either tables or failed: true", "use either --table or --failed"),
-        (r'(?:send )?"failed": true', "use --failed"),
-        (r"\bfailed: true\b", "--failed"),
-        (r'send "force": true', "use --force"),
-        (r"\bas_of=", "--as-of "),
-        (r"\bas_of\b", "--as-of"),
-        (r"\brequest_id\b", "--request-id"),
-        (r"\brun_id\b", "RUN_ID"),
-    )
-)
-
-
-def cli_words(text: str) -> str:
-    """A service's message in the command line's words: flags and arguments, not JSON fields."""
-    for pattern, replacement in CLI_WORDS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def error_line(exc: BaseException) -> str:
-    if isinstance(exc, ConfigError):
-        text = "invalid configuration: " + "; ".join(exc.problems)
-    elif isinstance(exc, Rds2bqError):
-        text = cli_words(str(exc))
-    else:
-        text = f"unexpected {type(exc).__name__}: {exc} (--debug shows the traceback)"
-    return redact(" ".join(text.split()))
-
-
-# How a cause says "nobody answered": the REST clients' and SDKs' connection errors, by name so
-# that the CLI imports no SDK (and keeps working whichever client an adapter uses).
-_UNREACHABLE_ERRORS = frozenset(
-    {
-        "ConnectionRefusedError",
-        "NewConnectionError",
-        "ConnectTimeoutError",
-        "ConnectTimeout",
-        "EndpointConnectionError",
-    }
-)
-_UNREACHABLE_TEXT = re.compile(
-    r"cannot connect to|could not connect to the endpoint|failed to connect|connection refused",
-    re.IGNORECASE,
-)
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is a connection that could not be made."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__name__ in _UNREACHABLE_ERRORS or _UNREACHABLE_TEXT.search(str(current)):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def endpoint_of(message: str, environ: Mapping[str, str] | None = None) -> str:
-    """Which endpoint a failed call went to, from the service its message names and the setting
-    (or emulator variable) that points there: what the operator should check."""
-    env = os.environ if environ is None else environ
-
-    def where(name: str, variable: str, production: str) -> str:
-        value = env.get(variable, "")
-        return f"{name} at {value} ({variable})" if value else f"{name} at {production}"
-
-    if message.startswith("Firestore"):
-        return where("Firestore", "FIRESTORE_EMULATOR_HOST", "firestore.googleapis.com")
-    if message.startswith("DTS"):
-        return where("DTS", "RDS2BQ_DTS_ENDPOINT", "bigquerydatatransfer.googleapis.com")
-    if message.startswith("BigQuery"):
-        return where("BigQuery", "RDS2BQ_BQ_ENDPOINT", "bigquery.googleapis.com")
-    if message.startswith("Pub/Sub"):
-        return where("Pub/Sub", "PUBSUB_EMULATOR_HOST", "pubsub.googleapis.com")
-    if message.startswith("Secret Manager"):
-        return "Secret Manager at secretmanager.googleapis.com"
-    if message.startswith("metadata server"):
-        return where("the metadata server", "GCE_METADATA_HOST", "metadata.google.internal")
-    region = env.get("RDS2BQ_AWS_REGION", "")
-    return where("AWS", "RDS2BQ_AWS_ENDPOINT_URL", f"its {region or 'configured'} endpoints")
-
-
-def report_error(exc: BaseException, debug: bool, cli: Cli | None = None) -> int:
-    if debug:
-        print(redact(traceback.format_exc()), file=sys.stderr, end="")
-    if cli is not None and cli.open_line:
-        print(flush=True)
-        cli.open_line = False
-    code = exit_code_for(exc)
-    if code == EXIT_TRANSIENT and unreachable(exc):
-        endpoint = endpoint_of(str(exc))
-        print(
-            f"rds2bq: error (unreachable): cannot connect to {redact(endpoint)}: check that it "
-            "is running and that the setting points at it (--debug shows the details)",
-            file=sys.stderr,
-        )
-        return code
-    kind = {EXIT_TRANSIENT: " (transient: try again)", EXIT_REFUSED: " (refused)"}.get(code, "")
-    print(f"rds2bq: error{kind}: {error_line(exc)}", file=sys.stderr)
-    return code
 
 
 def _devstack(name: str, argv: Sequence[str]) -> int:
@@ -519,187 +392,3 @@ def _devstack(name: str, argv: Sequence[str]) -> int:
 
 
 # --------------------------------------------------------------------------- commands
-
-
-def cmd_start(cli: Cli) -> int:
-    # The HTTP function's policy (http.scheduled_slot): no slot is taken from the clock, or two
-    # calls a minute apart would start two exports.
-    if not cli.args.slot:
-        raise BadRequestError(
-            "no slot: pass --slot with the daily slot to start, e.g. --slot 2026-11-27T15:00:00Z "
-            "(a repeat with the same slot adopts the run; to export again now, use "
-            "`rerun --export`)"
-        )
-    run = cli.wiring.service.start_export(http.parse_time(cli.args.slot, "--slot"))
-    if cli.args.json:
-        cli.json({"run": run})
-    else:
-        cli.out(
-            f"run {run.run_id}: {run.state.value}, export {run.export_task_id} of "
-            f"{len(run.tables)} table(s)"
-            + (f" (cause: {run.failure_cause})" if run.failure_cause else "")
-        )
-    return EXIT_OK
-
-
-def cmd_poll(cli: Cli) -> int:
-    report = asdict(cli.wiring.service.poll())
-    if cli.args.json:
-        cli.json(report)
-    else:
-        cli.out(render.poll_text(report))
-    actions = {entry["action"] for entry in report["runs"]}
-    if "failed" in actions:
-        return EXIT_FAILED
-    return EXIT_TRANSIENT if "retry-later" in actions else EXIT_OK
-
-
-def cmd_sync(cli: Cli) -> int:
-    from orchestrator.app import sync
-
-    outcome = sync.sync(
-        cli.settings,
-        cli.wiring.config_store(),
-        cli.wiring.destination_tables,
-        cli.wiring.secrets,
-        prune=cli.args.prune,
-        dry_run=cli.args.dry_run,
-    )
-    cli.out(sync.render_plan(outcome.plan))
-    if outcome.result is None:
-        cli.out("Dry run: nothing changed.")
-        return EXIT_OK
-    if not outcome.plan.is_noop:
-        cli.out(sync.render_result(outcome.result))
-    return EXIT_OK if outcome.result.ok else EXIT_FAILED
-
-
-def rerun_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The HTTP body the arguments mean: the CLI and the function validate the same thing."""
-    body: dict[str, Any] = {}
-    if args.run_id:
-        body["run_id"] = args.run_id
-    if args.tables:
-        body["tables"] = [t.strip() for chunk in args.tables for t in chunk.split(",") if t.strip()]
-    for flag in ("failed", "dry_run", "force"):
-        if getattr(args, flag):
-            body[flag] = True
-    if args.export:
-        body["mode"] = "export"
-    if args.as_of:
-        body["as_of"] = args.as_of
-    if args.request_id:
-        body["request_id"] = args.request_id
-    return body
-
-
-def cmd_rerun(cli: Cli) -> int:
-    from orchestrator.app.rerun_request import RerunRequest
-
-    request = RerunRequest.from_body(rerun_body(cli.args))
-    result = cli.wiring.reruns.rerun(request)
-    if cli.args.json:
-        cli.json(result)
-    else:
-        cli.out(render.rerun_text(result, cli.settings.timezone))
-    if result.refused_by_dts:
-        return EXIT_FAILED
-    return EXIT_TRANSIENT if result.not_started else EXIT_OK
-
-
-def cmd_status(cli: Cli) -> int:
-    args = cli.args
-    reader = cli.wiring.status
-    tz = cli.settings.timezone
-    if not args.run_id:
-        if args.watch:
-            raise BadRequestError("--watch needs a RUN_ID")
-        view = reader.recent(args.limit)
-        if args.json:
-            cli.json(view)
-        else:
-            cli.out(render.recent_text(view, tz))
-        return EXIT_OK
-    if not args.watch:
-        view = reader.run(args.run_id)
-        if args.json:
-            cli.json(view)
-        else:
-            cli.out(render.status_text(view, tz))
-        return EXIT_OK
-    return _watch(cli, args.run_id)
-
-
-def _watch(cli: Cli, run_id: str) -> int:
-    args = cli.args
-    tty = sys.stdout.isatty() and not args.json
-    deadline = cli.monotonic() + args.timeout
-    last = ""
-    while True:
-        view = cli.wiring.status.run(run_id)
-        line = render.watch_line(view)
-        if line != last:
-            if args.json:
-                cli.json(view, indent=None)
-            elif tty:
-                print("\r\033[K" + line, end="", flush=True)
-                cli.open_line = True
-            else:
-                cli.out(line)
-            last = line
-        if not view["open"]:
-            break
-        if cli.monotonic() >= deadline:
-            if cli.open_line:
-                print()
-                cli.open_line = False
-            print(
-                f"rds2bq: error (transient: try again): run {run_id} is still "
-                f"{view['state']} after {args.timeout:g}s of watching",
-                file=sys.stderr,
-            )
-            return EXIT_TRANSIENT
-        cli.sleep(max(0.0, args.interval))
-    if cli.open_line:
-        print()
-        cli.open_line = False
-    if not args.json:
-        cli.out("")
-        cli.out(render.status_text(view, cli.settings.timezone))
-    return EXIT_OK if view["state"] == "SUCCEEDED" else EXIT_FAILED
-
-
-def cmd_doctor(cli: Cli) -> int:
-    from orchestrator.app import doctor
-
-    s = cli.settings
-    ctx = cli.wiring.doctor_context(send_test=cli.args.send_test, impersonate=cli.args.impersonate)
-    if not cli.args.json:
-        cli.out(
-            f"rds2bq doctor: env {s.env}, {len(s.tables)} tables, source {s.source_kind} "
-            f"{s.source_id} in {s.aws_region}, project {s.gcp_project} ({s.bq_location})"
-        )
-
-    def show(result: doctor.CheckResult) -> None:
-        if not cli.args.json:
-            cli.out(render.check_text(result))
-
-    results = doctor.run_checks(ctx, on_result=show, debug=bool(getattr(cli.args, "debug", False)))
-    if cli.args.json:
-        cli.json({"ok": not any(r.failed for r in results), "checks": results})
-    else:
-        cli.out(render.doctor_summary(results))
-    return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
-
-
-NEEDS: Mapping[str, frozenset[str]] = {"status": LEDGER_NEEDS}
-"""Settings a command needs, when not all: ``status`` reads only the run ledger."""
-
-COMMANDS: Mapping[str, Callable[[Cli], int]] = {
-    "start": cmd_start,
-    "poll": cmd_poll,
-    "sync": cmd_sync,
-    "rerun": cmd_rerun,
-    "status": cmd_status,
-    "doctor": cmd_doctor,
-}
