@@ -203,7 +203,7 @@ class Wiring:
         account's ID token, so it tries the path exactly as the function runs it."""
         from orchestrator.adapters.probes import unverified_claims
         from orchestrator.app.checks import Context
-        from orchestrator.present import slack
+        from orchestrator.present import slack_notices
 
         s = self.settings
 
@@ -269,7 +269,7 @@ class Wiring:
             send_test=send_test,
             impersonating=impersonate,
             claims=unverified_claims,
-            test_message=lambda: slack.test_message(s),
+            test_message=lambda: slack_notices.test_message(s),
         )
 
 

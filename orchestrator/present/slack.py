@@ -11,10 +11,8 @@ name (``formatting``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from orchestrator.core.events import (
     Event,
@@ -37,6 +35,8 @@ from orchestrator.present.formatting import (
 )
 from orchestrator.present.links import table_url, transfer_run_url
 from orchestrator.present.slack_blocks import Payload
+from orchestrator.present.slack_context import SlackContext
+from orchestrator.present.slack_notices import slot_missed, unknown_run
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -48,30 +48,6 @@ SKIPPED_SHOWN = 15
 SKIPPED_BUDGET = 1_500
 LINE_MESSAGE_LIMIT = 200  # one failure's message inside a list
 SINGLE_MESSAGE_LIMIT = 2_500  # the message of a single table failure or export failure
-
-
-@dataclass(frozen=True)
-class SlackContext:
-    """What every message needs besides its subject: where things live and how to show times."""
-
-    timezone: ZoneInfo
-    project: str
-    location: str
-    dataset: str
-    env: str = ""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SlackContext:
-        return cls(
-            timezone=settings.timezone,
-            project=settings.gcp_project,
-            location=settings.bq_location,
-            dataset=settings.bq_dataset,
-            env=settings.env,
-        )
-
-    def status_command(self, run_id: str) -> str:
-        return f"python -m orchestrator status {run_id}"
 
 
 class SlackMessages:
@@ -130,7 +106,7 @@ def table_failed(ctx: SlackContext, run: Run, table: TableRun) -> Payload:
         _context(ctx, run, shown=("run",)),
     ]
     return kit.build_payload(
-        f"{_prefix(ctx)}{table.key} {table.state} in run {run.run_id}: "
+        f"{ctx.prefix()}{table.key} {table.state} in run {run.run_id}: "
         f"{kit.oneline(table.error_message) or 'no message'}",
         blocks,
     )
@@ -195,7 +171,7 @@ def run_summary(
         )
     blocks.append(_context(ctx, run))
     text = (
-        f"{_prefix(ctx)}run {run.run_id} {run.state}: {loaded} loaded, {len(failed)} failed, "
+        f"{ctx.prefix()}run {run.run_id} {run.state}: {loaded} loaded, {len(failed)} failed, "
         f"{len(skipped)} skipped"
     )
     return kit.build_payload(text, blocks)
@@ -262,7 +238,7 @@ def _retransfer_summary(
     blocks.append(_context(ctx, run, shown=("run", "export")))
     names = ", ".join(t.key for t in reloaded[:3]) + (", …" if len(reloaded) > 3 else "")
     text = (
-        f"{_prefix(ctx)}re-transfer of run {run.run_id}: {names} {result}; the run is "
+        f"{ctx.prefix()}re-transfer of run {run.run_id}: {names} {result}; the run is "
         f"{run.state}: {loaded} loaded, {failed} failed, {skipped} skipped"
     )
     return kit.build_payload(text, blocks)
@@ -291,7 +267,7 @@ def tables_skipped(ctx: SlackContext, run: Run, skipped: Sequence[TableRun]) -> 
     blocks.append(_context(ctx, run))
     names = ", ".join(t.key for t in ordered[:5]) + (", …" if count > 5 else "")
     return kit.build_payload(
-        f"{_prefix(ctx)}{count} table(s) skipped by the export of run {run.run_id}: {names}", blocks
+        f"{ctx.prefix()}{count} table(s) skipped by the export of run {run.run_id}: {names}", blocks
     )
 
 
@@ -324,7 +300,7 @@ def export_failed(ctx: SlackContext, run: Run) -> Payload:
         _context(ctx, run, shown=("run", "export")),
     ]
     return kit.build_payload(
-        f"{_prefix(ctx)}export {run.export_task_id} {status}: "
+        f"{ctx.prefix()}export {run.export_task_id} {status}: "
         f"{kit.oneline(run.failure_cause) or 'no FailureCause'}",
         blocks,
     )
@@ -354,7 +330,7 @@ def export_late(
         _context(ctx, run, shown=("export",)),
     ]
     return kit.build_payload(
-        f"{_prefix(ctx)}export {run.export_task_id} still running after "
+        f"{ctx.prefix()}export {run.export_task_id} still running after "
         f"{format_duration(elapsed)} ({run.percent}%)",
         blocks,
     )
@@ -376,7 +352,7 @@ def export_started(ctx: SlackContext, run: Run) -> Payload:
         _context(ctx, run, shown=("run", "export")),
     ]
     return kit.build_payload(
-        f"{_prefix(ctx)}export {run.export_task_id} started ({count} tables)", blocks
+        f"{ctx.prefix()}export {run.export_task_id} started ({count} tables)", blocks
     )
 
 
@@ -424,72 +400,9 @@ def handoff_done(ctx: SlackContext, run: Run, tables: Sequence[TableRun]) -> Pay
         )
     blocks.append(_context(ctx, run))
     return kit.build_payload(
-        f"{_prefix(ctx)}export {run.export_task_id} complete: {len(started)} "
+        f"{ctx.prefix()}export {run.export_task_id} complete: {len(started)} "
         f"transfers started, {len(refused)} could not start",
         blocks,
-    )
-
-
-def unknown_run(ctx: SlackContext, note: TransferRunFinished) -> Payload:
-    """A DTS run-finished notification that matches no run or table in the ledger."""
-    run_link = transfer_run_url(note.run_name, ctx.location)
-    fields = [
-        kit.field("Transfer config", kit.code_inline(note.config_id or note.config_name, 300)),
-        kit.field("DTS run", kit.link(run_link, "open in console") if run_link else "—"),
-        kit.field("State", kit.escape(str(note.state))),
-        kit.field("Run time", format_time(note.run_time, ctx.timezone)),
-        kit.field("Dataset", kit.escape(note.destination_dataset) or "—"),
-        kit.field("Data path", kit.code_inline(note.data_path, 500) if note.data_path else "—"),
-    ]
-    blocks: list[dict[str, Any]] = [
-        kit.header_block("❓ A transfer run finished that rds2bq did not start"),
-        kit.fields_block(fields),
-    ]
-    if note.error_message:
-        blocks.append(
-            kit.section_block("*DTS says:*\n" + kit.code_block(note.error_message, 1_500))
-        )
-    blocks.append(
-        kit.section_block(
-            "rds2bq has no run waiting for this transfer run: it was started by hand (console, "
-            "`bq`), by another tool, or its run was removed from the ledger. Nothing was recorded."
-        )
-    )
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [kit.mrkdwn(_env_label(ctx).removesuffix(" · "))],
-        }
-    )
-    return kit.build_payload(
-        f"{_prefix(ctx)}a transfer run finished that rds2bq did not start: "
-        f"{note.config_id} {note.state}",
-        blocks,
-    )
-
-
-def slot_missed(ctx: SlackContext, slot: datetime, run_id: str, grace_minutes: int) -> Payload:
-    """The daily slot passed its grace period and its run never started: the scheduler's call did
-    not reach start_export (job paused or deleted, its account or the function broken)."""
-    when = format_time(slot, ctx.timezone)
-    fields = [
-        kit.field("Slot", f"{when} ({slot:%Y-%m-%d %H:%M} UTC)"),
-        kit.field("Run", kit.escape(run_id)),
-        kit.field("Waited", format_duration(timedelta(minutes=grace_minutes))),
-    ]
-    blocks: list[dict[str, Any]] = [
-        kit.header_block(f"⏰ No daily run for {when}"),
-        kit.fields_block(fields),
-        kit.section_block(
-            "Cloud Scheduler's daily call never reached start_export: check the job "
-            "(paused? its service account's `roles/run.invoker`?) and start_export's logs. "
-            "To run the day now: "
-            + kit.code_inline(f"python -m orchestrator start --slot {slot:%Y-%m-%dT%H:%M:%SZ}", 200)
-        ),
-        {"type": "context", "elements": [kit.mrkdwn(_env_label(ctx).removesuffix(" · "))]},
-    ]
-    return kit.build_payload(
-        f"{_prefix(ctx)}no daily run for {when}: the scheduler's call never came", blocks
     )
 
 
@@ -562,14 +475,6 @@ def _context(ctx: SlackContext, run: Run, shown: Sequence[str] = ()) -> dict[str
     return {"type": "context", "elements": [kit.mrkdwn(" · ".join(parts))]}
 
 
-def _env_label(ctx: SlackContext) -> str:
-    return f"rds2bq *{kit.escape(ctx.env)}* · " if ctx.env else "rds2bq · "
-
-
-def _prefix(ctx: SlackContext) -> str:
-    return f"rds2bq {ctx.env}: " if ctx.env else "rds2bq: "
-
-
 def _run_label(ctx: SlackContext, run: Run) -> str:
     return f"`{kit.escape(run.run_id)}` ({format_time(run.run_time, ctx.timezone)})"
 
@@ -596,20 +501,3 @@ def _group(tables: Iterable[TableRun]) -> dict[TableState, list[TableRun]]:
     for table in tables:
         groups.setdefault(table.state, []).append(table)
     return groups
-
-
-def test_message(settings: Settings) -> dict[str, Any]:
-    """What ``doctor --send-test`` posts: where the failures and summaries of which tables go."""
-    text = (
-        f"rds2bq doctor ({settings.env}): test message. Failures and daily summaries for "
-        f"{len(settings.tables)} tables into {settings.gcp_project}.{settings.bq_dataset} "
-        "arrive here."
-    )
-    payload = {
-        "text": text,
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-    }
-    problems = kit.validate_payload(payload)
-    if problems:  # pragma: no cover - a fixed, short payload
-        raise ValueError("; ".join(problems))
-    return payload

@@ -23,7 +23,7 @@ from orchestrator.app.ports import (
 )
 from orchestrator.app.sync import desired_configs
 from orchestrator.core.errors import AccessDeniedError, NotFoundError
-from orchestrator.present import slack
+from orchestrator.present import slack_notices
 from tests.fakes import FakeExporter, InMemoryLedger
 from tests.unit.test_service import World
 
@@ -143,7 +143,7 @@ def context(**env: str) -> tuple[Context, dict[str, Any]]:
         secrets=lambda: EnvSecrets(parts["secrets"]),
         ledger=InMemoryLedger,
         notifier=lambda: parts["notifier"],
-        test_message=lambda: slack.test_message(w.settings),  # as the wiring gives it
+        test_message=lambda: slack_notices.test_message(w.settings),  # as the wiring gives it
     )
     return ctx, parts
 

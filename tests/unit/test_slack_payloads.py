@@ -30,9 +30,9 @@ from orchestrator.core.notifications import (
     message_from_push,
     parse_message,
 )
-from orchestrator.present import formatting, slack, slack_blocks
-from orchestrator.present.slack import SlackContext
+from orchestrator.present import formatting, slack, slack_blocks, slack_notices
 from orchestrator.present.slack_blocks import render_text, validate_payload
+from orchestrator.present.slack_context import SlackContext
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CTX = SlackContext(TOKYO, "rds2bq-test", "asia-northeast1", "rds_shop", "prod")
@@ -138,7 +138,7 @@ KINDS: dict[str, Builder] = {
             skipped("shop.bad"),
         ],
     ),
-    "unknown_run": lambda: slack.unknown_run(CTX, note()),
+    "unknown_run": lambda: slack_notices.unknown_run(CTX, note()),
     "run_summary_retransfer": lambda: slack.run_summary(
         CTX, *retransferred_run(TableState.SUCCEEDED)
     ),
@@ -212,7 +212,7 @@ def test_skipped_tables_list_aws_reasons() -> None:
 
 
 def test_unknown_run_message_holds_no_secret() -> None:
-    payload = slack.unknown_run(CTX, note())
+    payload = slack_notices.unknown_run(CTX, note())
 
     assert "CANARY" not in texts(payload)
     assert "did not start" in payload["blocks"][0]["text"]["text"]
