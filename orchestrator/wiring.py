@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.app.daily import Orchestrator
+from orchestrator.app.missed_day import MissedDayWatch
 from orchestrator.app.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
 from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import Settings, load_settings
@@ -175,6 +176,19 @@ class Wiring:
             self.events,
             SystemClock(),
             self.transfer_runs,
+            self.missed_days,
+        )
+
+    @cached_property
+    def missed_days(self) -> MissedDayWatch:
+        from orchestrator.present.slack import SlackMessages
+
+        return MissedDayWatch(
+            self.settings,
+            self.ledger,
+            lambda: self.notifier,
+            SlackMessages(self.settings),
+            SystemClock(),
         )
 
     @cached_property

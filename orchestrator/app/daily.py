@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrator.app import outbox
 from orchestrator.app.exports import Exports
+from orchestrator.app.missed_day import MissedDayWatch
 from orchestrator.app.ports import (
     Clock,
     EventBus,
@@ -50,6 +51,7 @@ RECORD_SECONDS = 1.0  # ... or this often
 @dataclass
 class PollReport:
     runs: list[dict[str, Any]] = field(default_factory=list)
+    missed_day: str = ""  # the daily run this poll reported missing (its slot's call never came)
 
     def add(self, run: Run, action: str, **extra: Any) -> None:
         self.runs.append(
@@ -67,6 +69,7 @@ class Orchestrator:
         events: EventBus,
         clock: Clock,
         runs: TransferRuns | None = None,
+        missed_days: MissedDayWatch | None = None,
     ) -> None:
         # Exporter and TransferRunner come as factories: an idle poll must not build AWS or DTS
         # clients (cold start, and no AWS call when no run is open). ``runs`` starts and records
@@ -78,6 +81,7 @@ class Orchestrator:
         self.events = events
         self.clock = clock
         self.runs = runs if runs is not None else TransferRuns(ledger, transfers)
+        self.missed_days = missed_days  # says in Slack when a daily slot's run never started
 
     # ------------------------------------------------------------------ start_export
 
@@ -108,6 +112,8 @@ class Orchestrator:
             except PermanentError as exc:
                 log.error("run %s: %s", run.run_id, exc, extra={"run_id": run.run_id})
                 report.add(run, "failed", error=str(exc))
+        if self.missed_days is not None:
+            report.missed_day = self.missed_days.check() or ""
         return report
 
     def _advance(self, run: Run, report: PollReport) -> None:

@@ -10,6 +10,7 @@ slot's grace period and ``WINDOW`` after it does that cost a ledger read (docs/o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from orchestrator.app.ports import Clock, Ledger, Messages, Notifier
@@ -27,13 +28,13 @@ class MissedDayWatch:
         self,
         settings: Settings,
         ledger: Ledger,
-        notifier: Notifier,
+        notifier: Callable[[], Notifier],
         messages: Messages,
         clock: Clock,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
-        self.notifier = notifier
+        self.notifier = notifier  # a factory: a poll that posts nothing builds no Slack client
         self.messages = messages
         self.clock = clock
 
@@ -54,7 +55,9 @@ class MissedDayWatch:
         if not self.ledger.claim_once(key, now):
             return None  # said already, or being said by a concurrent poll
         try:
-            self.notifier.post(self.messages.slot_missed(slot, run_id, s.missed_run_grace_minutes))
+            self.notifier().post(
+                self.messages.slot_missed(slot, run_id, s.missed_run_grace_minutes)
+            )
         except Rds2bqError as exc:
             # The poll's own work goes on; the next poll says it.
             self.ledger.forget(key)
