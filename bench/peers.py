@@ -102,7 +102,7 @@ class Peers:
     def start_dts(self, *, s3: bool = False, max_workers: int = 128) -> Any:
         """A DTS stand-in whose runs stay PENDING until ``finish_pending()`` (``s3``: they then
         list the export in moto, as the real service lists S3)."""
-        from devstack.dts_standin import DtsStandin
+        from devstack.dts import DtsStandin
 
         standin = DtsStandin(
             s3_endpoint=self.moto.endpoint if s3 else None,
@@ -164,7 +164,7 @@ def create_configs(settings: Any, target: str, threads: int = 8) -> int:
     """Create every configured table's transfer config in the stand-in at ``target``, through the
     production adapter (as ``sync`` would, without the BigQuery half) on the official client
     (REST transport, anonymous credentials). Returns how many."""
-    from devstack.dts_standin import client_for
+    from devstack.dts import client_for
     from orchestrator.adapters.dts import build_transfer_runner
     from orchestrator.app.ports import AccessKeys
     from orchestrator.app.sync import desired_configs

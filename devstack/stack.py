@@ -191,7 +191,8 @@ def start_stack(
     Every file the stack writes (logs, the tables file, emulator data) goes under ``work_dir``,
     emptied first and kept after ``stop`` for its logs (the demo's, make stack's). Without one,
     a temporary directory that ``stop`` removes: nothing is left behind either way."""
-    from devstack import bigquery_standin, dts_standin, slack_standin
+    from devstack import bigquery_standin, slack_standin
+    from devstack import dts as dts_standin
     from devstack.google_standins import MetadataStandIn
 
     keep = work_dir is not None

@@ -15,7 +15,7 @@ import pytest
 import urllib3
 
 from devstack.bigquery_standin import BigQueryStandin, start_bigquery
-from devstack.dts_standin import DtsStandin, client_for, start
+from devstack.dts import DtsStandin, client_for, start
 from orchestrator.config import Settings, load_settings
 from tests.conftest import GCP_PROJECT
 

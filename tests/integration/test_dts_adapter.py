@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
-from devstack.dts_standin import HTTP_CODES, DtsStandin
+from devstack.dts import HTTP_CODES, DtsStandin
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
 from orchestrator.app.ports import AccessKeys, TransferConfig
 from orchestrator.app.sync import desired_configs

@@ -17,7 +17,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery_datatransfer_v1 as dts
 
-from devstack.dts_standin import DtsStandin
+from devstack.dts import DtsStandin
 from tests.integration.conftest import Raw
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import requests
 from google.api_core import exceptions as gexc
 from google.cloud.bigquery_datatransfer_v1 import types
 
-from devstack.dts_standin import (
+from devstack.dts import (
     DtsStandin,
     RunRecord,
     TemplateError,

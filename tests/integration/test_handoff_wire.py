@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.bigquery_standin import BigQueryStandin
-from devstack.dts_standin import DtsStandin
+from devstack.dts import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import build_transfer_runner
 from orchestrator.adapters.ledger import FirestoreLedger

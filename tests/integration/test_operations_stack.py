@@ -33,7 +33,7 @@ from devstack.aws import (
     table_files,
 )
 from devstack.bigquery_standin import BigQueryStandin
-from devstack.dts_standin import DtsStandin, client_for
+from devstack.dts import DtsStandin, client_for
 from orchestrator import wiring
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.config import load_settings

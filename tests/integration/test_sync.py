@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.bigquery_standin import BigQueryStandin
-from devstack.dts_standin import DtsStandin
+from devstack.dts import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
 from orchestrator.adapters.secrets import EnvSecrets

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devstack.dts_standin import compile_data_path, render_template
+from devstack.dts import compile_data_path, render_template
 from orchestrator.app.ports import AccessKeys, TransferConfig
 from orchestrator.app.sync import (
     Drift,
