@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.app.daily import Orchestrator
 from orchestrator.app.missed_day import MissedDayWatch
-from orchestrator.app.ports import EventBus, Exporter, Ledger, Notifier, Secrets, TransferRunner
+from orchestrator.app.ports import (
+    EventBus,
+    Exporter,
+    Ledger,
+    Messages,
+    Notifier,
+    Secrets,
+    TransferRunner,
+)
 from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.events import Event
@@ -148,17 +156,17 @@ class Wiring:
         return SlackWebhookNotifier.from_settings(self.settings, self.secrets)
 
     @cached_property
-    def notify_service(self) -> NotifyService:
-        from orchestrator.app.notify import NotifyService
+    def messages(self) -> Messages:
         from orchestrator.present.slack import SlackMessages
 
+        return SlackMessages(self.settings)
+
+    @cached_property
+    def notify_service(self) -> NotifyService:
+        from orchestrator.app.notify import NotifyService
+
         return NotifyService(
-            self.settings,
-            self.ledger,
-            self.notifier,
-            self.events,
-            SystemClock(),
-            SlackMessages(self.settings),
+            self.settings, self.ledger, self.notifier, self.events, SystemClock(), self.messages
         )
 
     @cached_property
@@ -181,14 +189,8 @@ class Wiring:
 
     @cached_property
     def missed_days(self) -> MissedDayWatch:
-        from orchestrator.present.slack import SlackMessages
-
         return MissedDayWatch(
-            self.settings,
-            self.ledger,
-            lambda: self.notifier,
-            SlackMessages(self.settings),
-            SystemClock(),
+            self.settings, self.ledger, lambda: self.notifier, self.messages, SystemClock()
         )
 
     @cached_property
