@@ -47,6 +47,7 @@ from orchestrator.core import machine
 from orchestrator.core.errors import (
     BadRequestError,
     ConflictError,
+    ExportFilesGoneError,
     NotFoundError,
     PermanentError,
     Rds2bqError,
@@ -57,11 +58,6 @@ from orchestrator.core.keys import export_task_id, reexport_run_time, rerun_requ
 from orchestrator.core.model import Run, RunState, TableRun, TableState, Transition
 
 log = logging.getLogger(__name__)
-
-
-class ExportFilesGoneError(ConflictError):
-    """The run's export no longer holds a table's files (deleted, or expired by a lifecycle rule):
-    only a re-export can load it again (HTTP 409)."""
 
 
 # --------------------------------------------------------------------------- the service

@@ -75,3 +75,8 @@ class KmsKeyError(PermanentError):
 
 class TransferConfigMissingError(PermanentError):
     """A configured table has no DTS transfer config: run ``python -m orchestrator sync``."""
+
+
+class ExportFilesGoneError(ConflictError):
+    """The run's export no longer holds a table's files (deleted, or expired by a lifecycle rule):
+    only a re-export can load it again (HTTP 409)."""

@@ -35,7 +35,7 @@ def cmd_start(cli: Cli) -> int:
         )
     run = cli.wiring.service.start_export(http.parse_time(cli.args.slot, "--slot"))
     if cli.args.json:
-        cli.json({"run": run})
+        cli.json({"run": cli.wiring.status.view(run)})  # the view status returns, as over HTTP
     else:
         cli.out(
             f"run {run.run_id}: {run.state.value}, export {run.export_task_id} of "

@@ -257,3 +257,17 @@ def test_demo_without_devstack_says_why(
     monkeypatch.setitem(sys.modules, "devstack", None)
     assert cli.main(["stack"]) == 2
     assert "needs the source checkout" in capsys.readouterr().err
+
+
+def test_cli_start_json_prints_the_view_status_returns(
+    ops: Ops, env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a daily slot (its run is created and its export started)
+    assert run_cli(ops, "start", "--slot", "2026-11-26T15:00:00Z", "--json") == 0
+    started = json.loads(capsys.readouterr().out)["run"]
+
+    # THEN the reply is status's view of that run, without the ledger's internals
+    assert run_cli(ops, "status", started["run_id"], "--json") == 0
+    assert started == json.loads(capsys.readouterr().out)
+    for internal in ("handoff_owner", "lease", "outbox"):
+        assert internal not in json.dumps(started)

@@ -12,11 +12,12 @@ import pytest
 from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import RecordingNotifier
 from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult
-from orchestrator.app.reruns import ExportFilesGoneError, Reruns
+from orchestrator.app.reruns import Reruns
 from orchestrator.app.transfers import TransferRuns
 from orchestrator.core.errors import (
     BadRequestError,
     ConflictError,
+    ExportFilesGoneError,
     ExportQuotaError,
     NoSnapshotError,
     NotFoundError,
