@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.config import LEDGER_NEEDS
 from orchestrator.core.errors import (
     BadRequestError,
+    NotFoundError,
 )
 from orchestrator.faces import http
 from orchestrator.faces.cli_errors import (
@@ -114,9 +115,13 @@ def cmd_status(cli: Cli) -> int:
     args = cli.args
     reader = cli.wiring.status
     tz = cli.settings.timezone
+    if not args.run_id and args.watch:
+        # follow the latest run: what an operator who just started one wants
+        latest = reader.recent(1)["runs"]
+        if not latest:
+            raise NotFoundError("no run in the ledger yet: start one, or name a RUN_ID")
+        return _watch(cli, latest[0]["run_id"])
     if not args.run_id:
-        if args.watch:
-            raise BadRequestError("--watch needs a RUN_ID")
         view = reader.recent(args.limit)
         if args.json:
             cli.json(view)

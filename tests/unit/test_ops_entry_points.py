@@ -224,6 +224,24 @@ def test_cli_status_watch_gives_up_after_its_timeout(
     assert code == 3 and "still TRANSFERRING" in capsys.readouterr().err
 
 
+def test_cli_status_watch_without_a_run_id_follows_the_latest_run(
+    env: None, ops: Ops, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a re-transfer that reopened the latest run, WHEN watched with no run id
+    ops.rerun(run_id=RUN_ID, failed=True)
+    clock = iter(range(0, 1000, 10))
+    code = cli.main(
+        ["status", "--watch", "--timeout", "25", "--interval", "10"],
+        build=lambda _s: FakeWiring(ops),  # type: ignore[arg-type,return-value]
+        sleep=lambda _: None,
+        monotonic=lambda: float(next(clock)),
+    )
+    # THEN it followed that run (still loading when the watch gave up)
+    captured = capsys.readouterr()
+    assert code == 3 and f"run {RUN_ID}" in captured.err and "still TRANSFERRING" in captured.err
+    assert RUN_ID in captured.out
+
+
 def test_errors_are_one_line_and_tracebacks_only_with_debug(
     env: None, ops: Ops, capsys: pytest.CaptureFixture[str]
 ) -> None:
