@@ -81,9 +81,7 @@ def table_failed(ctx: SlackContext, run: Run, table: TableRun) -> Payload:
     """One table's load ended FAILED, CANCELLED or EMPTY: sent at once, with DTS's own message
     (for EMPTY, its log line naming the data path that matched nothing)."""
     icon = {TableState.FAILED: "❌", TableState.EMPTY: "📭"}.get(table.state, "🚫")
-    word = {TableState.FAILED: "failed", TableState.EMPTY: "loaded nothing"}.get(
-        table.state, str(table.state).lower()
-    )
+    word = "failed" if table.state == TableState.FAILED else str(table.state).lower()
     duration = (
         table.finished_at - table.started_at if table.started_at and table.finished_at else None
     )

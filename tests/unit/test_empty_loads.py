@@ -35,7 +35,7 @@ def test_a_succeeded_run_that_loaded_nothing_is_empty_and_posted_at_once_with_it
     assert len(n.slack.payloads) == 1
     post = n.slack.payloads[0]
     validate_payload(post)
-    assert "loaded nothing" in json.dumps(post)
+    assert "shop.t0001: load empty" in json.dumps(post)
     assert "s3://b/p/shop/shop.t0001/*.parquet" in json.dumps(post)
     assert "EMPTY" in post["text"]
 
