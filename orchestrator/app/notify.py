@@ -149,7 +149,8 @@ class NotifyService:
             self._post(self.messages.unknown_run(note))
             return Outcome("unknown-run", run_id)
         outcome = transfers.outcome_of(note)
-        if table.dts_run in ("", note.run_name):  # an older attempt's logs are not read
+        succeeded = note.state.table_state is TableState.SUCCEEDED
+        if succeeded and table.dts_run in ("", note.run_name):  # not an older attempt's logs
             outcome = transfers.with_logs(self.transfers(), note.run_name, outcome)
         state = TableState.EMPTY if outcome.loaded_nothing else note.state.table_state
         updated = transfers.record_finished(self.ledger, run_id, table.key, note.run_name, outcome)
