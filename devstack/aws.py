@@ -370,12 +370,17 @@ class ExportControl:
 
 
 def realistic_layout(
-    export_only: Iterable[str], skipped: Mapping[str, str] | None = None
+    export_only: Iterable[str],
+    skipped: Mapping[str, str] | None = None,
+    empty: Iterable[str] = (),
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Files for each exported table as RDS lays them out: most in one batch folder, some in
     several with gaps (``1/ 2/ 4/``: partitioned or unsplittable tables), one with the older
-    naming and no batch folder. Returns (tables, skipped) keyed by ``db.schema.table``."""
+    naming and no batch folder; an ``empty`` table is COMPLETE with no data file (its batch
+    folder holds only ``_SUCCESS``), so its DTS run matches nothing. Returns (tables, skipped)
+    keyed by ``db.schema.table``."""
     skipped = dict(skipped or {})
+    empty = frozenset(empty)
     tables: dict[str, list[str]] = {}
     reasons: dict[str, str] = {}
     for i, key in enumerate(export_only):
@@ -386,7 +391,9 @@ def realistic_layout(
             reasons[target] = skipped[key]
             continue
         folder = f"{db}/{schema}.{name}"
-        if i % 5 == 1:
+        if key in empty:
+            tables[target] = [f"{folder}/1/_SUCCESS"]
+        elif i % 5 == 1:
             tables[target] = table_files(folder, (1, 2, 4), parts=3)
         elif i % 7 == 3:
             tables[target] = table_files(folder, old_naming=True)

@@ -166,7 +166,13 @@ class Wiring:
         from orchestrator.app.notify import NotifyService
 
         return NotifyService(
-            self.settings, self.ledger, self.notifier, self.events, SystemClock(), self.messages
+            self.settings,
+            self.ledger,
+            self.notifier,
+            self.events,
+            SystemClock(),
+            self.messages,
+            self.transfers,
         )
 
     @cached_property

@@ -237,6 +237,10 @@ class FakeTransfers:
     permanent_for: set[str] = field(default_factory=set)  # config names DTS refuses
     fail_after: int | None = None  # every start after this many successes fails transiently
     outcomes: dict[str, RunOutcome] = field(default_factory=dict)  # by run name; else RUNNING
+    # Run name or config name -> the log line of a run that loaded nothing (else it loaded).
+    empty: dict[str, str] = field(default_factory=dict)
+    logs_read: list[str] = field(default_factory=list)  # run names, one per ListTransferLogs
+    logs_faults: list[Exception] = field(default_factory=list)  # raised by the next log reads
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -279,6 +283,14 @@ class FakeTransfers:
 
     def run_outcome(self, run_name: str) -> RunOutcome:
         return self.outcomes.get(run_name, RunOutcome("RUNNING"))
+
+    def empty_load(self, run_name: str) -> str:
+        with self._lock:
+            self.logs_read.append(run_name)
+            if self.logs_faults:
+                raise self.logs_faults.pop(0)
+        config = run_name.split("/runs/")[0]
+        return self.empty.get(run_name) or self.empty.get(config, "")
 
     def starts_per_config(self) -> dict[str, int]:
         counts: dict[str, int] = {}

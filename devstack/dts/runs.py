@@ -23,6 +23,7 @@ from devstack.dts.paths import DataPathPattern, compile_data_path, match_keys, r
 from devstack.dts.rest import _page
 
 CLOCK_SKEW = timedelta(minutes=1)
+_SEVERITY = types.TransferMessage.MessageSeverity
 TERMINAL = frozenset(
     {types.TransferState.SUCCEEDED, types.TransferState.FAILED, types.TransferState.CANCELLED}
 )
@@ -52,7 +53,8 @@ class RunRecord:
     destination_table: str = ""  # resolved
     matched_keys: list[str] = field(default_factory=list)  # what the run would load
     listed_keys: list[str] = field(default_factory=list)  # what S3 listed (copied, maybe unused)
-    messages: list[str] = field(default_factory=list)  # what ListTransferLogs returns
+    # What ListTransferLogs returns: (severity, text), as DTS logs a run.
+    messages: list[tuple[_SEVERITY, str]] = field(default_factory=list)
     claimed: bool = False  # a finisher is on it
 
     @property
@@ -247,9 +249,9 @@ class RunsMixin:
                 types.TransferMessage(
                     message_time=record.run.update_time,
                     message_text=text,
-                    severity=types.TransferMessage.MessageSeverity.INFO,
+                    severity=severity,
                 )
-                for text in record.messages
+                for severity, text in record.messages
             ]
         page, token = _page(messages, request.page_size, request.page_token, self.max_page_size)
         return types.ListTransferLogsResponse(transfer_messages=page, next_page_token=token)
@@ -328,7 +330,7 @@ class RunsMixin:
         run_time = record.run.run_time
         state = types.TransferState.SUCCEEDED
         error: status_pb2.Status | None = None
-        messages: list[str] = []
+        messages: list[tuple[_SEVERITY, str]] = []
         matched: list[str] = []
         listed: list[str] = []
         data_path = render_template(str(params["data_path"]), run_time)
@@ -350,16 +352,19 @@ class RunsMixin:
             state = outcome.state
             if outcome.state is not types.TransferState.SUCCEEDED:
                 error = status_pb2.Status(code=outcome.code, message=outcome.message)
-        if error is None and not matched:
-            messages.append(f"No new files found matching: {data_path}")
-        elif error is None:
-            messages.append(f"Loading {len(matched)} files from {data_path} into {table}")
+        if error is not None:
+            messages.append((_SEVERITY.ERROR, str(error.message)))
+        elif not matched:  # DTS's words for it: the run still ends SUCCEEDED
+            messages.append((_SEVERITY.INFO, f"No new files found matching {data_path}"))
+        else:
+            loading = f"Loading {len(matched)} files from {data_path} into {table}"
+            messages.append((_SEVERITY.INFO, loading))
         with self._lock:
             record.data_path = data_path
             record.destination_table = table
             record.matched_keys = matched
             record.listed_keys = sorted(listed)
-            record.messages.extend(messages if error is None else [error.message])
+            record.messages.extend(messages)
             record.run.state = state
             record.run.error_status = error or status_pb2.Status()
             record.run.end_time = _now()

@@ -12,6 +12,7 @@ Our configs are those named ``rds2bq-{env}:{table_key}``; no call here changes a
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,10 @@ MANAGED_FIELDS = (
     "schedule_options",
     "notification_pubsub_topic",
 )
+# What a run's transfer logs say when it loaded nothing, as DTS writes it: "No new files found
+# matching s3://..." (with or without a colon), or load jobs that all report zero records.
+_NO_FILES = re.compile(r"No (?:new )?files found matching", re.IGNORECASE)
+_RECORDS = re.compile(r"Number of records: (\d+)", re.IGNORECASE)
 # The generated transports log whole request payloads at DEBUG, and a create/update request
 # carries the secret access key. Pin their level so no logging setup (GOOGLE_SDK_PYTHON_LOGGING_
 # SCOPE, a DEBUG root) can ever emit one.
@@ -144,6 +149,23 @@ class DtsTransfers:
             started_at=utc(run.start_time) if run.start_time else None,
             finished_at=utc(run.end_time) if run.end_time else None,
         )
+
+    def empty_load(self, run_name: str) -> str:
+        request = dts.ListTransferLogsRequest(parent=run_name, page_size=self.page_size)
+        zero_jobs: list[str] = []
+        with _translated(f"list the transfer logs of {run_name}"):
+            for message in self._client.list_transfer_logs(
+                request=request, retry=None, timeout=self.timeout
+            ):
+                text = str(message.message_text)
+                if _NO_FILES.search(text):
+                    return redact(text)
+                records = _RECORDS.search(text)
+                if records and int(records.group(1)) > 0:
+                    return ""  # some job loaded rows
+                if records:
+                    zero_jobs.append(text)
+        return redact(zero_jobs[0]) if zero_jobs else ""
 
     def _adopt(self, config_name: str, run_time: datetime) -> str | None:
         try:

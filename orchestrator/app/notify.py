@@ -1,6 +1,7 @@
 """What the ``notify`` function does with each message on the notification topic.
 
-- A DTS run-finished message updates its table in the ledger; a failure is posted at once; when
+- A DTS run-finished message updates its table in the ledger (a SUCCEEDED run whose transfer logs
+  say it loaded nothing is recorded EMPTY); a failure or an empty load is posted at once; when
   the last table of a run finishes, the run is closed and RUN_CLOSED is published (its message is
   the run's one summary).
 - Our own events (export started, failed, late, tables skipped, hand-off done, run closed) are
@@ -17,18 +18,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from orchestrator.app import transfers
-from orchestrator.app.ports import Clock, EventBus, Ledger, Messages, Notifier
+from orchestrator.app.ports import (
+    Clock,
+    EventBus,
+    Ledger,
+    Messages,
+    Notifier,
+    TransferRunner,
+)
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.events import Event, payload
 from orchestrator.core.keys import run_id_for
-from orchestrator.core.model import EventKind, RunState
+from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.notifications import (
     MalformedMessageError,
     PubsubMessage,
@@ -64,6 +72,7 @@ class NotifyService:
         events: EventBus,
         clock: Clock,
         messages: Messages,
+        transfers: Callable[[], TransferRunner],
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -71,6 +80,8 @@ class NotifyService:
         self.events = events
         self.clock = clock
         self.messages = messages
+        # A factory: the DTS client is built on the first SUCCEEDED run (its logs are read).
+        self.transfers = transfers
 
     def handle(self, message: PubsubMessage) -> Outcome:
         try:
@@ -137,10 +148,12 @@ class NotifyService:
             )
             self._post(self.messages.unknown_run(note))
             return Outcome("unknown-run", run_id)
-        state = note.state.table_state
-        updated = transfers.record_finished(
-            self.ledger, run_id, table.key, note.run_name, transfers.outcome_of(note)
-        )
+        outcome = transfers.outcome_of(note)
+        succeeded = note.state.table_state is TableState.SUCCEEDED
+        if succeeded and table.dts_run in ("", note.run_name):  # not an older attempt's logs
+            outcome = transfers.with_logs(self.transfers(), note.run_name, outcome)
+        state = TableState.EMPTY if outcome.loaded_nothing else note.state.table_state
+        updated = transfers.record_finished(self.ledger, run_id, table.key, note.run_name, outcome)
         if updated is None:
             if table.dts_run != note.run_name or table.state is not state:
                 return Outcome("duplicate", run_id, f"{table.key}: an older attempt")

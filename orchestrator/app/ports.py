@@ -96,11 +96,16 @@ class RunOutcome:
     error_message: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # A SUCCEEDED run's transfer log line saying it loaded nothing (``empty_load``); "" otherwise.
+    loaded_nothing: str = ""
 
     @property
     def table_state(self) -> TableState | None:
         """The table's final state, or None while the run is still going."""
-        return table_state_of_dts(self.state)
+        state = table_state_of_dts(self.state)
+        if state is TableState.SUCCEEDED and self.loaded_nothing:
+            return TableState.EMPTY
+        return state
 
 
 class TransferRunner(Protocol):
@@ -121,6 +126,12 @@ class TransferRunner(Protocol):
 
     def run_outcome(self, run_name: str) -> RunOutcome:
         """Where the run stands now (the poll's safety net for a lost notification)."""
+        ...
+
+    def empty_load(self, run_name: str) -> str:
+        """A finished run's transfer log line saying that it loaded nothing (no file matched its
+        data path, or the files held no row), redacted; "" when the logs say no such thing.
+        One ListTransferLogs (paginated). Raises TransientError or PermanentError."""
         ...
 
 

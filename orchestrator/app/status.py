@@ -16,7 +16,7 @@ from typing import Any
 from orchestrator.app.ports import Clock, Ledger
 from orchestrator.core.errors import BadRequestError, NotFoundError
 from orchestrator.core.keys import run_time_of
-from orchestrator.core.model import Run, RunState, TableRun, TableState
+from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -40,7 +40,7 @@ def counts(run: Run, tables: Sequence[TableRun]) -> dict[str, int]:
     return {
         "tables": len(run.tables),
         "loaded": count(TableState.SUCCEEDED),
-        "failed": count(TableState.FAILED, TableState.CANCELLED),
+        "failed": count(*NOT_LOADED_STATES),
         "skipped": count(TableState.SKIPPED_BY_EXPORT),
         "running": count(*_IN_FLIGHT),
         "waiting": max(0, len(run.tables) - len(tables)),
@@ -120,6 +120,7 @@ def _table_order(table: TableRun) -> tuple[int, str]:
     rank = {
         TableState.FAILED: 0,
         TableState.CANCELLED: 0,
+        TableState.EMPTY: 0,
         TableState.SKIPPED_BY_EXPORT: 1,
         TableState.STARTED: 2,
         TableState.STARTING: 2,

@@ -9,26 +9,32 @@
   notification is lost): the table's final state, under the run's de-duplication key
   (``core.keys.transfer_key``), so that whichever of the two comes second changes nothing. Then
   the run is closed if that was its last table.
+- **Empty loads**: DTS ends a run that matched no file SUCCEEDED ("No new files found matching
+  ..."). Before a SUCCEEDED run is recorded, its transfer logs are read (one ListTransferLogs, and
+  only then), and a run that loaded nothing is recorded EMPTY: not loaded, posted at once.
 
 No SDK import: DTS is reached through the ``TransferRunner`` port.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from orchestrator.app import outbox
 from orchestrator.app.ports import EventBus, Ledger, RunOutcome, TransferRunner
 from orchestrator.core import machine
-from orchestrator.core.errors import TransientError
+from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.keys import transfer_key
-from orchestrator.core.model import TableRun, TableState
+from orchestrator.core.model import NOT_LOADED_STATES, TableRun, TableState
 from orchestrator.core.notifications import TransferRunFinished
 from orchestrator.core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 
-NOT_LOADED = (TableState.FAILED, TableState.CANCELLED)
+log = logging.getLogger(__name__)
+
+NOT_LOADED = NOT_LOADED_STATES
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class TransferRuns:
         if not self.ledger.claim_once(key, now):
             return False  # its notification is being (or was) handled
         try:
+            outcome = with_logs(self.transfers(), table.dts_run, outcome)
             updated = record_finished(self.ledger, run_id, table.key, table.dts_run, outcome)
             if updated is not None and updated.state in NOT_LOADED:
                 on_failed(updated)
@@ -111,6 +118,21 @@ def outcome_of(note: TransferRunFinished) -> RunOutcome:
     return RunOutcome(
         note.state.value, note.error_code, note.error_message, note.start_time, note.end_time
     )
+
+
+def with_logs(runner: TransferRunner, run_name: str, outcome: RunOutcome) -> RunOutcome:
+    """The outcome of a finished run, EMPTY when DTS said SUCCEEDED but its logs say it loaded
+    nothing. Only a SUCCEEDED run's logs are read. Logs DTS refuses for good (PermanentError)
+    leave the run SUCCEEDED, with a warning: the load itself is not known to have failed, and a
+    table left STARTED would wait for a notification already handled."""
+    if outcome.table_state is not TableState.SUCCEEDED:
+        return outcome
+    try:
+        nothing = runner.empty_load(run_name)
+    except PermanentError as exc:
+        log.warning("could not read the transfer logs of %s: %s", run_name, exc)
+        return outcome
+    return replace(outcome, loaded_nothing=nothing) if nothing else outcome
 
 
 def finished_key(run_name: str, outcome: RunOutcome) -> str:
@@ -134,7 +156,7 @@ def record_finished(
             run_name,
             state,
             outcome.error_code,
-            outcome.error_message,
+            outcome.error_message or outcome.loaded_nothing,
             outcome.started_at,
             outcome.finished_at,
         ),

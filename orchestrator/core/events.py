@@ -96,7 +96,8 @@ class HandoffDone(_Event):
 
 @dataclass(frozen=True)
 class TableFailed(_Event):
-    """A table's load ended FAILED or CANCELLED, or DTS refused to start it."""
+    """A table's load ended FAILED, CANCELLED or EMPTY (DTS said SUCCEEDED, its logs that it
+    loaded nothing), or DTS refused to start it."""
 
     kind: ClassVar[EventKind] = EventKind.TABLE_FAILED
     table: str

@@ -23,6 +23,7 @@ from orchestrator.core.events import (
 )
 from orchestrator.core.keys import export_task_id, is_daily_run_time, run_id_for
 from orchestrator.core.model import (
+    NOT_LOADED_STATES,
     ExportObservation,
     ExportStatus,
     Run,
@@ -413,7 +414,7 @@ def _run_closed(run: Run, tables: Sequence[TableRun], now: datetime) -> RunClose
         state=run.state,
         tables=len(run.tables),
         loaded=count(TableState.SUCCEEDED),
-        failed=count(TableState.FAILED, TableState.CANCELLED),
+        failed=count(*NOT_LOADED_STATES),
         skipped=count(TableState.SKIPPED_BY_EXPORT),
         export_started_at=run.export_started_at,
         last_load_at=max(finished, default=None),
@@ -431,7 +432,7 @@ def _run_closed(run: Run, tables: Sequence[TableRun], now: datetime) -> RunClose
 # hand-off's fan-out is over": a reopened run has it set, so ``close_if_done`` closes it again when
 # its tables are final, and a poll never fans out a re-transfer's tables.
 
-RETRANSFERABLE = frozenset({TableState.SUCCEEDED, TableState.FAILED, TableState.CANCELLED})
+RETRANSFERABLE = frozenset({TableState.SUCCEEDED, *NOT_LOADED_STATES})
 
 
 def retransfer_claim_is_stale(table: TableRun, now: datetime, stale_after: timedelta) -> bool:

@@ -112,6 +112,9 @@ class TableState(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"  # two Ls, as DTS spells it
+    # DTS said SUCCEEDED, but its transfer logs say the run loaded nothing: no file matched the
+    # data path, or the files held no row. Ours, not DTS's: an empty load is a failure to us.
+    EMPTY = "EMPTY"
 
     @property
     def is_final(self) -> bool:
@@ -119,8 +122,17 @@ class TableState(StrEnum):
 
 
 FINAL_TABLE_STATES = frozenset(
-    {TableState.SKIPPED_BY_EXPORT, TableState.SUCCEEDED, TableState.FAILED, TableState.CANCELLED}
+    {
+        TableState.SKIPPED_BY_EXPORT,
+        TableState.SUCCEEDED,
+        TableState.FAILED,
+        TableState.CANCELLED,
+        TableState.EMPTY,
+    }
 )
+# A DTS run ended and the table holds nothing new: posted at once, counted as failed, rerun by
+# ``rerun --failed``.
+NOT_LOADED_STATES = frozenset({TableState.FAILED, TableState.CANCELLED, TableState.EMPTY})
 
 # The states that end a DTS run, as DTS spells them, and the table state each leaves: the one
 # mapping from DTS's word to ours, for a run-finished notification and for the poll's look-up.

@@ -24,7 +24,7 @@ from orchestrator.core.events import (
     TableFailed,
     TablesSkipped,
 )
-from orchestrator.core.model import Run, RunState, TableRun, TableState
+from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
 from orchestrator.core.notifications import TransferRunFinished
 from orchestrator.present import slack_blocks as kit
 from orchestrator.present.formatting import (
@@ -78,8 +78,9 @@ def as_of(run: Run) -> datetime | None:
 
 
 def table_failed(ctx: SlackContext, run: Run, table: TableRun) -> Payload:
-    """One table's load ended FAILED or CANCELLED: sent at once, with DTS's own message."""
-    icon = "❌" if table.state == TableState.FAILED else "🚫"
+    """One table's load ended FAILED, CANCELLED or EMPTY: sent at once, with DTS's own message
+    (for EMPTY, its log line naming the data path that matched nothing)."""
+    icon = {TableState.FAILED: "❌", TableState.EMPTY: "📭"}.get(table.state, "🚫")
     word = "failed" if table.state == TableState.FAILED else str(table.state).lower()
     duration = (
         table.finished_at - table.started_at if table.started_at and table.finished_at else None
@@ -119,7 +120,7 @@ def run_summary(
     by_state = _group(tables)
     loaded = len(by_state.get(TableState.SUCCEEDED, []))
     failed = sorted(
-        by_state.get(TableState.FAILED, []) + by_state.get(TableState.CANCELLED, []),
+        (t for t in tables if t.state in NOT_LOADED_STATES),
         key=lambda t: (t.state != TableState.FAILED, t.key),
     )
     skipped = sorted(by_state.get(TableState.SKIPPED_BY_EXPORT, []), key=lambda t: t.key)
@@ -204,7 +205,7 @@ def _retransfer_summary(
     done = [t for t in reloaded if t.state == TableState.SUCCEEDED]
     still = [t for t in reloaded if t.state != TableState.SUCCEEDED]
     loaded = sum(1 for t in tables if t.state == TableState.SUCCEEDED)
-    failed = sum(1 for t in tables if t.state in (TableState.FAILED, TableState.CANCELLED))
+    failed = sum(1 for t in tables if t.state in NOT_LOADED_STATES)
     skipped = sum(1 for t in tables if t.state == TableState.SKIPPED_BY_EXPORT)
     result = "reloaded" if not still else f"{len(done)} of {len(reloaded)} reloaded"
     fields = [

@@ -31,6 +31,7 @@ TABLES = [
 ]
 FAILING = "shop.payments"
 SKIPPED = "shop.audit_log"
+EMPTY = "shop.products"  # COMPLETE in the export with no data file: DTS matches nothing
 DTS_SECRET = "local-dts-reader-secret-key-0000000000"
 
 
@@ -57,11 +58,12 @@ def test_a_whole_day(stack: LocalStack) -> None:
     task_id = export_task_id(stack.env["RDS2BQ_ENV"], slot)
     assert [t for t in stack.control.tasks() if t.startswith(task_id[:-2])] == [task_id]
 
-    # WHEN the export progresses and completes with a realistic layout and one skipped table
+    # WHEN the export progresses and completes with a realistic layout, one skipped table and one
+    # exported without a data file
     stack.control.progress(task_id, 50, gb=2)
     _, report = call(stack, "poll")
     assert report["runs"][0]["state"] == "EXPORTING"
-    files, skipped = realistic_layout(TABLES, {SKIPPED: "column name contains ';'"})
+    files, skipped = realistic_layout(TABLES, {SKIPPED: "column name contains ';'"}, [EMPTY])
     stack.control.complete(task_id, files, skipped)
     _, report = call(stack, "poll")
     assert [r["action"] for r in report["runs"]] == ["export-complete", "handed-off"]
@@ -80,7 +82,8 @@ def test_a_whole_day(stack: LocalStack) -> None:
         )
         assert sorted(record.matched_keys) == expected, table
 
-    # AND notify closes the run PARTIAL with one failure post and one summary
+    # AND notify closes the run PARTIAL with one failure post, one empty-load post naming the
+    # data path that matched nothing, and one summary
     wait_for(lambda: not book.get_run(run_id).is_open, 60, "the run to close")
     run = book.get_run(run_id)
     assert run.state is RunState.PARTIAL
@@ -88,8 +91,12 @@ def test_a_whole_day(stack: LocalStack) -> None:
     assert tables[FAILING].state is TableState.FAILED
     assert tables[FAILING].error_message == "Parquet type mismatch"
     assert tables[SKIPPED].state is TableState.SKIPPED_BY_EXPORT
+    (empty_run,) = [r for r in mine if "/shop.products/" in r.data_path]
+    assert empty_run.matched_keys == []
+    assert tables[EMPTY].state is TableState.EMPTY
+    assert tables[EMPTY].error_message == f"No new files found matching {empty_run.data_path}"
     assert {k for k, t in tables.items() if t.state is TableState.SUCCEEDED} == (
-        set(TABLES) - {FAILING, SKIPPED}
+        set(TABLES) - {FAILING, SKIPPED, EMPTY}
     )
     wait_for(lambda: any("PARTIAL" in p["text"] for p in stack.slack.payloads), 30, "summary")
     time.sleep(1.0)
@@ -97,6 +104,8 @@ def test_a_whole_day(stack: LocalStack) -> None:
     texts = [p["text"] for p in posts]
     assert sum(1 for t in texts if FAILING in t and "fail" in t.lower()) == 1
     assert sum(1 for t in texts if "PARTIAL" in t) == 1
+    (empty_post,) = [p for p in posts if f"{EMPTY} EMPTY" in p["text"]]
+    assert empty_run.data_path in json.dumps(empty_post)
     for payload in posts:
         assert validate_payload(payload) == []
 

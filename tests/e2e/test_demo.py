@@ -37,6 +37,9 @@ def test_the_demo_speaks_in_words_and_leaves_nothing_behind(tmp_path: Path) -> N
     assert not INTERNAL_NAMES.search(steps), steps
     assert "poll: the export is in progress, 35% done" in steps
     assert "poll: handed off: 11 transfer run(s) started" in steps
+    # the day's empty load is posted as its own kind, with the data path that matched nothing
+    assert "📭 shop.coupons: load empty" in out
+    assert re.search(r"No new files found matching s3://\S+/shop/shop\.coupons/\*\.parquet", out)
     # one time format: local with its zone, UTC in brackets
     assert not ISO_TIMES.search(steps), steps
     assert LOCAL_WITH_UTC.search(steps), steps

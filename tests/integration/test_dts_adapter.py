@@ -10,18 +10,20 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
+from google.cloud.bigquery_datatransfer_v1 import types
 
 from devstack.dts import HTTP_CODES, DtsStandin
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
 from orchestrator.app.ports import AccessKeys, TransferConfig
 from orchestrator.app.sync import desired_configs
 from orchestrator.core.errors import PermanentError, TransientError
-from tests.integration.conftest import make_settings
+from tests.integration.conftest import Bucket, make_settings
 
 pytestmark = pytest.mark.integration
 
 SETTINGS = make_settings()
 PARENT = SETTINGS.dts_parent
+INFO = types.TransferMessage.MessageSeverity.INFO
 KEYS = AccessKeys("AKIAADAPTERTEST", "adapter-secret-value")
 RUN_TIME = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=1)
 
@@ -322,3 +324,41 @@ def test_what_dts_says_is_redacted_where_it_enters(
     assert outcome.state == "FAILED" and "does not exist" in outcome.error_message
     assert leaked not in outcome.error_message
     assert "not allowed" in str(refused.value) and leaked not in str(refused.value)
+
+
+def test_empty_load_reads_the_logs_of_a_run_that_matched_nothing(
+    dts_standin: DtsStandin, dts_client: Any, bucket: Bucket
+) -> None:
+    # GIVEN our configs on an export bucket holding no file for shop.orders
+    settings = make_settings(bucket=bucket.name)
+    transfers = build_transfer_runner(settings, client=dts_client)
+    configs = {k: transfers.create_config(c, KEYS) for k, c in desired_configs(settings).items()}
+    run = transfers.start_run(configs["shop.orders"].name, RUN_TIME)
+    dts_standin.finish_pending()
+    record = dts_standin.run(run)
+    # (and, before the line that counts, log lines over several pages)
+    with dts_standin._lock:
+        record.messages[:0] = [(INFO, f"Starting step {i}") for i in range(3)]
+    paged = DtsTransfers(dts_client, parent=PARENT, env="prod", dataset="rds_shop", page_size=1)
+
+    # WHEN the adapter reads the SUCCEEDED run's logs
+    # THEN it is SUCCEEDED as DTS says, and the logs name the data path that matched nothing
+    assert transfers.run_outcome(run).state == "SUCCEEDED"
+    line = paged.empty_load(run)
+    assert line == f"No new files found matching {record.data_path}"
+
+
+def test_empty_load_is_blank_for_a_run_that_loaded_files(
+    dts_standin: DtsStandin, dts_client: Any, bucket: Bucket
+) -> None:
+    settings = make_settings(bucket=bucket.name)
+    transfers = build_transfer_runner(settings, client=dts_client)
+    configs = {k: transfers.create_config(c, KEYS) for k, c in desired_configs(settings).items()}
+    first = transfers.start_run(configs["shop.orders"].name, RUN_TIME)
+    dts_standin.finish_pending()
+    pattern = dts_standin.run(first).data_path.removeprefix(f"s3://{bucket.name}/")
+    bucket.put(pattern.replace("*", "1/part-00000-a-c000.gz", 1))
+    second = transfers.start_run(configs["shop.orders"].name, RUN_TIME)
+    dts_standin.finish_pending()
+    assert dts_standin.run(second).matched_keys
+    assert transfers.empty_load(second) == ""

@@ -53,6 +53,7 @@ class FakeWiring:
             RecordingEventBus(),
             ops.w.clock,
             SlackMessages(ops.w.settings),
+            lambda: ops.w.transfers,
         )
 
 

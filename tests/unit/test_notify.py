@@ -88,7 +88,13 @@ class Notify:
         self.slack = RecordingNotifier()
         self.published = RecordingEventBus()
         self.service = NotifyService(
-            w.settings, w.ledger, self.slack, self.published, w.clock, SlackMessages(w.settings)
+            w.settings,
+            w.ledger,
+            self.slack,
+            self.published,
+            w.clock,
+            SlackMessages(w.settings),
+            lambda: w.transfers,
         )
         self.tables = {t.key: t for t in w.ledger.tables("202611271500")}
 

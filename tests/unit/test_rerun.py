@@ -54,7 +54,13 @@ class Ops:
         w.exporter = self.exporter = Exporter()
         self.slack = RecordingNotifier()
         self.notify = NotifyService(
-            w.settings, w.ledger, self.slack, w.events, w.clock, SlackMessages(w.settings)
+            w.settings,
+            w.ledger,
+            self.slack,
+            w.events,
+            w.clock,
+            SlackMessages(w.settings),
+            lambda: w.transfers,
         )
         runs = TransferRuns(
             w.ledger,
