@@ -332,7 +332,25 @@ class Preparer:
         service.poll()
         state = service.ledger.get_run(run.run_id).state
         assert state is RunState.EXPORTED, state
+        self.write_files(service.settings, run.export_task_id)
         return env, service, clock, run
+
+    def write_files(self, settings: Any, export_id: str) -> None:
+        """One data file per table where the export puts it, so that DTS (the stand-in, which
+        lists moto) loads something: a load that matched nothing would be EMPTY."""
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.peers.moto.endpoint,
+            region_name=settings.aws_region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for table in settings.tables:
+            parts = (settings.s3_prefix, export_id, table.export_dir, "1", "part-00000.gz.parquet")
+            key = "/".join(p for p in parts if p)
+            s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=b"PAR1")
 
     def handed_off(self, collection: str) -> tuple[dict[str, str], Any, Any, Any, list[Any]]:
         """A handed-off run whose DTS runs have all finished (succeeded), none recorded yet:
@@ -369,12 +387,12 @@ class Preparer:
     def our_event(self, collection: str) -> tuple[dict[str, str], dict[str, Any]]:
         """A run whose export has started, and the push body of its EXPORT_STARTED event as our
         own publisher would have sent it (handling it posts to Slack)."""
+        from orchestrator.adapters.pubsub import encode_message
         from orchestrator.core.model import EventKind
-        from orchestrator.core.notifications import encode_event
 
         env, service, _, _ = self.exported(collection)
         event = next(e for e in service.events.events if e.kind is EventKind.EXPORT_STARTED)
-        return env, push_body(*encode_event(event))
+        return env, push_body(*encode_message(event))
 
     def aws_exporter(self, env: dict[str, str]) -> Any:
         """The production AWS adapter against moto (default credential chain)."""
@@ -523,7 +541,7 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
             "notify",
             "cloudevent",
             [env for env, _, _ in started],
-            ("firestore",),
+            ("firestore", "dts"),  # a SUCCEEDED run's transfer logs say whether it loaded rows
             headers=CLOUD_EVENT_HEADERS,
             bodies=[body for _, body, _ in started],
             check=notify_check,
@@ -545,7 +563,7 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
             "notify",
             "cloudevent",
             [env for env, _, _ in closing],
-            ("firestore", "pubsub"),
+            ("firestore", "dts", "pubsub"),
             headers=CLOUD_EVENT_HEADERS,
             bodies=[body for _, body, _ in closing],
             check=closing_check,

@@ -11,28 +11,33 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.app.daily import Orchestrator
-from orchestrator.app.missed_day import MissedDayWatch
-from orchestrator.app.ports import (
-    EventBus,
-    Exporter,
-    Ledger,
-    Messages,
-    Notifier,
-    Secrets,
-    TransferRunner,
-)
-from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import Settings, load_settings
-from orchestrator.core.events import Event
 from orchestrator.core.timestamps import now_utc
 
 if TYPE_CHECKING:
+    # Only types here: each service is imported where it is built, so a path imports its own
+    # services only (cold start; see bench/).
     from orchestrator.app.checks import Context
+    from orchestrator.app.daily import Orchestrator
+    from orchestrator.app.missed_day import MissedDayWatch
     from orchestrator.app.notify import NotifyService
-    from orchestrator.app.ports import AwsProbePort, ConfigStore, DestinationTables, TopicProbePort
+    from orchestrator.app.ports import (
+        AwsProbePort,
+        ConfigStore,
+        DestinationTables,
+        EventBus,
+        Exporter,
+        Ledger,
+        Messages,
+        Notifier,
+        Secrets,
+        TopicProbePort,
+        TransferRunner,
+    )
     from orchestrator.app.reruns import Reruns
     from orchestrator.app.status import StatusReader
+    from orchestrator.app.transfers import TransferRuns
+    from orchestrator.core.events import Event
 
 
 class SystemClock:
@@ -178,10 +183,14 @@ class Wiring:
     @cached_property
     def transfer_runs(self) -> TransferRuns:
         """Starts and records DTS runs: one, shared by the daily service and the reruns."""
+        from orchestrator.app.transfers import TransferRuns
+
         return TransferRuns(self.ledger, self.transfers)
 
     @cached_property
     def service(self) -> Orchestrator:
+        from orchestrator.app.daily import Orchestrator
+
         return Orchestrator(
             self.settings,
             self.ledger,
@@ -195,6 +204,8 @@ class Wiring:
 
     @cached_property
     def missed_days(self) -> MissedDayWatch:
+        from orchestrator.app.missed_day import MissedDayWatch
+
         return MissedDayWatch(
             self.settings, self.ledger, lambda: self.notifier, self.messages, SystemClock()
         )

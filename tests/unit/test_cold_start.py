@@ -43,6 +43,8 @@ PATHS = {
     "idle poll": ("w.service; w.ledger", ["firestore"]),
     # notify recording an outcome, with nothing to publish or post
     "notify": ("w.notify_service; w.ledger", ["firestore"]),
+    # notify recording a SUCCEEDED run: its transfer logs say whether it loaded anything
+    "notify, a run succeeded": ("w.notify_service; w.ledger; w.transfers()", ["dts", "firestore"]),
     # notify when it publishes an event
     "notify, publishing": (
         "w.notify_service; w.ledger; w.events._get()",
