@@ -208,13 +208,15 @@ def complete_export(
 ) -> int:
     """Mark a moto export task COMPLETE and write its ``export_tables_info_*`` files as RDS does:
     one ``perTableStatus`` entry per table with its column type mappings, split over several
-    files. No data files: nothing measured here reads them. Returns the bytes of metadata."""
+    files, and one data file per exported table (a load that matched nothing would be EMPTY).
+    Returns the bytes of metadata."""
     task = control.task(task_id)
     root = "/".join(p for p in (task.s3_prefix, task_id) if p)
     now = datetime.now(UTC)
     columns = column_mappings()
     skipped = dict(skipped or {})
     entries: list[dict[str, Any]] = []
+    s3_data: list[str] = []
     for ref in table_refs:
         target = sorted(ref.export_targets, key=len, reverse=True)[0]  # db.schema.table
         if ref.key in skipped:
@@ -222,6 +224,7 @@ def complete_export(
                 {"target": target, "status": "SKIPPED", "warningMessage": skipped[ref.key]}
             )
             continue
+        s3_data.append(f"{root}/{ref.export_dir}/1/part-00000.gz.parquet")
         entries.append(
             {
                 "tableStatistics": {
@@ -236,6 +239,8 @@ def complete_export(
             }
         )
     s3 = control.account.client("s3")
+    for key in s3_data:
+        s3.put_object(Bucket=task.s3_bucket, Key=key, Body=b"PAR1")
     written = 0
     for start in range(0, len(entries), TABLES_INFO_CHUNK):
         chunk = entries[start : start + TABLES_INFO_CHUNK]

@@ -218,7 +218,7 @@ def from_json(text: str, kind: str | None = None) -> Event:
     if not isinstance(data, dict):
         raise MalformedMessageError("'data' is not an object")
     values: dict[str, Any] = {}
-    decoders, required = _FIELDS[cls.kind]
+    decoders, required = _fields_of(cls)
     for name, decode in decoders.items():
         if name in data:
             values[name] = decode(data[name], name)
@@ -244,8 +244,18 @@ def _kind(in_body: object, in_attribute: str | None) -> EventKind:
 Decoder = Any  # (value, field name) -> the field's value
 
 
+_FIELDS: dict[EventKind, tuple[dict[str, Decoder], frozenset[str]]] = {}
+
+
 def _fields_of(cls: type[Event]) -> tuple[dict[str, Decoder], frozenset[str]]:
-    """Each field's decoder (by its annotation), and the fields without a default."""
+    """Each field's decoder (by its annotation), and the fields without a default. Worked out on
+    first use, not at import: only notify decodes events (cold start)."""
+    if cls.kind not in _FIELDS:
+        _FIELDS[cls.kind] = _work_out_fields(cls)
+    return _FIELDS[cls.kind]
+
+
+def _work_out_fields(cls: type[Event]) -> tuple[dict[str, Decoder], frozenset[str]]:
     hints = get_type_hints(cls)
     own = [f for f in dataclasses.fields(cls) if f.name not in ("run_id", "at")]
     decoders = {f.name: _decoder_for(hints[f.name]) for f in own}
@@ -312,6 +322,3 @@ def _skipped(value: object, name: str) -> tuple[SkippedTable, ...]:
 def _clip(value: object, limit: int = 64) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_FIELDS = {kind: _fields_of(cls) for kind, cls in EVENT_TYPES.items()}
