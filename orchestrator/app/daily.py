@@ -231,7 +231,8 @@ class Orchestrator:
                 continue
             config = configs.get(key)
             if unloadable and table.state is TableState.PENDING:
-                # A load would read an empty folder and still end SUCCEEDED (FACTS.md): say so.
+                # A load would read an empty folder and still end SUCCEEDED (docs/platform.md):
+                # say so.
                 tables[key] = machine.table_start_failed(table, unloadable, now)
             elif config is None:
                 tables[key] = machine.table_start_failed(
