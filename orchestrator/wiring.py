@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         TopicProbePort,
         TransferRunner,
     )
+    from orchestrator.app.preflight import Preflight
     from orchestrator.app.reruns import Reruns
     from orchestrator.app.status import StatusReader
     from orchestrator.app.transfers import TransferRuns
@@ -145,6 +146,12 @@ class Wiring:
 
         return build_destination_tables(self.settings)
 
+    def destinations(self) -> DestinationTables:
+        """``destination_tables`` as a factory: the preflight and notify build BigQuery's client
+        only when they first need it."""
+        with self._lock:
+            return self.destination_tables
+
     @cached_property
     def events(self) -> EventBus:
         def build() -> EventBus:
@@ -178,6 +185,7 @@ class Wiring:
             SystemClock(),
             self.messages,
             self.transfers,
+            self.destinations,
         )
 
     @cached_property
@@ -185,7 +193,7 @@ class Wiring:
         """Starts and records DTS runs: one, shared by the daily service and the reruns."""
         from orchestrator.app.transfers import TransferRuns
 
-        return TransferRuns(self.ledger, self.transfers)
+        return TransferRuns(self.ledger, self.transfers, destinations=self.destinations)
 
     @cached_property
     def service(self) -> Orchestrator:
@@ -200,7 +208,14 @@ class Wiring:
             SystemClock(),
             self.transfer_runs,
             self.missed_days,
+            self.preflight,
         )
+
+    @cached_property
+    def preflight(self) -> Preflight:
+        from orchestrator.app.preflight import Preflight
+
+        return Preflight(self.exporter, self.destinations)
 
     @cached_property
     def missed_days(self) -> MissedDayWatch:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-from orchestrator.app.ports import RunOutcome, TransferConfig
+from orchestrator.app.ports import DestinationTable, ExportedTable, RunOutcome, TransferConfig
 from orchestrator.core.errors import (
     NoSnapshotError,
     PermanentError,
@@ -23,6 +23,7 @@ from orchestrator.core.model import (
     TableRun,
     Transition,
 )
+from orchestrator.core.schema import Column
 
 
 @dataclass
@@ -172,6 +173,10 @@ class FakeExporter:
     start_calls: int = 0
     calls: int = 0
     fail_start: Exception | None = None
+    exported: dict[str, ExportedTable] = field(default_factory=dict)  # export_dir -> footers
+    default_rows: int = 100
+    footer_reads: int = 0
+    fail_footers: Exception | None = None
 
     def resolve_source(
         self, kind: str, source_id: str, as_of: date | None = None, tz: tzinfo = UTC
@@ -221,6 +226,20 @@ class FakeExporter:
 
     def export_files_present(self, task_id: str, export_dir: str) -> bool:
         return task_id in self.tasks
+
+    def read_exported_tables(
+        self, task_id: str, export_dirs: Sequence[str]
+    ) -> dict[str, ExportedTable]:
+        """What the test put in ``exported`` (per table folder); folders it did not name hold
+        ``default_rows`` rows of no known columns."""
+        self.calls += 1
+        self.footer_reads += 1
+        if self.fail_footers is not None:
+            raise self.fail_footers
+        return {
+            d: self.exported.get(d, ExportedTable(rows=self.default_rows, files=1))
+            for d in export_dirs
+        }
 
     def set_status(self, task_id: str, status: ExportStatus, **fields: object) -> None:
         current = self.tasks[task_id]
@@ -297,3 +316,51 @@ class FakeTransfers:
         for (config, _), runs in self.started.items():
             counts[config] = counts.get(config, 0) + len(runs)
         return counts
+
+
+class InMemoryTables:
+    """BigQuery destination tables: their columns and rows; a load sets both (``load``)."""
+
+    def __init__(self, existing: Iterable[str] = ()) -> None:
+        self.tables: dict[str, DestinationTable] = {t: DestinationTable() for t in existing}
+        self.added: list[tuple[str, tuple[Column, ...]]] = []
+        self.describe_calls = 0
+        self.fail: Exception | None = None
+
+    @property
+    def existing(self) -> set[str]:
+        return set(self.tables)
+
+    def missing(self, table_ids: Sequence[str]) -> list[str]:
+        return [t for t in table_ids if t not in self.tables]
+
+    def create(
+        self, table_ids: Sequence[str], schemas: Mapping[str, Sequence[Column]] | None = None
+    ) -> list[str]:
+        created = [t for t in table_ids if t not in self.tables]
+        for t in created:
+            self.tables[t] = DestinationTable(tuple((schemas or {}).get(t, ())))
+        return created
+
+    def describe(self, table_ids: Sequence[str]) -> dict[str, DestinationTable]:
+        self.describe_calls += 1
+        if self.fail is not None:
+            raise self.fail
+        return {t: self.tables[t] for t in table_ids if t in self.tables}
+
+    def add_columns(self, table_id: str, columns: Sequence[Column]) -> None:
+        table = self.tables[table_id]
+        self.added.append((table_id, tuple(columns)))
+        self.tables[table_id] = DestinationTable((*table.columns, *columns), table.rows)
+
+    def row_count(self, table_id: str) -> int | None:
+        if self.fail is not None:
+            raise self.fail
+        table = self.tables.get(table_id)
+        return None if table is None else table.rows
+
+    def load(self, table_id: str, rows: int, columns: Sequence[Column] = ()) -> None:
+        """What a truncating load does: the files' rows and (when given) schema replace the
+        table's."""
+        table = self.tables.get(table_id, DestinationTable())
+        self.tables[table_id] = DestinationTable(tuple(columns) or table.columns, rows)

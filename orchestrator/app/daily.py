@@ -29,6 +29,7 @@ from orchestrator.app.ports import (
     TransferConfig,
     TransferRunner,
 )
+from orchestrator.app.preflight import Preflight
 from orchestrator.app.transfers import TransferRuns, close_if_done
 from orchestrator.config import Settings
 from orchestrator.core import machine
@@ -70,6 +71,7 @@ class Orchestrator:
         clock: Clock,
         runs: TransferRuns | None = None,
         missed_days: MissedDayWatch | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
         # Exporter and TransferRunner come as factories: an idle poll must not build AWS or DTS
         # clients (cold start, and no AWS call when no run is open). ``runs`` starts and records
@@ -82,6 +84,7 @@ class Orchestrator:
         self.clock = clock
         self.runs = runs if runs is not None else TransferRuns(ledger, transfers)
         self.missed_days = missed_days  # says in Slack when a daily slot's run never started
+        self.preflight = preflight  # checks rows and schemas before the hand-off (app.preflight)
 
     # ------------------------------------------------------------------ start_export
 
@@ -153,6 +156,8 @@ class Orchestrator:
             report_entries = exporter.read_tables_info(run.export_task_id)
             targets = {t.key: t.export_targets for t in self.settings.tables}
             tables = machine.classify_tables(run.tables, report_entries, targets)
+            if self.preflight is not None:
+                tables = self.preflight.check(run, tables)
             self.ledger.add_tables(run.run_id, tables)
         now = self.clock.now()
         result = self._transition(

@@ -26,6 +26,7 @@ from typing import Any
 from orchestrator.app import transfers
 from orchestrator.app.ports import (
     Clock,
+    DestinationTables,
     EventBus,
     Ledger,
     Messages,
@@ -73,6 +74,7 @@ class NotifyService:
         clock: Clock,
         messages: Messages,
         transfers: Callable[[], TransferRunner],
+        destinations: Callable[[], DestinationTables] | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -80,8 +82,10 @@ class NotifyService:
         self.events = events
         self.clock = clock
         self.messages = messages
-        # A factory: the DTS client is built on the first SUCCEEDED run (its logs are read).
+        # Factories: the DTS and BigQuery clients are built on the first SUCCEEDED run (its logs
+        # are read, its destination's rows counted).
         self.transfers = transfers
+        self.destinations = destinations
 
     def handle(self, message: PubsubMessage) -> Outcome:
         try:
@@ -151,8 +155,10 @@ class NotifyService:
         outcome = transfers.outcome_of(note)
         succeeded = note.state.table_state is TableState.SUCCEEDED
         if succeeded and table.dts_run in ("", note.run_name):  # not an older attempt's logs
-            outcome = transfers.with_logs(self.transfers(), note.run_name, outcome)
-        state = TableState.EMPTY if outcome.loaded_nothing else note.state.table_state
+            outcome = transfers.verified(
+                self.transfers(), self.destinations, table, note.run_name, outcome
+            )
+        state = outcome.table_state or note.state.table_state
         updated = transfers.record_finished(self.ledger, run_id, table.key, note.run_name, outcome)
         if updated is None:
             if table.dts_run != note.run_name or table.state is not state:

@@ -21,6 +21,7 @@ from orchestrator.core.model import (
     Transition,
     table_state_of_dts,
 )
+from orchestrator.core.schema import Column
 
 
 class Clock(Protocol):
@@ -55,6 +56,24 @@ class Exporter(Protocol):
     def export_files_present(self, task_id: str, export_dir: str) -> bool:
         """Whether the export still holds data files for a table (re-transfers need them)."""
         ...
+
+    def read_exported_tables(
+        self, task_id: str, export_dirs: Sequence[str]
+    ) -> dict[str, ExportedTable]:
+        """Per table folder (``TableRef.export_dir``): the rows and columns its data files hold,
+        read from their Parquet footers with ranged GETs (never the data). A folder without a
+        data file is ``ExportedTable(rows=0)``. Raises TransientError / PermanentError."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExportedTable:
+    """What an export wrote for one table: the rows and columns of its Parquet files."""
+
+    rows: int
+    columns: tuple[Column, ...] = ()
+    files: int = 0
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,10 @@ class RunOutcome:
     finished_at: datetime | None = None
     # A SUCCEEDED run's transfer log line saying it loaded nothing (``empty_load``); "" otherwise.
     loaded_nothing: str = ""
+    # A SUCCEEDED run's destination table rows after the load, and why they do not match what
+    # the export wrote ("" when they do, or either count is unknown).
+    loaded_rows: int | None = None
+    rows_mismatch: str = ""
 
     @property
     def table_state(self) -> TableState | None:
@@ -105,7 +128,14 @@ class RunOutcome:
         state = table_state_of_dts(self.state)
         if state is TableState.SUCCEEDED and self.loaded_nothing:
             return TableState.EMPTY
+        if state is TableState.SUCCEEDED and self.rows_mismatch:
+            return TableState.MISMATCHED
         return state
+
+    @property
+    def problem(self) -> str:
+        """What went wrong, in one line: DTS's error, or what our checks found."""
+        return self.error_message or self.loaded_nothing or self.rows_mismatch
 
 
 class TransferRunner(Protocol):
@@ -287,9 +317,32 @@ class DestinationTables(Protocol):
         """Which of these tables do not exist. Raises PermanentError if the dataset is absent."""
         ...
 
-    def create(self, table_ids: Sequence[str]) -> list[str]:
-        """Create these tables (an existing one is not an error); return those created."""
+    def create(
+        self, table_ids: Sequence[str], schemas: Mapping[str, Sequence[Column]] | None = None
+    ) -> list[str]:
+        """Create these tables (an existing one is not an error), each with its schema in
+        ``schemas`` when there is one; return those created."""
         ...
+
+    def describe(self, table_ids: Sequence[str]) -> dict[str, DestinationTable]:
+        """The columns and row count of each of these tables that exists (absent: missing)."""
+        ...
+
+    def add_columns(self, table_id: str, columns: Sequence[Column]) -> None:
+        """Add NULLABLE columns to a table's schema (the columns it has already are kept)."""
+        ...
+
+    def row_count(self, table_id: str) -> int | None:
+        """The table's rows now (None: the table does not exist)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DestinationTable:
+    """A BigQuery destination table as the preflight sees it."""
+
+    columns: tuple[Column, ...] = ()  # empty: created without a schema, none loaded yet
+    rows: int = 0
 
 
 # --------------------------------------------------------------------------- doctor's probes

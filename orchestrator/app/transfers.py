@@ -9,9 +9,12 @@
   notification is lost): the table's final state, under the run's de-duplication key
   (``core.keys.transfer_key``), so that whichever of the two comes second changes nothing. Then
   the run is closed if that was its last table.
-- **Empty loads**: DTS ends a run that matched no file SUCCEEDED ("No new files found matching
-  ..."). Before a SUCCEEDED run is recorded, its transfer logs are read (one ListTransferLogs, and
-  only then), and a run that loaded nothing is recorded EMPTY: not loaded, posted at once.
+- **Checked loads** (``verified``): DTS ends a run that matched no file SUCCEEDED ("No new files
+  found matching ..."). Before a SUCCEEDED run is recorded, its transfer logs are read (one
+  ListTransferLogs, and only then), and a run that loaded nothing is recorded EMPTY. Otherwise the
+  destination table's rows are read (one tables.get) and compared with the rows the export wrote
+  (counted by the preflight from the Parquet footers): a difference is recorded MISMATCHED, with
+  both numbers. Either is not loaded, and posted at once.
 
 No SDK import: DTS is reached through the ``TransferRunner`` port.
 """
@@ -24,11 +27,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from orchestrator.app import outbox
-from orchestrator.app.ports import EventBus, Ledger, RunOutcome, TransferRunner
+from orchestrator.app.ports import (
+    DestinationTables,
+    EventBus,
+    Ledger,
+    RunOutcome,
+    TransferRunner,
+)
 from orchestrator.core import machine
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.keys import transfer_key
-from orchestrator.core.model import NOT_LOADED_STATES, TableRun, TableState
+from orchestrator.core.model import NOT_LOADED_STATES, TableRun, TableState, parse_table_ref
 from orchestrator.core.notifications import TransferRunFinished
 from orchestrator.core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 
@@ -52,10 +61,13 @@ class TransferRuns:
         transfers: Callable[[], TransferRunner],
         backoff: Backoff = DEFAULT_BACKOFF,
         sleep: Callable[[float], None] | None = None,
+        destinations: Callable[[], DestinationTables] | None = None,
     ) -> None:
-        # The TransferRunner comes as a factory: its DTS client is built on the first DTS call.
+        # The ports come as factories: their clients are built on the first call. Without
+        # ``destinations`` a succeeded load's rows are not compared.
         self.ledger = ledger
         self.transfers = transfers
+        self.destinations = destinations
         self.backoff = backoff
         self.sleep = sleep
 
@@ -102,7 +114,7 @@ class TransferRuns:
         if not self.ledger.claim_once(key, now):
             return False  # its notification is being (or was) handled
         try:
-            outcome = with_logs(self.transfers(), table.dts_run, outcome)
+            outcome = verified(self.transfers(), self.destinations, table, table.dts_run, outcome)
             updated = record_finished(self.ledger, run_id, table.key, table.dts_run, outcome)
             if updated is not None and updated.state in NOT_LOADED:
                 on_failed(updated)
@@ -120,19 +132,44 @@ def outcome_of(note: TransferRunFinished) -> RunOutcome:
     )
 
 
-def with_logs(runner: TransferRunner, run_name: str, outcome: RunOutcome) -> RunOutcome:
-    """The outcome of a finished run, EMPTY when DTS said SUCCEEDED but its logs say it loaded
-    nothing. Only a SUCCEEDED run's logs are read. Logs DTS refuses for good (PermanentError)
-    leave the run SUCCEEDED, with a warning: the load itself is not known to have failed, and a
-    table left STARTED would wait for a notification already handled."""
+def verified(
+    runner: TransferRunner,
+    destinations: Callable[[], DestinationTables] | None,
+    table: TableRun,
+    run_name: str,
+    outcome: RunOutcome,
+) -> RunOutcome:
+    """The outcome of a finished run after our checks of a SUCCEEDED one: EMPTY when its logs say
+    it loaded nothing, MISMATCHED when the destination's rows differ from the export's. Only a
+    SUCCEEDED run is checked. A check refused for good (PermanentError) leaves the run SUCCEEDED,
+    with a warning: the load itself is not known to have failed, and a table left STARTED would
+    wait for a notification already handled."""
     if outcome.table_state is not TableState.SUCCEEDED:
         return outcome
     try:
         nothing = runner.empty_load(run_name)
     except PermanentError as exc:
         log.warning("could not read the transfer logs of %s: %s", run_name, exc)
+        nothing = ""
+    if nothing:
+        return replace(outcome, loaded_nothing=nothing)
+    if destinations is None:
         return outcome
-    return replace(outcome, loaded_nothing=nothing) if nothing else outcome
+    destination = parse_table_ref(table.key).bq_table
+    try:
+        rows = destinations().row_count(destination)
+    except PermanentError as exc:
+        log.warning("could not count the rows of %s: %s", destination, exc)
+        return outcome
+    return replace(outcome, loaded_rows=rows, rows_mismatch=rows_mismatch(table, rows))
+
+
+def rows_mismatch(table: TableRun, loaded: int | None) -> str:
+    """Why the rows loaded are not the rows exported ('' when they match or one is unknown)."""
+    exported = table.export_rows
+    if exported is None or loaded is None or exported == loaded:
+        return ""
+    return f"the destination table holds {loaded:,} rows, the export wrote {exported:,}"
 
 
 def finished_key(run_name: str, outcome: RunOutcome) -> str:
@@ -156,9 +193,10 @@ def record_finished(
             run_name,
             state,
             outcome.error_code,
-            outcome.error_message or outcome.loaded_nothing,
+            outcome.problem,
             outcome.started_at,
             outcome.finished_at,
+            loaded_rows=outcome.loaded_rows,
         ),
     )
 

@@ -194,7 +194,8 @@ def _complete(
     progress: Run, obs: ExportObservation, tables: Sequence[TableRun], now: datetime
 ) -> Transition:
     skipped = [t for t in tables if t.state is TableState.SKIPPED_BY_EXPORT]
-    exported = len(tables) - len(skipped)
+    held = [t for t in tables if t.state is TableState.HELD]  # by the preflight: posted now
+    to_load = sum(1 for t in tables if t.state is TableState.PENDING)
     events: list[Event] = []
     if skipped:
         events.append(
@@ -209,8 +210,11 @@ def _complete(
     run = progress.with_(
         state=RunState.EXPORTED, percent=100, export_completed_at=completed_at, updated_at=now
     )
-    if exported == 0:
+    events += [table_failed_event(run, t, now) for t in held]
+    if to_load == 0:
         cause = "the export completed but none of the configured tables was exported"
+        if held:
+            cause = "the export completed but every exported table is held for a schema change"
         run = run.with_(state=RunState.FAILED, failure_cause=cause, closed_at=now)
         events.append(_run_closed(run, tables, now))
     return Transition(run, tuple(events))
@@ -369,9 +373,12 @@ def table_finished(
     error_message: str,
     started_at: datetime | None,
     finished_at: datetime | None,
+    *,
+    loaded_rows: int | None = None,
 ) -> TableRun | None:
-    """A DTS run of this table finished. None when there is nothing new (a duplicate, or a
-    notification for an older attempt than the one the ledger follows)."""
+    """A DTS run of this table finished (``loaded_rows``: the destination's rows after it, when
+    counted). None when there is nothing new (a duplicate, or a notification for an older attempt
+    than the one the ledger follows)."""
     if table.dts_run and run_name != table.dts_run:
         return None
     if table.state is state and table.dts_run == run_name:
@@ -383,6 +390,7 @@ def table_finished(
         error_message=_scrub(error_message),
         started_at=started_at or table.started_at,
         finished_at=finished_at,
+        loaded_rows=loaded_rows if loaded_rows is not None else table.loaded_rows,
     )
 
 

@@ -115,6 +115,12 @@ class TableState(StrEnum):
     # DTS said SUCCEEDED, but its transfer logs say the run loaded nothing: no file matched the
     # data path, or the files held no row. Ours, not DTS's: an empty load is a failure to us.
     EMPTY = "EMPTY"
+    # The export's columns differ from the destination table's in a way a load would not merely
+    # widen (core.schema): not loaded, so that no column downstream is dropped or retyped.
+    HELD = "HELD"
+    # DTS said SUCCEEDED, but the destination table holds a different number of rows than the
+    # export wrote (both are kept on the table: export_rows, loaded_rows).
+    MISMATCHED = "MISMATCHED"
 
     @property
     def is_final(self) -> bool:
@@ -128,11 +134,21 @@ FINAL_TABLE_STATES = frozenset(
         TableState.FAILED,
         TableState.CANCELLED,
         TableState.EMPTY,
+        TableState.HELD,
+        TableState.MISMATCHED,
     }
 )
-# A DTS run ended and the table holds nothing new: posted at once, counted as failed, rerun by
-# ``rerun --failed``.
-NOT_LOADED_STATES = frozenset({TableState.FAILED, TableState.CANCELLED, TableState.EMPTY})
+# The table's data is not (or not all) in BigQuery: posted at once, counted as failed, rerun by
+# ``rerun --failed`` (a HELD table only when named: its rerun accepts the schema change).
+NOT_LOADED_STATES = frozenset(
+    {
+        TableState.FAILED,
+        TableState.CANCELLED,
+        TableState.EMPTY,
+        TableState.HELD,
+        TableState.MISMATCHED,
+    }
+)
 
 # The states that end a DTS run, as DTS spells them, and the table state each leaves: the one
 # mapping from DTS's word to ours, for a run-finished notification and for the poll's look-up.
@@ -254,6 +270,19 @@ class TableRun:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     attempts: int = 0
+    # Data trust (issue 15): the rows the export wrote (its Parquet footers), the destination
+    # table's rows before this load (the previous day's) and after it; the schema changes this
+    # load brings (core.schema.SchemaPlan.changes). None: not known.
+    export_rows: int | None = None
+    previous_rows: int | None = None
+    loaded_rows: int | None = None
+    schema_changes: tuple[str, ...] = ()
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
 
     def with_(self, **changes: Any) -> TableRun:
         return replace(self, **changes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -24,6 +23,7 @@ from orchestrator.app.sync import (
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.keys import display_name_for, export_task_id, table_key_of
+from tests.fakes import InMemoryTables
 
 KEY_ID = "AKIACURRENT00000001"
 
@@ -265,18 +265,6 @@ class InMemoryStore:
 
     def delete_config(self, config: TransferConfig) -> None:
         del self.configs[config.name]
-
-
-class InMemoryTables:
-    def __init__(self) -> None:
-        self.existing: set[str] = set()
-
-    def missing(self, table_ids: Sequence[str]) -> list[str]:
-        return [t for t in table_ids if t not in self.existing]
-
-    def create(self, table_ids: Sequence[str]) -> list[str]:
-        self.existing.update(table_ids)
-        return list(table_ids)
 
 
 @pytest.mark.parametrize("transient", [False, True])

@@ -1,0 +1,116 @@
+"""The preflight: before a run's tables are handed to DTS, check what the export wrote against
+where it goes, once, when the poll first sees the export COMPLETE.
+
+For every table the export holds:
+
+- the rows and columns its Parquet files hold (``Exporter.read_exported_tables``: the footers,
+  read with ranged GETs, never the data), kept on the table as ``export_rows``: notify compares
+  them with the destination's rows after the load (``app.transfers.verified``);
+- the destination table's columns and rows now (``DestinationTables.describe``: the rows are the
+  previous day's, kept as ``previous_rows`` for the digest);
+- ``core.schema.plan``: new columns are added to the destination table now, a type the load
+  widens is noted, and a change a load cannot make without dropping or retyping a column holds
+  the table (HELD, with the difference and the fix); the others go on.
+
+A transient fault raises: the poll retries the COMPLETE observation, preflight included. A
+permanent one (a dataset we may not read, a footer that is no Parquet) is logged and leaves the
+tables to load unchecked: the checks guard the load, they never stop one on their own fault.
+No SDK import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from orchestrator.app.ports import DestinationTables, ExportedTable, Exporter
+from orchestrator.core.errors import PermanentError
+from orchestrator.core.model import Run, TableRun, TableState, parse_table_ref
+from orchestrator.core.schema import SchemaPlan, hold_fix, plan
+
+log = logging.getLogger(__name__)
+
+
+class Preflight:
+    def __init__(
+        self, exporter: Callable[[], Exporter], destinations: Callable[[], DestinationTables]
+    ) -> None:
+        self.exporter = exporter
+        self.destinations = destinations
+
+    def check(self, run: Run, tables: Sequence[TableRun]) -> list[TableRun]:
+        """The run's tables after the preflight (only PENDING ones change)."""
+        pending = [t for t in tables if t.state is TableState.PENDING]
+        if not pending:
+            return list(tables)
+        refs = {t.key: parse_table_ref(t.key) for t in pending}
+        try:
+            exported = self.exporter().read_exported_tables(
+                run.export_task_id, sorted({r.export_dir for r in refs.values()})
+            )
+            destinations = self.destinations()
+            existing = destinations.describe(sorted({r.bq_table for r in refs.values()}))
+        except PermanentError as exc:
+            log.error(
+                "run %s: preflight skipped, the tables load unchecked: %s",
+                run.run_id,
+                exc,
+                extra={"run_id": run.run_id},
+            )
+            return list(tables)
+        checked: dict[str, TableRun] = {}
+        for table in pending:
+            ref = refs[table.key]
+            wrote = exported.get(ref.export_dir, ExportedTable(rows=0))
+            destination = existing.get(ref.bq_table)
+            table = table.with_(
+                export_rows=wrote.rows,
+                previous_rows=destination.rows if destination is not None else None,
+            )
+            if destination is None or not wrote.columns:
+                # No table yet (the load fails and says so) or no file (the load is EMPTY).
+                checked[table.key] = table
+                continue
+            schema = plan(wrote.columns, destination.columns)
+            checked[table.key] = self._apply(run, table, ref.bq_table, schema, destinations)
+        held = sum(1 for t in checked.values() if t.state is TableState.HELD)
+        log.info(
+            "run %s: preflight of %d tables: %d held for a schema change, %d with new columns",
+            run.run_id,
+            len(pending),
+            held,
+            sum(1 for t in checked.values() if t.schema_changes),
+            extra={"run_id": run.run_id},
+        )
+        return [checked.get(t.key, t) for t in tables]
+
+    def _apply(
+        self,
+        run: Run,
+        table: TableRun,
+        destination_id: str,
+        schema: SchemaPlan,
+        destinations: DestinationTables,
+    ) -> TableRun:
+        if schema.holds:
+            reason = "schema change: " + "; ".join(schema.conflicts)
+            return table.with_(
+                state=TableState.HELD,
+                reason=reason,
+                error_message=f"{reason}. Fix: {hold_fix(table.key, run.run_id)}",
+                schema_changes=schema.changes,
+            )
+        if schema.added:
+            try:
+                destinations.add_columns(destination_id, schema.added)
+            except PermanentError as exc:
+                # The truncating load adds them anyway; say that it could not be done first.
+                log.warning(
+                    "run %s: could not add %s to %s ahead of the load: %s",
+                    run.run_id,
+                    ", ".join(c.name for c in schema.added),
+                    destination_id,
+                    exc,
+                    extra={"run_id": run.run_id},
+                )
+        return table.with_(schema_changes=schema.changes)
