@@ -1,0 +1,236 @@
+"""Trust the data: the preflight at export COMPLETE (rows, new columns, held tables) and the row
+comparison after each load, over in-memory fakes of the ports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.app.daily import Orchestrator
+from orchestrator.app.notify import NotifyService
+from orchestrator.app.ports import (
+    DestinationTable,
+    ExportedTable,
+    RecordingEventBus,
+    RecordingNotifier,
+    RunOutcome,
+)
+from orchestrator.app.preflight import Preflight
+from orchestrator.app.transfers import TransferRuns
+from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.events import TableFailed
+from orchestrator.core.model import RunState, TableRun, TableState
+from orchestrator.core.retry import Backoff
+from orchestrator.core.schema import Column
+from orchestrator.present.slack import SlackMessages
+from tests.fakes import InMemoryTables
+from tests.unit.test_notify import dts_message
+from tests.unit.test_service import SLOT, World, names
+
+RUN = "202611271500"
+ID, NAME = Column("id", "INT64", "int64"), Column("name", "STRING", "string")
+
+
+class TrustWorld(World):
+    """The service with its preflight, a BigQuery fake, and notify beside it."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(names(n))
+        self.bq = InMemoryTables()
+        for key in names(n):
+            self.bq.tables[bq_id(key)] = DestinationTable((ID, NAME), rows=90)
+        self.runs = TransferRuns(
+            self.ledger,
+            lambda: self.transfers,
+            backoff=Backoff(attempts=3, base_seconds=0.0),
+            sleep=lambda _: None,
+            destinations=lambda: self.bq,
+        )
+        self.service = Orchestrator(
+            self.settings,
+            self.ledger,
+            self._exporter,
+            lambda: self.transfers,
+            self.events,
+            self.clock,
+            self.runs,
+            preflight=Preflight(self._exporter, lambda: self.bq),
+        )
+        self.slack = RecordingNotifier()
+        self.notify = NotifyService(
+            self.settings,
+            self.ledger,
+            self.slack,
+            RecordingEventBus(),
+            self.clock,
+            SlackMessages(self.settings),
+            lambda: self.transfers,
+            lambda: self.bq,
+        )
+
+    def export(self, key: str, rows: int, *columns: Column) -> None:
+        self.exporter.exported[export_dir(key)] = ExportedTable(rows, columns or (ID, NAME), 1)
+
+    def to_handoff(self) -> None:
+        self.service.start_export(SLOT)
+        self.complete([t.key for t in self.settings.tables])
+        self.service.poll()
+        self.clock.advance(minutes=5)
+        self.service.poll()
+
+    def table(self, key: str) -> TableRun:
+        return self.ledger.table_docs[RUN][key]
+
+    def finish(self, key: str, state: str = "SUCCEEDED") -> str:
+        table = self.table(key)
+        return self.notify.handle(
+            dts_message(table.dts_config, table.dts_run, state, "", key)
+        ).action
+
+
+def export_dir(key: str) -> str:
+    db, name = key.split(".")
+    return f"{db}/{db}.{name}"
+
+
+def bq_id(key: str) -> str:
+    return key.replace(".", "__")
+
+
+def test_the_preflight_keeps_the_rows_exported_and_the_rows_before_the_load() -> None:
+    w = TrustWorld(2)
+    w.export("shop.t0000", 100)
+    w.to_handoff()
+    table = w.table("shop.t0000")
+    assert (table.state, table.export_rows, table.previous_rows) == (TableState.STARTED, 100, 90)
+    assert w.bq.describe_calls == 1  # one look at every destination, not one per table
+
+
+def test_a_new_column_is_added_to_the_destination_before_the_load() -> None:
+    w = TrustWorld(2)
+    note = Column("note", "STRING", "string")
+    w.export("shop.t0001", 100, ID, NAME, note)
+    w.to_handoff()
+    assert w.bq.added == [("shop__t0001", (note,))]
+    table = w.table("shop.t0001")
+    assert table.state is TableState.STARTED
+    assert table.schema_changes == ("added column note STRING",)
+    assert w.transfers.starts_per_config()  # it is loaded like the others
+
+
+def test_an_incompatible_change_holds_its_table_and_the_others_go_on() -> None:
+    # GIVEN an export where shop.t0001's `name` became an integer
+    w = TrustWorld(3)
+    w.export("shop.t0001", 100, ID, Column("name", "INT64", "int64"))
+    # WHEN the export completes and the run is handed off
+    w.to_handoff()
+    # THEN that table is held, with the difference and the fix, and is never started
+    held = w.table("shop.t0001")
+    assert held.state is TableState.HELD and not held.dts_run
+    assert "column name changed type: STRING -> INT64" in held.reason
+    assert f"rds2bq rerun {RUN} --table shop.t0001" in held.error_message
+    assert w.bq.tables["shop__t0001"].columns == (ID, NAME)  # the destination is untouched
+    # ... the others are started
+    assert {w.table(k).state for k in ("shop.t0000", "shop.t0002")} == {TableState.STARTED}
+    # ... and the hold was announced at once, as its own failure
+    failed = [e for e in w.events.events if isinstance(e, TableFailed)]
+    assert [(e.table, e.state) for e in failed] == [("shop.t0001", TableState.HELD)]
+
+
+def test_a_run_whose_every_table_is_held_fails_with_that_cause() -> None:
+    w = TrustWorld(1)
+    w.export("shop.t0000", 5, ID)  # `name` is no longer exported
+    w.to_handoff()
+    run = w.ledger.runs[RUN]
+    assert run.state is RunState.FAILED
+    assert "held for a schema change" in run.failure_cause
+
+
+def test_a_held_run_still_closes_partial_once_the_others_load() -> None:
+    w = TrustWorld(2)
+    w.export("shop.t0001", 100, ID)
+    w.to_handoff()
+    w.bq.load("shop__t0000", 100)
+    assert w.finish("shop.t0000") == "recorded"
+    assert w.ledger.runs[RUN].state is RunState.PARTIAL
+
+
+def test_a_transient_fault_in_the_preflight_retries_the_whole_observation() -> None:
+    w = TrustWorld(2)
+    w.service.start_export(SLOT)
+    w.complete([t.key for t in w.settings.tables])
+    w.exporter.fail_footers = TransientError("S3 503")
+    report = w.service.poll()
+    assert report.runs[0]["action"] == "retry-later"
+    assert w.ledger.tables(RUN) == [] and w.ledger.runs[RUN].state is RunState.EXPORTING
+    w.exporter.fail_footers = None
+    w.service.poll()
+    assert w.table("shop.t0000").export_rows == 100
+
+
+def test_a_permanent_fault_in_the_preflight_lets_the_tables_load_unchecked() -> None:
+    w = TrustWorld(2)
+    w.bq.fail = PermanentError("BigQuery: access denied to dataset")
+    w.to_handoff()
+    table = w.table("shop.t0000")
+    assert table.state is TableState.STARTED and table.export_rows is None
+
+
+def test_a_load_with_the_rows_the_export_wrote_is_recorded_with_them() -> None:
+    w = TrustWorld(2)
+    w.export("shop.t0000", 100)
+    w.to_handoff()
+    w.bq.load("shop__t0000", 100)
+    assert w.finish("shop.t0000") == "recorded"
+    table = w.table("shop.t0000")
+    assert (table.state, table.loaded_rows) == (TableState.SUCCEEDED, 100)
+    assert w.slack.payloads == []
+
+
+def test_a_load_with_fewer_rows_than_exported_is_a_mismatch_posted_with_both_numbers() -> None:
+    w = TrustWorld(2)
+    w.export("shop.t0000", 1_000)
+    w.to_handoff()
+    w.bq.load("shop__t0000", 990)
+    assert w.finish("shop.t0000") == "posted"
+    table = w.table("shop.t0000")
+    assert (table.state, table.loaded_rows, table.export_rows) == (
+        TableState.MISMATCHED,
+        990,
+        1_000,
+    )
+    assert "990 rows, the export wrote 1,000" in table.error_message
+    assert "990" in json.dumps(w.slack.payloads[0])
+
+
+def test_the_poll_compares_the_rows_of_a_load_whose_notification_was_lost() -> None:
+    w = TrustWorld(2)
+    w.export("shop.t0000", 50)
+    w.to_handoff()
+    table = w.table("shop.t0000")
+    w.transfers.outcomes[table.dts_run] = RunOutcome("SUCCEEDED")
+    w.bq.load("shop__t0000", 49)
+    failed: list[TableRun] = []
+    assert w.runs.settle(RUN, table, w.clock.now(), failed.append)
+    assert [t.state for t in failed] == [TableState.MISMATCHED]
+
+
+@pytest.mark.parametrize("fault", [PermanentError("denied")])
+def test_rows_that_cannot_be_counted_leave_the_load_succeeded(fault: Exception) -> None:
+    w = TrustWorld(1)
+    w.export("shop.t0000", 10)
+    w.to_handoff()
+    w.bq.fail = fault
+    assert w.finish("shop.t0000") == "recorded"
+    assert w.table("shop.t0000").state is TableState.SUCCEEDED
+
+
+def test_an_unknown_export_count_never_makes_a_mismatch() -> None:
+    w = TrustWorld(1)
+    w.bq.fail = PermanentError("denied")  # the preflight could not look
+    w.to_handoff()
+    w.bq.fail = None
+    w.bq.load("shop__t0000", 7)
+    assert w.finish("shop.t0000") == "recorded"
+    assert w.table("shop.t0000").loaded_rows == 7
