@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, suppress
@@ -118,6 +119,9 @@ def build_ledger(settings: Settings, client: firestore.Client | None = None) -> 
     return FirestoreLedger(client, settings.ledger_collection)
 
 
+_FOUND_KEPT = 1024  # snapshots kept for the next update of their table, at most
+
+
 class FirestoreLedger:
     def __init__(
         self, client: firestore.Client, collection: str = "rds2bq_runs", max_attempts: int = 25
@@ -126,6 +130,12 @@ class FirestoreLedger:
         self._runs = client.collection(collection)
         self._dedupe = client.collection(f"{collection}_dedupe")
         self._max_attempts = max_attempts
+        # The table snapshots ``find_table`` just read, by document path: the next
+        # ``update_table`` of that table conditions its first write on it instead of reading it
+        # again (notify's one read of the table; a stale one fails the precondition and is read
+        # afresh). Each is used once.
+        self._found: dict[str, Any] = {}
+        self._found_lock = threading.Lock()
 
     def _tables(self, run_id: str) -> Any:
         return self._runs.document(run_id).collection("tables")
@@ -215,7 +225,10 @@ class FirestoreLedger:
             changed = mutate(_from_doc(TableRun, doc))
             return changed, (None if changed is None else _to_doc(changed))
 
-        return self._compare_and_set(self._tables(run_id).document(key), apply, "update table")
+        ref = self._tables(run_id).document(key)
+        with self._found_lock:
+            known = self._found.pop(ref.path, None)
+        return self._compare_and_set(ref, apply, "update table", known)
 
     def count_unfinished(self, run_id: str) -> int:
         unfinished = [s.value for s in TableState if not s.is_final]
@@ -228,7 +241,13 @@ class FirestoreLedger:
         query = self._tables(run_id).where(filter=FieldFilter("dts_config", "==", dts_config))
         with _translated("find table"):
             docs = list(query.limit(1).stream(retry=READ_RETRY, timeout=TIMEOUT))
-        return _from_doc(TableRun, docs[0].to_dict()) if docs else None
+        if not docs:
+            return None
+        with self._found_lock:
+            if len(self._found) >= _FOUND_KEPT:
+                self._found.clear()  # never claimed by an update: nothing is lost but a read
+            self._found[docs[0].reference.path] = docs[0]
+        return _from_doc(TableRun, docs[0].to_dict())
 
     def claim_once(self, key: str, now: datetime) -> bool:
         # ``expire_at`` lets a Firestore TTL policy clean these up after the retry window.
@@ -273,6 +292,7 @@ class FirestoreLedger:
         ref: Any,
         apply: Callable[[dict[str, Any] | None], tuple[R, dict[str, Any] | None]],
         what: str,
+        known: Any = None,
     ) -> R:
         """Optimistic read-modify-write: the write succeeds only if the document was not updated
         since it was read (``last_update_time`` precondition); otherwise read again and retry.
@@ -280,10 +300,14 @@ class FirestoreLedger:
         Why not a Firestore transaction: concurrent read-write transactions on one document take
         locks, and the emulator resolves the resulting upgrade deadlock only by a lock timeout of
         seconds per attempt. A conditional write never blocks and means the same thing here.
+        ``known``: a snapshot of the document just read elsewhere, used for the first attempt.
         """
         for attempt in range(self._max_attempts):
             with _translated(what):
-                snap = ref.get(retry=READ_RETRY, timeout=TIMEOUT)
+                if known is not None:
+                    snap, known = known, None
+                else:
+                    snap = ref.get(retry=READ_RETRY, timeout=TIMEOUT)
                 result, doc = apply(snap.to_dict() if snap.exists else None)
                 if doc is None:
                     return result

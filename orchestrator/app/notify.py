@@ -141,9 +141,10 @@ class NotifyService:
 
     def _transfer_finished(self, note: TransferRunFinished) -> Outcome:
         run_id = run_id_for(note.run_time)  # the run time we requested is our run key
-        run = self.ledger.get_run(run_id)
-        table = self.ledger.find_table(run_id, note.config_name) if run else None
-        if run is None or table is None:
+        # The table alone says whether the run is ours; the run document is read only to post.
+        # (Five Firestore operations for a load that succeeded: claim, find, write, count, done.)
+        table = self.ledger.find_table(run_id, note.config_name)
+        if table is None:
             log.warning(
                 "transfer run %s (config %s, run time %s) matches no run we started",
                 note.run_name,
@@ -167,7 +168,9 @@ class NotifyService:
             updated = table
         log.info("run %s: %s %s", run_id, table.key, state.value, extra={"run_id": run_id})
         if state in transfers.NOT_LOADED:
-            self._post(self.messages.table_failed(run, updated))
+            run = self.ledger.get_run(run_id)
+            if run is not None:
+                self._post(self.messages.table_failed(run, updated))
         transfers.close_if_done(self.ledger, self.events, run_id, self.clock.now())
         return Outcome("posted" if state in transfers.NOT_LOADED else "recorded", run_id, table.key)
 

@@ -168,3 +168,40 @@ def test_times_keep_microseconds_and_come_back_in_utc(ledger: FirestoreLedger) -
     stored = ledger.get_run(run.run_id)
     assert stored is not None and stored.export_started_at == at
     assert stored.export_started_at.tzinfo is UTC
+
+
+def test_an_update_after_find_table_writes_on_what_it_read_and_rereads_if_stale(
+    firestore_emulator: Any,
+) -> None:
+    # GIVEN a table, and two ledgers (two instances of notify) on the same collection
+    client = firestore_client(firestore_emulator.host)
+    collection = f"runs_{uuid.uuid4().hex[:8]}"
+    ours, other = FirestoreLedger(client, collection), FirestoreLedger(client, collection)
+    run = new_run()
+    ours.create_run(run)
+    ours.add_tables(run.run_id, [TableRun("shop.orders", TableState.STARTED, dts_config="c1")])
+    reads: list[str] = []
+    api = client._firestore_api  # the SDK's generated client, built once per Client
+    real_get = api.batch_get_documents
+
+    def counting_get(*args: Any, **kwargs: Any) -> Any:
+        reads.append("get")  # each call is one BatchGetDocuments RPC
+        return real_get(*args, **kwargs)
+
+    api.batch_get_documents = counting_get
+    # WHEN one finds the table, and updates it with nothing in between
+    found = ours.find_table(run.run_id, "c1")
+    assert found is not None
+    ours.update_table(run.run_id, "shop.orders", lambda t: t.with_(attempts=t.attempts + 1))
+    # THEN the write is conditioned on the snapshot found: no second read
+    assert reads == []
+    # WHEN another instance writes the table between a find and an update
+    ours.find_table(run.run_id, "c1")
+    other.update_table(run.run_id, "shop.orders", lambda t: t.with_(reason="other"))
+    reads.clear()
+    updated = ours.update_table(
+        run.run_id, "shop.orders", lambda t: t.with_(attempts=t.attempts + 1)
+    )
+    # THEN the stale snapshot fails the precondition, the table is read again, nothing is lost
+    assert reads  # the re-read
+    assert updated is not None and (updated.attempts, updated.reason) == (2, "other")
