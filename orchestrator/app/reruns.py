@@ -177,10 +177,12 @@ class Reruns:
                 export_task_id=run.export_task_id,
             )
         refs = {t.key: t for t in self.settings.tables}
-        exporter = self._exporter()
+        exporters: list[Exporter] = []  # built at the first look into S3, not for a refusal
 
         def present(key: str) -> bool:
-            return exporter.export_files_present(run.export_task_id, refs[key].export_dir)
+            if not exporters:
+                exporters.append(self._exporter())
+            return exporters[0].export_files_present(run.export_task_id, refs[key].export_dir)
 
         # An EMPTY load whose export folder holds no data file: the export wrote none for it, so
         # a re-transfer would load the same nothing. Of a run's failed tables, it is skipped
