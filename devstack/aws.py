@@ -412,15 +412,18 @@ class ExportAutopilot:
         seconds: float = 20.0,
         skipped: Mapping[str, str] | None = None,
         gb: float = 0.0,
+        empty: Iterable[str] = (),
     ) -> None:
         """``skipped``: tables AWS leaves out, with its reason; ``gb``: what RDS reports as
-        extracted when the export completes (whole GB, as RDS does)."""
+        extracted when the export completes (whole GB, as RDS does); ``empty``: tables exported
+        with no data file (``realistic_layout``)."""
         import threading
 
         self.control = control
         self.seconds = seconds
         self.skipped = dict(skipped or {})
         self.gb = gb
+        self.empty = frozenset(empty)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="export-autopilot", daemon=True)
         self._thread.start()
@@ -434,7 +437,7 @@ class ExportAutopilot:
                 elapsed = (now - task.task_start_time).total_seconds()
                 if elapsed >= self.seconds:
                     wanted = {k: v for k, v in self.skipped.items() if k in task.export_only}
-                    tables, skipped = realistic_layout(task.export_only, wanted)
+                    tables, skipped = realistic_layout(task.export_only, wanted, self.empty)
                     self.control.complete(task_id, tables, skipped)
                     if self.gb:
                         task.total_extracted_data_in_gb = self.gb

@@ -166,8 +166,8 @@ def rerun_failed(stack: LocalStack, screen: Screen, book: Any, run_id: str) -> N
         screen.step("(rerun is not available in this build: skipped)")
         return
     stack.dts.clear_outcomes()
-    # The table it fixed, by name: "failed": true would take the empty load too, and its files
-    # are not in the export (rerun refuses that, and says to re-export instead).
+    # The table it fixed, by name ("failed": true would reload it too, and skip the empty load,
+    # whose export holds no data file: only a re-export can load that one).
     screen.step(
         f"The on-call engineer fixes the column type and reruns {FAILING_TABLE} from "
         f'the same export: POST rerun {{"run_id": "{run_id}", "tables": ["{FAILING_TABLE}"]}}'

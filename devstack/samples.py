@@ -3,7 +3,8 @@ local stack instead of edited by hand.
 
 ``python -m devstack.samples`` (``make docs-samples``) starts the stack as ``make stack`` does
 (the same day: ``shop.payments`` fails on its first load, ``shop.audit_log`` is skipped by AWS,
-Cloud Scheduler's stand-in polls), plays the operator's day, runs every sample command through
+the export writes no data file for ``shop.coupons`` so its load is EMPTY, Cloud Scheduler's
+stand-in polls), plays the operator's day, runs every sample command through
 bash exactly as shown, and rewrites each block between ``<!-- sample: NAME -->`` and
 ``<!-- /sample -->``. ``--check`` changes nothing: it says which samples no longer have the
 documented shape (the same lines once run ids, times, ids, ports and durations are masked), and
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from devstack.aws import realistic_layout
 from devstack.stack import (
+    EMPTY_TABLE,
     FAILING_TABLE,
     ROOT,
     SKIPPED_REASON,
@@ -143,7 +145,9 @@ def play(day: Day) -> None:
     day.take("status-exporting", f"{CLI} status {run_id}", code=False)
 
     # ---- the export completes; the scheduler's poll hands off; DTS loads; notify closes
-    tables, skipped = realistic_layout(stack.tables, {SKIPPED_TABLE: SKIPPED_REASON})
+    tables, skipped = realistic_layout(
+        stack.tables, {SKIPPED_TABLE: SKIPPED_REASON}, empty=[EMPTY_TABLE]
+    )
     stack.control.progress(task, 100, gb=12)
     call(stack, "poll")
     stack.control.complete(task, tables, skipped)
@@ -157,13 +161,13 @@ def play(day: Day) -> None:
     day.take("status-partial", f"{CLI} status {run_id}", code=False)
     day.take("readme-status", f"{CLI} status {run_id}", code=False, head=12)
 
-    # ---- re-transfer the failed table
+    # ---- re-transfer the failed tables: the failed one is reloaded, the empty one skipped
     day.take("rerun-failed-dry-run", f"{CLI} rerun {run_id} --failed --dry-run")
     stack.dts.finish_delay = None  # DTS holds the new run, so that the repeat meets it running
     day.take("rerun-failed", f"{CLI} rerun {run_id} --failed")
     day.take("rerun-repeated", f"{CLI} rerun {run_id} --table {FAILING_TABLE}")
     first = day.samples["rerun-failed"].text.splitlines()
-    day.samples["readme-rerun"] = Sample("readme-rerun", "\n".join([*first[:3], "  …"]))
+    day.samples["readme-rerun"] = Sample("readme-rerun", "\n".join([*first[:5], "  …"]))
     # DTS finishes the re-transfer while status --watch follows it.
     finisher = threading.Timer(3.0, stack.dts.finish_pending)
     finisher.start()
@@ -188,6 +192,8 @@ def play(day: Day) -> None:
         f"{CLI} rerun {run_id} --table shop.nope",
         f"{CLI} rerun 202001010000 --failed",
         f"{CLI} rerun {run_id} --table {SKIPPED_TABLE}",
+        f"{CLI} rerun {run_id} --table {EMPTY_TABLE}",
+        f"{CLI} rerun {run_id} --failed",
         f"{CLI} rerun --as-of 2020-01-01 --table shop.orders",
     )
     day.take(

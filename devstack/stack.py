@@ -483,7 +483,8 @@ PRODUCTION_POLL_SECONDS = 300.0
 EXPORTED_GB = 12.0  # what RDS reports for the day's export
 
 # The day the demo and make stack play: one table fails in DTS on its first load (a column
-# type; a rerun from the same export loads it, as after the fix), one is skipped by AWS.
+# type; a rerun from the same export loads it, as after the fix), one is skipped by AWS, and one
+# is an empty load (below).
 FAILING_TABLE = "shop.payments"
 FAILING_MESSAGE = (
     "Error while reading data, error message: Parquet column 'amount' has type "
@@ -491,8 +492,9 @@ FAILING_MESSAGE = (
     "File: s3://…/shop/shop.payments/1/part-00000-….gz.parquet"
 )
 SKIPPED_TABLE = "shop.audit_log"
-# The demo's day also has one empty load: the export lists the table COMPLETE but wrote no data
-# file for it, so its DTS run matches nothing, ends SUCCEEDED, and is posted EMPTY.
+# The empty load: the export lists the table COMPLETE but wrote no data file for it, so its DTS
+# run matches nothing, ends SUCCEEDED, and is posted EMPTY; `rerun --failed` skips it (the same
+# export holds the same nothing) and reloads the failed table.
 EMPTY_TABLE = "shop.coupons"
 SKIPPED_REASON = "Column name 'note;internal' contains ';': RDS skips tables with such columns"
 
@@ -545,7 +547,11 @@ def play_the_day(stack: LocalStack, export_seconds: float) -> Any:
         FAILING_TABLE.replace(".", "__"), "FAILED", FAILING_MESSAGE, code=3, first_run_only=True
     )
     return ExportAutopilot(
-        stack.control, export_seconds, skipped={SKIPPED_TABLE: SKIPPED_REASON}, gb=EXPORTED_GB
+        stack.control,
+        export_seconds,
+        skipped={SKIPPED_TABLE: SKIPPED_REASON},
+        gb=EXPORTED_GB,
+        empty=[EMPTY_TABLE],
     )
 
 
@@ -642,7 +648,9 @@ The local stack is up: a small copy of production. Ctrl-C stops everything.
 - Cloud Scheduler (stand-in) calls poll every {args.poll_seconds:g} s (production:
   every {PRODUCTION_POLL_SECONDS / 60:g} min). {daily}
 - Exports move along as RDS's would and complete {args.export_seconds:g} s after they start;
-  AWS skips {SKIPPED_TABLE}, and {FAILING_TABLE}'s first load fails in DTS (a rerun loads it).
+  AWS skips {SKIPPED_TABLE}, {FAILING_TABLE}'s first load fails in DTS (a rerun loads it), and
+  the export writes no data file for {EMPTY_TABLE}, so its load is EMPTY (`rerun --failed`
+  skips it: only a re-export could load it).
 
 Functions:
   start_export  {stack.url("start_export")}

@@ -6,6 +6,7 @@ answer lists every problem (``app.reruns``, "Every request is checked in full").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -136,6 +137,23 @@ def newer_loads(ledger: Ledger, run: Run, keys: Sequence[str]) -> list[str]:
                 '"force": true if that is what you want)'
             )
     return refusals
+
+
+def reexport_hint(run: Run, keys: Sequence[str]) -> str:
+    """The request that re-exports these tables of ``run``, in the HTTP API's words (the CLI
+    shows it as its command line: ``cli_errors.CLI_WORDS``)."""
+    return f'("mode": "export", "run_id": "{run.run_id}", "tables": {json.dumps(list(keys))})'
+
+
+def no_data_file(run: Run, keys: Sequence[str]) -> str:
+    """Why these tables, whose load was EMPTY and whose export folder holds no data file, cannot
+    be re-transferred, and what loads them: the same export's files are the same nothing."""
+    them = "it" if len(keys) == 1 else "them"
+    return (
+        f"the export {run.export_task_id} wrote no data file for {clip(keys)} (its load was "
+        f"EMPTY), so a re-transfer would load nothing again: re-export {them} "
+        f"{reexport_hint(run, keys)}"
+    )
 
 
 def export_keys(

@@ -172,7 +172,8 @@ def _clip(value: object, limit: int = 40) -> str:
 @dataclass(frozen=True)
 class TableOutcome:
     table: str
-    # would-start | started | not-started | refused-by-dts | would-export | exporting | requested
+    # would-start | started | not-started | refused-by-dts | skipped (no data file to re-transfer)
+    # | would-export | exporting | requested
     action: str
     detail: str = ""
     dts_run: str = ""
@@ -200,6 +201,10 @@ class RerunResult:
     @property
     def refused_by_dts(self) -> int:
         return sum(1 for t in self.tables if t.action == "refused-by-dts")
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for t in self.tables if t.action == "skipped")
 
     @property
     def not_started(self) -> int:

@@ -4,7 +4,10 @@
   named tables, or for every failed one, with ``requested_run_time`` = the run's ORIGINAL run time,
   so each config's ``data_path`` template resolves to that run's export. No new export; the
   export's files must still be in S3. The tables go back to STARTED (attempts + 1) and the run
-  back to TRANSFERRING: notify closes it again and posts a new summary.
+  back to TRANSFERRING: notify closes it again and posts a new summary. Of the failed tables,
+  an EMPTY one whose export folder holds no data file is skipped, with the re-export that loads
+  it (the same export would load the same nothing); named, or when it is all there is, it is
+  refused (409).
 - **Re-export** (``mode: export``, implied by ``as_of``): a new run whose run time is the minute it
   was asked for at second 01 (``model.reexport_run_time``: so a new export id, never a daily
   run's), for every table, the named ones, or a run's failed ones;
@@ -36,6 +39,7 @@ from orchestrator.app.rerun_checks import (
     check_transferable,
     export_keys,
     newer_loads,
+    no_data_file,
     runs_in_the_way,
     table_refusal,
     transfer_keys,
@@ -172,6 +176,40 @@ class Reruns:
                 state=run.state.value,
                 export_task_id=run.export_task_id,
             )
+        refs = {t.key: t for t in self.settings.tables}
+        exporters: list[Exporter] = []  # built at the first look into S3, not for a refusal
+
+        def present(key: str) -> bool:
+            if not exporters:
+                exporters.append(self._exporter())
+            return exporters[0].export_files_present(run.export_task_id, refs[key].export_dir)
+
+        # An EMPTY load whose export folder holds no data file: the export wrote none for it, so
+        # a re-transfer would load the same nothing. Of a run's failed tables, it is skipped
+        # (the others are reloaded); named, or when it is all there is, it is refused.
+        no_data = [
+            k
+            for k in keys
+            if k in refs
+            and (t := docs.get(k)) is not None
+            and t.state is TableState.EMPTY
+            and not present(k)
+        ]
+        if no_data and not request.failed:
+            raise ExportFilesGoneError(
+                f"re-transfer refused: {no_data_file(run, no_data)}"
+                + ("; or name only the other tables" if len(no_data) < len(keys) else "")
+            )
+        if no_data and len(no_data) == len(keys):
+            raise ExportFilesGoneError(
+                f"nothing to re-transfer in run {run.run_id}: {no_data_file(run, no_data)}"
+            )
+        keys = [k for k in keys if k not in no_data]
+        skipped = tuple(
+            TableOutcome(k, "skipped", "the export wrote no data file for it: re-export it")
+            for k in no_data
+        )
+        notes = (f"skipped: {no_data_file(run, no_data)}",) if no_data else ()
         stale_after = timedelta(seconds=self.settings.lease_seconds)
         refusals = [r for k in keys if (r := table_refusal(k, docs.get(k), now, stale_after))]
         refusals += runs_in_the_way(self.ledger, run, keys)
@@ -185,13 +223,7 @@ class Reruns:
             raise TransferConfigMissingError(
                 f"no transfer config for {', '.join(missing)}: run `python -m orchestrator sync`"
             )
-        refs = {t.key: t for t in self.settings.tables}
-        exporter = self._exporter()
-        gone = [
-            k
-            for k in keys
-            if not exporter.export_files_present(run.export_task_id, refs[k].export_dir)
-        ]
+        gone = [k for k in keys if not present(k)]
         if gone:
             raise ExportFilesGoneError(
                 f"the files of {', '.join(gone)} are no longer in export {run.export_task_id} "
@@ -199,26 +231,29 @@ class Reruns:
                 f'instead ("mode": "export", "run_id": "{run.run_id}")'
             )
         if request.dry_run:
+            also = f", and skip {len(skipped)} table(s) (see the note)" if skipped else ""
             return RerunResult(
                 mode=Mode.TRANSFER,
                 run_id=run.run_id,
                 dry_run=True,
                 message=(
                     f"would start {len(keys)} DTS run(s) from export {run.export_task_id} "
-                    f"(requested_run_time {run.run_time.isoformat()}), no new export; "
+                    f"(requested_run_time {run.run_time.isoformat()}), no new export{also}; "
                     f"run {run.run_id} would be {RunState.TRANSFERRING.value} again"
                 ),
-                tables=tuple(
-                    TableOutcome(k, "would-start", f"config {configs[k].name}") for k in keys
+                tables=(
+                    *(TableOutcome(k, "would-start", f"config {configs[k].name}") for k in keys),
+                    *skipped,
                 ),
                 state=run.state.value,
                 export_task_id=run.export_task_id,
+                notes=notes,
             )
         claims = self._claim(run, keys, {k: configs[k].name for k in keys}, now)
         workers = max(1, min(self.settings.fanout_concurrency, len(claims)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             outcomes = list(pool.map(lambda c: self._start_one(run, *c), claims))
-        return self._after_start(run, outcomes)
+        return self._after_start(run, outcomes, skipped, notes)
 
     def _run(self, run_id: str) -> Run:
         run = self.ledger.get_run(run_id)
@@ -305,10 +340,16 @@ class Reruns:
         )
         return TableOutcome(claim.key, "started", dts_run=name)
 
-    def _after_start(self, run: Run, outcomes: Sequence[TableOutcome]) -> RerunResult:
+    def _after_start(
+        self,
+        run: Run,
+        outcomes: Sequence[TableOutcome],
+        skipped: Sequence[TableOutcome] = (),
+        notes: Sequence[str] = (),
+    ) -> RerunResult:
         started = [o for o in outcomes if o.action == "started"]
         if not started:
-            reasons = "; ".join(f"{o.table}: {o.detail}" for o in outcomes)
+            reasons = "; ".join(f"{o.table}: {o.detail}" for o in (*outcomes, *skipped))
             if any(o.action == "refused-by-dts" for o in outcomes):
                 raise PermanentError(f"nothing re-transferred: {reasons}")
             raise TransientError(f"nothing re-transferred: {reasons}")
@@ -317,9 +358,10 @@ class Reruns:
         self._transition(run.run_id, lambda r: machine.reopen(r, self.clock.now()))
         close_if_done(self.ledger, self.events, run.run_id, self.clock.now())
         current = self.ledger.get_run(run.run_id) or run
+        also = f", {len(skipped)} skipped (see the note)" if skipped else ""
         message = (
-            f"{len(started)} of {len(outcomes)} table(s) of run {run.run_id} re-transferred from "
-            f"export {run.export_task_id} (no new export); the run is "
+            f"{len(started)} of {len(outcomes) + len(skipped)} table(s) of run {run.run_id} "
+            f"re-transferred from export {run.export_task_id} (no new export){also}; the run is "
             f"{current.state.value} and closes again, with a new summary, when they finish"
         )
         return RerunResult(
@@ -327,12 +369,13 @@ class Reruns:
             run_id=run.run_id,
             dry_run=False,
             message=message,
-            tables=tuple(outcomes),
+            tables=(*outcomes, *skipped),
             state=current.state.value,
             parent_run_id=run.parent_run_id,
             export_task_id=run.export_task_id,
             source_arn=run.source_arn,
             snapshot_time=run.snapshot_time,
+            notes=tuple(notes),
         )
 
     # ------------------------------------------------------------------ re-export

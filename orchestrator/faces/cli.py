@@ -179,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TABLE",
         help="a table to rerun (repeat, or comma-separate)",
     )
-    rerun.add_argument("--failed", action="store_true", help="every failed table of RUN_ID")
+    rerun.add_argument(
+        "--failed",
+        action="store_true",
+        help="every failed table of RUN_ID (FAILED, CANCELLED, EMPTY); a re-transfer skips an "
+        "EMPTY one whose export holds no data file, and says how to re-export it",
+    )
     rerun.add_argument("--export", action="store_true", help="a new export (implied by --as-of)")
     rerun.add_argument(
         "--as-of",

@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import (
@@ -44,9 +44,15 @@ def exit_code_for(exc: BaseException) -> int:
 
 # The services' messages name the HTTP API's fields (they answer the functions too); on the
 # command line the same advice names the flags and arguments that mean them (``rerun_body``).
-CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+def _reexport_command(match: re.Match[str]) -> str:
+    tables = "".join(f" --table {t}" for t in re.findall(r'"([^"]+)"', match.group(2)))
+    return f"`{PROG} rerun {match.group(1)} --export{tables}`"
+
+
+CLI_WORDS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = tuple(
     (re.compile(pattern), replacement)
     for pattern, replacement in (
+        (r'"mode": "export", "run_id": "(\d+)", "tables": \[([^\]]*)\]', _reexport_command),
         (r'"mode": "export", "run_id": "(\d+)"', rf"`{PROG} rerun \1 --export`"),
         (r'send "mode": "export"', "use --export"),
         (r'"mode": "export"', "--export"),

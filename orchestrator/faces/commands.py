@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import LEDGER_NEEDS
@@ -18,6 +18,7 @@ from orchestrator.faces.cli_errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TRANSIENT,
+    cli_words,
 )
 from orchestrator.present import terminal as render
 
@@ -105,7 +106,9 @@ def cmd_rerun(cli: Cli) -> int:
     if cli.args.json:
         cli.json(result)
     else:
-        cli.out(render.rerun_text(result, cli.settings.timezone))
+        # Its notes name the HTTP API's fields (the re-export to ask for): here, the flags.
+        shown = replace(result, notes=tuple(cli_words(n) for n in result.notes))
+        cli.out(render.rerun_text(shown, cli.settings.timezone))
     if result.refused_by_dts:
         return EXIT_FAILED
     return EXIT_TRANSIENT if result.not_started else EXIT_OK

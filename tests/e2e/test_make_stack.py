@@ -1,6 +1,7 @@
-"""``make stack`` is a small copy of production: its scheduler polls, its day has a failing and
-a skipped table, its settings (secrets included) are in .stack/env so that doctor passes and
-sync --dry-run works, and it leaves nothing in the temp dir."""
+"""``make stack`` is a small copy of production: its scheduler polls, its day has a failing, a
+skipped and an empty table (``rerun --failed`` reloads the first and skips the last), its settings
+(secrets included) are in .stack/env so that doctor passes and sync --dry-run works, and it
+leaves nothing in the temp dir."""
 
 from __future__ import annotations
 
@@ -69,13 +70,22 @@ def test_make_stack_runs_the_day_by_itself_and_every_command_works(tmp_path: Pat
         assert run_id, out
         code, out = shell(f"rds2bq status {run_id}")
         assert "shop.payments     FAILED" in out and "shop.audit_log    SKIPPED_BY_EXPORT" in out
+        # the export wrote no data file for shop.coupons: its load is EMPTY, in status and Slack
+        assert "shop.coupons      EMPTY" in out and "No new files found matching" in out, out
+        assert "📭 shop.coupons: load empty" in printed.read_text()
         assert shell("rds2bq doctor")[0] == 0
         code, out = shell("rds2bq sync --dry-run")
         assert code == 0 and "Dry run: nothing changed." in out, out
         code, out = shell(f"rds2bq rerun {run_id} --failed")
         assert code == 0, out
+        assert "shop.payments  started" in out and "shop.coupons   skipped" in out, out
+        assert f"rerun {run_id} --export --table shop.coupons`" in out, out
         code, out = shell(f"rds2bq status {run_id} --watch --interval 1 --timeout 60")
         assert code == 1 and "shop.payments     SUCCEEDED           2" in out, out
+        assert "shop.coupons      EMPTY               1" in out, out
+        # nothing left to re-transfer but the empty load: refused, with the re-export to ask for
+        code, out = shell(f"rds2bq rerun {run_id} --failed")
+        assert code == 4 and "nothing to re-transfer" in out, out
         code, out = shell('curl -s "$STATUS_URL?run_id=' + run_id + '"')
         assert '"state": "PARTIAL"' in out or '"state":"PARTIAL"' in out, out
     finally:
