@@ -48,7 +48,9 @@ def transfer_keys(
     """The tables a re-transfer means: those named (each in the run and still configured), or the
     run's failed ones."""
     if request.failed:
-        return [k for k in run.tables if k in docs and docs[k].state in NOT_LOADED]
+        # Not a HELD table: reloading it accepts its schema change, which is asked for by name.
+        failed = NOT_LOADED - {TableState.HELD}
+        return [k for k in run.tables if k in docs and docs[k].state in failed]
     configured = {t.key for t in settings.tables}
     not_in_run = [k for k in request.tables if k not in run.tables]
     if not_in_run:

@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument(
         "--failed",
         action="store_true",
-        help="every failed table of RUN_ID (FAILED, CANCELLED, EMPTY); a re-transfer skips an "
-        "EMPTY one whose export holds no data file, and says how to re-export it",
+        help="every failed table of RUN_ID (FAILED, CANCELLED, EMPTY, MISMATCHED); a re-transfer "
+        "skips an EMPTY one whose export holds no data file, and says how to re-export it; a "
+        "HELD one (schema change) is reloaded only when named with --table",
     )
     rerun.add_argument("--export", action="store_true", help="a new export (implied by --as-of)")
     rerun.add_argument(

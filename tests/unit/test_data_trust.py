@@ -234,3 +234,20 @@ def test_an_unknown_export_count_never_makes_a_mismatch() -> None:
     w.bq.load("shop__t0000", 7)
     assert w.finish("shop.t0000") == "recorded"
     assert w.table("shop.t0000").loaded_rows == 7
+
+
+def test_rerun_failed_leaves_a_held_table_to_be_named() -> None:
+    from orchestrator.app.rerun_checks import transfer_keys
+    from orchestrator.app.rerun_request import Mode, RerunRequest
+
+    w = TrustWorld(3)
+    w.export("shop.t0001", 100, ID)  # held: `name` is no longer exported
+    w.to_handoff()
+    w.bq.load("shop__t0000", 100)
+    w.finish("shop.t0000")
+    w.finish("shop.t0002", "FAILED")
+    run, docs = w.ledger.runs[RUN], {t.key: t for t in w.ledger.tables(RUN)}
+    failed = RerunRequest(Mode.TRANSFER, run_id=RUN, failed=True)
+    assert transfer_keys(w.settings, failed, run, docs) == ["shop.t0002"]
+    named = RerunRequest(Mode.TRANSFER, run_id=RUN, tables=("shop.t0001",))
+    assert transfer_keys(w.settings, named, run, docs) == ["shop.t0001"]
