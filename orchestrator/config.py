@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from orchestrator.core.digest import Prices
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.model import TableRef, parse_table_ref
 from orchestrator.core.schedule import DailySchedule
@@ -235,6 +236,21 @@ FIELDS: tuple[Field, ...] = (
         "60",
         "60",
     ),
+    # --- the digest's cost estimate (docs/platform.md, "What a day costs")
+    Field(
+        "PRICE_EXPORT_PER_GB",
+        "USD per GB of an RDS export to S3 (Amazon RDS / Aurora pricing, Snapshot Export; AWS "
+        "bills the snapshot's full size), for the run digest's estimate.",
+        "0.010",
+        "0.010",
+    ),
+    Field(
+        "PRICE_EGRESS_PER_GB",
+        "USD per GB of data transfer out of AWS to the internet (DTS reading S3; AWS data "
+        "transfer pricing, first 10 TB a month), for the run digest's estimate.",
+        "0.09",
+        "0.09",
+    ),
 )
 
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -282,6 +298,8 @@ class Settings:
     reconcile_after_minutes: int
     daily_schedule: DailySchedule | None
     missed_run_grace_minutes: int
+    price_export_per_gb: float = Prices.export_per_gb
+    price_egress_per_gb: float = Prices.egress_per_gb
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -291,6 +309,10 @@ class Settings:
     @property
     def dts_parent(self) -> str:
         return f"projects/{self.gcp_project}/locations/{self.bq_location}"
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(self.price_export_per_gb, self.price_egress_per_gb)
 
 
 LEDGER_NEEDS = frozenset({"GCP_PROJECT"})
@@ -330,6 +352,17 @@ def load_settings(
             return low
         if not low <= value <= high:
             problems.append(f"{_BY_NAME[name].env}={value} must be between {low} and {high}")
+        return value
+
+    def price(name: str) -> float:
+        text = raw[name]
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 100:  # NaN fails both comparisons
+            problems.append(f"{_BY_NAME[name].env}={text!r} must be a price in USD from 0 to 100")
+            return 0.0
         return value
 
     def choice(name: str, options: tuple[str, ...]) -> str:
@@ -377,6 +410,8 @@ def load_settings(
     notify_age = integer("NOTIFY_MAX_AGE_HOURS", 1, 24 * 7)
     reconcile_after = integer("RECONCILE_AFTER_MINUTES", 5, 24 * 60)
     missed_grace = integer("MISSED_RUN_GRACE_MINUTES", 30, 12 * 60)
+    price_export = price("PRICE_EXPORT_PER_GB")
+    price_egress = price("PRICE_EGRESS_PER_GB")
     daily_schedule: DailySchedule | None = None
     if raw["DAILY_SCHEDULE"]:
         try:
@@ -437,6 +472,8 @@ def load_settings(
         reconcile_after_minutes=reconcile_after,
         daily_schedule=daily_schedule,
         missed_run_grace_minutes=missed_grace,
+        price_export_per_gb=price_export,
+        price_egress_per_gb=price_egress,
         raw=raw,
     )
 

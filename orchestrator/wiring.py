@@ -243,7 +243,7 @@ class Wiring:
     def status(self) -> StatusReader:
         from orchestrator.app.status import StatusReader
 
-        return StatusReader(self.ledger, SystemClock())
+        return StatusReader(self.ledger, SystemClock(), self.settings.prices)
 
     def doctor_context(self, *, send_test: bool = False, impersonate: str = "") -> Context:
         """What doctor's checks probe, each built on first use from these settings. With

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.app.ports import Clock, Ledger
+from orchestrator.core.digest import PROBLEM_ORDER, Digest, Prices, digest, line
 from orchestrator.core.errors import BadRequestError, NotFoundError
 from orchestrator.core.keys import run_time_of
 from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
@@ -60,6 +61,38 @@ def table_view(table: TableRun, now: datetime) -> dict[str, Any]:
         "error": table.error_message or table.reason,
         "dts_run": table.dts_run,
         "size_bytes": table.size_bytes,
+        "export_rows": table.export_rows,
+        "previous_rows": table.previous_rows,
+        "loaded_rows": table.loaded_rows,
+        "change": line(table).change,
+        "schema_changes": list(table.schema_changes),
+    }
+
+
+def digest_view(d: Digest, prices: Prices) -> dict[str, Any]:
+    """The digest's totals (``core.digest``): what Slack's run summary says, as JSON."""
+    problems: dict[str, int] = {}
+    for t in d.problems:
+        problems[t.state.value] = problems.get(t.state.value, 0) + 1
+    return {
+        "rows_loaded": d.rows_loaded,
+        "rows_change": d.rows_change,
+        "new_tables": d.new_tables,
+        "schema_changed_tables": len(d.schema_changed),
+        "problems": problems,
+        "as_of": d.as_of,
+        "as_of_basis": d.as_of_basis,
+        "exported_bytes": d.exported_bytes,
+        "cost": {
+            "currency": "USD",
+            "exported_gb": round(d.cost.exported_gb, 3),
+            "export": round(d.cost.export_usd, 4),
+            "egress": round(d.cost.egress_usd, 4),
+            "total": round(d.cost.total_usd, 4),
+            "export_per_gb": prices.export_per_gb,
+            "egress_per_gb": prices.egress_per_gb,
+            "basis": d.cost.basis,
+        },
     }
 
 
@@ -95,8 +128,12 @@ def run_line(run: Run, tables: Sequence[TableRun]) -> dict[str, Any]:
     }
 
 
-def run_view(run: Run, tables: Sequence[TableRun], now: datetime) -> dict[str, Any]:
-    """One run in full: state, export progress, every table with its error and timings."""
+def run_view(
+    run: Run, tables: Sequence[TableRun], now: datetime, prices: Prices | None = None
+) -> dict[str, Any]:
+    """One run in full: state, export progress, every table with its error, timings and rows,
+    and the digest's totals."""
+    prices = prices or Prices()
     return {
         "run_id": run.run_id,
         "kind": run.kind,
@@ -111,28 +148,25 @@ def run_view(run: Run, tables: Sequence[TableRun], now: datetime) -> dict[str, A
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "counts": counts(run, tables),
+        "digest": digest_view(digest(run, tables, prices), prices),
         "tables": [table_view(t, now) for t in sorted(tables, key=_table_order)],
     }
 
 
 def _table_order(table: TableRun) -> tuple[int, str]:
-    """Failures first, then what is in flight, then the rest: what an operator looks for."""
-    rank = {
-        TableState.FAILED: 0,
-        TableState.CANCELLED: 0,
-        TableState.EMPTY: 0,
-        TableState.SKIPPED_BY_EXPORT: 1,
-        TableState.STARTED: 2,
-        TableState.STARTING: 2,
-        TableState.PENDING: 2,
-    }
-    return rank.get(table.state, 3), table.key
+    """Problems first, in the digest's order (``core.digest.PROBLEM_ORDER``), then what is in
+    flight, then the rest: what an operator looks for."""
+    if table.state in PROBLEM_ORDER:
+        return PROBLEM_ORDER.index(table.state), table.key
+    in_flight = table.state in _IN_FLIGHT
+    return len(PROBLEM_ORDER) + (0 if in_flight else 1), table.key
 
 
 class StatusReader:
-    def __init__(self, ledger: Ledger, clock: Clock) -> None:
+    def __init__(self, ledger: Ledger, clock: Clock, prices: Prices | None = None) -> None:
         self.ledger = ledger
         self.clock = clock
+        self.prices = prices or Prices()
 
     def run(self, run_id: str) -> dict[str, Any]:
         try:
@@ -142,14 +176,14 @@ class StatusReader:
         run = self.ledger.get_run(run_id)
         if run is None:
             raise NotFoundError(f"run {run_id} is not in the ledger")
-        return run_view(run, self.ledger.tables(run_id), self.clock.now())
+        return run_view(run, self.ledger.tables(run_id), self.clock.now(), self.prices)
 
     def view(self, run: Run) -> dict[str, Any]:
         """The public view of a run a service has just returned (``start_export``): the same as
         ``run(run_id)``, never the ledger's internals (lease, outbox, hand-off owner). Tables are
         read only once the export is over: before, the ledger has none."""
         tables = [] if run.state in _EXPORTING else self.ledger.tables(run.run_id)
-        return run_view(run, tables, self.clock.now())
+        return run_view(run, tables, self.clock.now(), self.prices)
 
     def recent(self, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
         if not 1 <= limit <= MAX_LIMIT:

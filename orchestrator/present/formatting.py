@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from orchestrator.core.digest import Cost, exported_bytes
 from orchestrator.core.model import Run, TableRun
 
 # google.rpc.Code: what the numbers in a Google API's error status (DTS's ``errorStatus.code``)
@@ -73,12 +74,32 @@ def format_size(size_bytes: float) -> str:
 
 
 def exported_size(run: Run, tables: Sequence[TableRun] = ()) -> str:
-    """How much the export wrote. RDS reports whole GB (0 for a small export); the tables' own
-    sizes (export_tables_info) are finer, so they are used when RDS says less than 1 GB."""
-    table_bytes = sum(t.size_bytes for t in tables)
-    if run.extracted_gb >= 1 or not table_bytes:
-        return format_size(run.extracted_gb * 1e9) if run.extracted_gb else "under 1 GB"
-    return format_size(table_bytes)
+    """How much the export wrote (``core.digest.exported_bytes``)."""
+    size = exported_bytes(run, tables)
+    return format_size(size) if size else "under 1 GB"
+
+
+def format_rows(rows: int | None) -> str:
+    return "—" if rows is None else f"{rows:,}"
+
+
+def format_change(change: int | None, new: bool = False) -> str:
+    """``+1,204``, ``-3``, ``0``; ``new`` for a table with no previous count; ``—`` unknown."""
+    if change is None:
+        return "new" if new else "—"
+    return f"{change:+,}" if change else "0"
+
+
+def format_usd(amount: float) -> str:
+    return f"{amount:,.2f} USD" if amount >= 0.01 or amount == 0 else f"{amount:.4f} USD"
+
+
+def cost_text(cost: Cost) -> str:
+    """``~1.20 USD (export 0.12 + egress 1.08)``: the estimate, its parts."""
+    return (
+        f"~{format_usd(cost.total_usd)} (export {format_usd(cost.export_usd)} + "
+        f"egress {format_usd(cost.egress_usd)})"
+    )
 
 
 def error_code_name(code: int) -> str:

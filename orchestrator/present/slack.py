@@ -10,10 +10,11 @@ name (``formatting``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.core.digest import as_of, digest
 from orchestrator.core.events import (
     Event,
     ExportFailed,
@@ -27,10 +28,12 @@ from orchestrator.core.events import (
 from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
 from orchestrator.core.notifications import TransferRunFinished
 from orchestrator.present import slack_blocks as kit
+from orchestrator.present import slack_trust as trust
 from orchestrator.present.formatting import (
     error_code_name,
     exported_size,
     format_duration,
+    format_rows,
     format_time,
 )
 from orchestrator.present.links import table_url, transfer_run_url
@@ -43,9 +46,10 @@ if TYPE_CHECKING:
 
 # Our own budgets, chosen so that a message is read, not scrolled.
 FAILURES_SHOWN = 20
-FAILURES_BUDGET = 8_000  # characters of failure lines in one summary
+FAILURES_BUDGET = 6_000  # characters of failure lines in one summary
 SKIPPED_SHOWN = 15
-SKIPPED_BUDGET = 1_500
+SKIPPED_BUDGET = 1_200
+UNFINISHED_BUDGET = 800
 LINE_MESSAGE_LIMIT = 200  # one failure's message inside a list
 SINGLE_MESSAGE_LIMIT = 2_500  # the message of a single table failure or export failure
 
@@ -69,19 +73,24 @@ class SlackMessages:
         return slot_missed(self.ctx, slot, run_id, grace_minutes)
 
 
-def as_of(run: Run) -> datetime | None:
-    """The data's point in time: the snapshot's, or (live cluster) when the export cloned it."""
-    return run.snapshot_time or run.export_started_at
-
-
 # --------------------------------------------------------------------------- message kinds
 
 
 def table_failed(ctx: SlackContext, run: Run, table: TableRun) -> Payload:
-    """One table's load ended FAILED, CANCELLED or EMPTY: sent at once, with DTS's own message
-    (for EMPTY, its log line naming the data path that matched nothing)."""
-    icon = {TableState.FAILED: "❌", TableState.EMPTY: "📭"}.get(table.state, "🚫")
-    word = "failed" if table.state == TableState.FAILED else str(table.state).lower()
+    """One table is not loaded, sent at once: FAILED, CANCELLED or EMPTY with DTS's own message
+    (for EMPTY, its log line naming the data path that matched nothing); HELD with the schema
+    difference and the fix; MISMATCHED with both row counts and what to do."""
+    icon = {
+        TableState.FAILED: "❌",
+        TableState.EMPTY: "📭",
+        TableState.HELD: "⏸️",
+        TableState.MISMATCHED: "🔢",
+    }.get(table.state, "🚫")
+    word = {
+        TableState.FAILED: "load failed",
+        TableState.HELD: "held for a schema change",
+        TableState.MISMATCHED: "row count mismatch",
+    }.get(table.state, f"load {str(table.state).lower()}")
     duration = (
         table.finished_at - table.started_at if table.started_at and table.finished_at else None
     )
@@ -94,14 +103,28 @@ def table_failed(ctx: SlackContext, run: Run, table: TableRun) -> Payload:
         kit.field("Data as of", format_time(as_of(run), ctx.timezone)),
         kit.field("Duration", format_duration(duration)),
     ]
-    if table.error_message:
+    if table.state is TableState.HELD:
+        # Held before the hand-off: no DTS run, no duration; the rows say what waits.
+        fields[3:] = [
+            kit.field("Data as of", format_time(as_of(run), ctx.timezone)),
+            kit.field("Exported rows", format_rows(table.export_rows)),
+            kit.field("Destination rows now", format_rows(table.previous_rows)),
+        ]
+        detail = trust.held_detail(ctx, run.run_id, table)
+    elif table.state is TableState.MISMATCHED:
+        fields += [
+            kit.field("Loaded rows", format_rows(table.loaded_rows)),
+            kit.field("Exported rows", format_rows(table.export_rows)),
+        ]
+        detail = trust.mismatch_detail(ctx, run.run_id, table)
+    elif table.error_message:
         detail = "*DTS says:*\n" + kit.code_block(table.error_message, SINGLE_MESSAGE_LIMIT)
     else:
         detail = "_DTS gave no error message._"
     if table.error_code:
         detail += f"\n_error code {error_code_name(table.error_code)}_"
     blocks = [
-        kit.header_block(f"{icon} {table.key}: load {word}"),
+        kit.header_block(f"{icon} {table.key}: {word}"),
         kit.fields_block(fields),
         kit.section_block(detail),
         _context(ctx, run, shown=("run",)),
@@ -116,34 +139,30 @@ def table_failed(ctx: SlackContext, run: Run, table: TableRun) -> Payload:
 def run_summary(
     ctx: SlackContext, run: Run, tables: Sequence[TableRun], failures_shown: int = FAILURES_SHOWN
 ) -> Payload:
-    """One message per closed run: counts, failures first with their messages, then the rest."""
-    by_state = _group(tables)
-    loaded = len(by_state.get(TableState.SUCCEEDED, []))
-    failed = sorted(
-        (t for t in tables if t.state in NOT_LOADED_STATES),
-        key=lambda t: (t.state != TableState.FAILED, t.key),
-    )
-    skipped = sorted(by_state.get(TableState.SKIPPED_BY_EXPORT, []), key=lambda t: t.key)
-    unfinished = sorted((t for t in tables if not t.state.is_final), key=lambda t: t.key)
+    """One message per closed run, the run's digest (``core.digest``): counts, rows, size and
+    cost first; then failures and holds with their messages, what the export skipped, the largest
+    loaded tables with their change, and the schema changes applied."""
+    reloaded = retransferred(tables)
+    if reloaded:
+        return _retransfer_summary(ctx, run, tables, reloaded, failures_shown)
+    d = digest(run, tables, ctx.prices)
+    by_key = {t.key: t for t in tables}
+    failed = [by_key[t.key] for t in d.problems if t.state in NOT_LOADED_STATES]
+    skipped = [by_key[t.key] for t in d.problems if t.state is TableState.SKIPPED_BY_EXPORT]
     last_load = max((t.finished_at for t in tables if t.finished_at), default=None)
     elapsed = last_load - run.export_started_at if last_load and run.export_started_at else None
 
     icon = {RunState.SUCCEEDED: "✅", RunState.PARTIAL: "⚠️"}.get(run.state, "❌")
-    reloaded = retransferred(tables)
-    if reloaded:
-        return _retransfer_summary(ctx, run, tables, reloaded, failures_shown)
     fields = [
         kit.field("State", f"*{kit.escape(str(run.state))}*"),
-        kit.field("Loaded", f"{loaded} of {len(tables)}"),
+        kit.field("Loaded", f"{len(d.loaded)} of {len(tables)}"),
         kit.field("Failed", str(len(failed))),
         kit.field("Skipped by the export", str(len(skipped))),
     ]
-    if unfinished:
-        fields.append(kit.field("Not finished", str(len(unfinished))))
-    fields += [
-        kit.field("Export start → last load", format_duration(elapsed)),
-        kit.field("Data as of", format_time(as_of(run), ctx.timezone)),
-    ]
+    if d.unfinished:
+        fields.append(kit.field("Not finished", str(len(d.unfinished))))
+    fields.append(kit.field("Export start → last load", format_duration(elapsed)))
+    fields += trust.digest_fields(ctx, d)
     blocks: list[dict[str, Any]] = [
         kit.header_block(f"{icon} {_run_title(ctx, run)}: {run.state}"),
         kit.fields_block(fields),
@@ -154,15 +173,15 @@ def run_summary(
     if failed:
         lines = [_failure_line(ctx, t) for t in failed]
         blocks += kit.list_sections(
-            f"*Failures ({len(failed)})*", lines, failures_shown, FAILURES_BUDGET, more
+            f"*Failures and holds ({len(failed)})*", lines, failures_shown, FAILURES_BUDGET, more
         )
-    if unfinished:
-        lines = [f"• {kit.escape(t.key)}: {kit.escape(str(t.state))}" for t in unfinished]
+    if d.unfinished:
+        lines = [f"• {kit.escape(t.key)}: {kit.escape(str(t.state))}" for t in d.unfinished]
         blocks += kit.list_sections(
-            f"*Not finished when the run closed ({len(unfinished)})*",
+            f"*Not finished when the run closed ({len(d.unfinished)})*",
             lines,
             SKIPPED_SHOWN,
-            SKIPPED_BUDGET,
+            UNFINISHED_BUDGET,
             more,
         )
     if skipped:
@@ -170,10 +189,13 @@ def run_summary(
         blocks += kit.list_sections(
             f"*Skipped by the export ({len(skipped)})*", lines, SKIPPED_SHOWN, SKIPPED_BUDGET, more
         )
+    blocks += trust.loaded_sections(d, more)
+    blocks += trust.schema_sections(d, more)
+    blocks.append(trust.cost_context(d))
     blocks.append(_context(ctx, run))
     text = (
-        f"{ctx.prefix()}run {run.run_id} {run.state}: {loaded} loaded, {len(failed)} failed, "
-        f"{len(skipped)} skipped"
+        f"{ctx.prefix()}run {run.run_id} {run.state}: {len(d.loaded)} loaded, "
+        f"{len(failed)} failed, {len(skipped)} skipped"
     )
     return kit.build_payload(text, blocks)
 
@@ -486,6 +508,9 @@ def _failure_line(ctx: SlackContext, table: TableRun) -> str:
     run_link = transfer_run_url(table.dts_run, ctx.location)
     where = f" · {kit.link(run_link, 'DTS run')}" if run_link else ""
     message = table.error_message or table.reason or "no message"
+    if table.state is TableState.HELD:
+        # The difference; the fix is the held table's own message (and `status`).
+        message = table.reason or message
     return (
         f"• *{kit.escape(table.key)}* {kit.escape(str(table.state))}{where}: "
         f"{kit.code_inline(message, LINE_MESSAGE_LIMIT)}"
@@ -495,10 +520,3 @@ def _failure_line(ctx: SlackContext, table: TableRun) -> str:
 def _skipped_line(table: TableRun) -> str:
     reason = table.reason or "no reason given"
     return f"• {kit.escape(table.key)}: {kit.code_inline(reason, LINE_MESSAGE_LIMIT)}"
-
-
-def _group(tables: Iterable[TableRun]) -> dict[TableState, list[TableRun]]:
-    groups: dict[TableState, list[TableRun]] = {}
-    for table in tables:
-        groups.setdefault(table.state, []).append(table)
-    return groups

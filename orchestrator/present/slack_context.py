@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from orchestrator.core.digest import Prices
 from orchestrator.present import slack_blocks as kit
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ class SlackContext:
     location: str
     dataset: str
     env: str = ""
+    prices: Prices = field(default_factory=Prices)  # for the run digest's cost estimate
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SlackContext:
@@ -30,10 +32,15 @@ class SlackContext:
             location=settings.bq_location,
             dataset=settings.bq_dataset,
             env=settings.env,
+            prices=settings.prices,
         )
 
     def status_command(self, run_id: str) -> str:
         return f"python -m orchestrator status {run_id}"
+
+    def rerun_command(self, run_id: str, table: str) -> str:
+        """The re-transfer of one table from the run's export (``rerun --table``)."""
+        return f"python -m orchestrator rerun {run_id} --table {table}"
 
     def env_label(self) -> str:
         """``rds2bq *prod* · ``: what a message's context line starts with."""

@@ -13,7 +13,15 @@ from zoneinfo import ZoneInfo
 
 from orchestrator.app.doctor import CheckResult, Outcome
 from orchestrator.app.rerun_request import Mode, RerunResult
-from orchestrator.present.formatting import format_duration, format_time, short_time
+from orchestrator.present.formatting import (
+    format_change,
+    format_duration,
+    format_rows,
+    format_size,
+    format_time,
+    format_usd,
+    short_time,
+)
 
 BAR_WIDTH = 30
 _ERROR_WIDTH = 70
@@ -57,10 +65,11 @@ def status_text(view: Mapping[str, Any], tz: ZoneInfo) -> str:
         f"  export    {export['task_id']}  {status}  {progress_bar(export['percent'])}"
         f"{extracted}  {duration(export['seconds'])}{late}"
     )
+    digest = view["digest"]
     if export["source_arn"]:
         as_of = (
-            f", data as of {format_time(export['snapshot_time'], tz)}"
-            if export["snapshot_time"]
+            f", data as of {format_time(digest['as_of'], tz)} ({digest['as_of_basis']})"
+            if digest["as_of"]
             else ""
         )
         lines.append(f"  source    {export['source_arn']}{as_of}")
@@ -70,20 +79,44 @@ def status_text(view: Mapping[str, Any], tz: ZoneInfo) -> str:
     lines.append(f"  tables    {_counts_text(view['counts'])}{closed}")
     tables = view["tables"]
     if tables:
+        lines += _digest_lines(digest)
         width = max(5, *(len(t["table"]) for t in tables))
         lines += [
             "",
-            f"  {'TABLE':<{width}}  {'STATE':<17} {'TRY':>3}  {'STARTED':<14}  {'TOOK':>8}  ERROR",
+            f"  {'TABLE':<{width}}  {'STATE':<17} {'TRY':>3}  {'STARTED':<14}  {'TOOK':>8}  "
+            f"{'ROWS':>13}  {'EXPORTED':>13}  {'CHANGE':>10}  ERROR / SCHEMA",
         ]
         for t in tables:
+            new = t["loaded_rows"] is not None and t["previous_rows"] is None
+            note = t["error"] or "; ".join(t["schema_changes"])
             lines.append(
                 f"  {t['table']:<{width}}  {t['state']:<17} {t['attempts']:>3}  "
                 f"{short_time(t['started_at'], tz):<14}  {duration(t['seconds']):>8}  "
-                f"{_cut(t['error'], _ERROR_WIDTH)}".rstrip()
+                f"{format_rows(t['loaded_rows']):>13}  {format_rows(t['export_rows']):>13}  "
+                f"{format_change(t['change'], new):>10}  {_cut(note, _ERROR_WIDTH)}".rstrip()
             )
     elif view["counts"]["tables"]:
         lines += ["", "  (no table records yet: they appear when the export completes)"]
     return "\n".join(lines)
+
+
+def _digest_lines(digest: Mapping[str, Any]) -> list[str]:
+    """The digest's totals (``status.digest_view``): rows, change, schema, size and cost."""
+    rows = f"{format_rows(digest['rows_loaded'])} loaded"
+    if digest["rows_change"] is not None:
+        rows += f", {format_change(digest['rows_change'])} against the previous day"
+    if digest["new_tables"]:
+        rows += f", {digest['new_tables']} new table(s)"
+    if digest["schema_changed_tables"]:
+        rows += f", {digest['schema_changed_tables']} table(s) with schema changes"
+    cost = digest["cost"]
+    return [
+        f"  rows      {rows}",
+        f"  cost      ~{format_usd(cost['total'])} estimated: export {format_usd(cost['export'])}"
+        f" + egress {format_usd(cost['egress'])} for {format_size(digest['exported_bytes'])}"
+        f" exported ({cost['export_per_gb']:g} + {cost['egress_per_gb']:g} USD/GB; the export"
+        " is billed on the whole snapshot or cluster, so this is a floor)",
+    ]
 
 
 def recent_text(view: Mapping[str, Any], tz: ZoneInfo) -> str:

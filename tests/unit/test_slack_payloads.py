@@ -256,11 +256,11 @@ def test_summary_of_2000_tables_with_300_failures_is_one_valid_readable_message(
     assert "Loaded: 1680 of 2000" in text
     assert "Failed: 300" in text
     assert "Skipped by the export: 20" in text
-    assert "*Failures (300)*" in texts(payload)
+    assert "*Failures and holds (300)*" in texts(payload)
     assert "• *shop.t0000* FAILED · DTS run (" in text  # failed before cancelled, then by name
     assert "schema mismatch" in text
     assert "… and 280 more (see `python -m orchestrator status 202611271500`)" in text
-    assert text.index("Failures (300)") < text.index("Skipped by the export (20)")
+    assert text.index("Failures and holds (300)") < text.index("Skipped by the export (20)")
     assert "Export start → last load: 3h 29m" in text
     assert payload["text"] == (
         "rds2bq prod: run 202611271500 PARTIAL: 1680 loaded, 300 failed, 20 skipped"
@@ -423,7 +423,7 @@ EVENT_AT = RUN_TIME + timedelta(hours=6)
             ),
             "No such table",
         ),
-        (RunClosed("202611271500", EVENT_AT, state=RunState.PARTIAL), "Failures (1)"),
+        (RunClosed("202611271500", EVENT_AT, state=RunState.PARTIAL), "Failures and holds (1)"),
     ],
 )
 def test_events_render_after_a_trip_through_pubsub_encoding(event: Event, expect: str) -> None:
