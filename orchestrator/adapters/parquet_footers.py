@@ -4,7 +4,8 @@ reads (pyarrow, the maintained Parquet library), never its data.
 pyarrow reads a footer with one read of the file's last 64 KiB (the whole file when it is
 smaller), and a second one only when the footer is longer than that: parquet-cpp's
 ``footer_read_size``, which pyarrow does not let Python change. Over S3 that is one or two ranged
-GETs per file (``AwsExporter.read_exported_tables``).
+GETs per file (``AwsExporter.read_exported_tables``; docs/platform.md, "Row counts and
+columns").
 """
 
 from __future__ import annotations
