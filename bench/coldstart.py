@@ -340,6 +340,9 @@ class Preparer:
         lists moto) loads something: a load that matched nothing would be EMPTY."""
         import boto3
 
+        from bench.peers import bench_table
+        from devstack.parquet import data_files
+
         s3 = boto3.client(
             "s3",
             endpoint_url=self.peers.moto.endpoint,
@@ -347,10 +350,11 @@ class Preparer:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+        body = data_files(bench_table(), 1)[0]  # a real Parquet file: the preflight reads it
         for table in settings.tables:
             parts = (settings.s3_prefix, export_id, table.export_dir, "1", "part-00000.gz.parquet")
             key = "/".join(p for p in parts if p)
-            s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=b"PAR1")
+            s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=body)
 
     def handed_off(self, collection: str) -> tuple[dict[str, str], Any, Any, Any, list[Any]]:
         """A handed-off run whose DTS runs have all finished (succeeded), none recorded yet:

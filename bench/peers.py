@@ -180,24 +180,13 @@ def create_configs(settings: Any, target: str, threads: int = 8) -> int:
 # --------------------------------------------------------------------------- exports
 
 
-def column_mappings(n: int = REALISTIC_COLUMNS) -> list[dict[str, Any]]:
-    kinds = (
-        ("bigint", "int64", 0, 19),
-        ("varchar", "string", 255, 0),
-        ("datetime", "timestamp", 0, 0),
-        ("decimal", "decimal(12,2)", 0, 12),
-    )
-    return [
-        {
-            "columnName": f"column_{i:02d}",
-            "originalType": kinds[i % 4][0],
-            "expectedExportedType": kinds[i % 4][1],
-            "originalCharMaxLength": kinds[i % 4][2],
-            "originalNumPrecision": kinds[i % 4][3],
-            "originalDateTimePrecision": 0,
-        }
-        for i in range(n)
-    ]
+def bench_table(n: int = REALISTIC_COLUMNS) -> Any:
+    """The columns of every bench table (``devstack.parquet.TableData``): its files' schema and
+    the type mappings ``export_tables_info`` lists."""
+    from devstack.parquet import TableData
+
+    kinds = ("bigint", "varchar(255)", "datetime", "decimal(12,2)")
+    return TableData(tuple((f"column_{i:02d}", kinds[i % 4]) for i in range(n)))
 
 
 def complete_export(
@@ -210,10 +199,14 @@ def complete_export(
     one ``perTableStatus`` entry per table with its column type mappings, split over several
     files, and one data file per exported table (a load that matched nothing would be EMPTY).
     Returns the bytes of metadata."""
+    from devstack.parquet import data_files, type_mappings
+
     task = control.task(task_id)
     root = "/".join(p for p in (task.s3_prefix, task_id) if p)
     now = datetime.now(UTC)
-    columns = column_mappings()
+    table = bench_table()
+    columns = type_mappings(table)
+    body = data_files(table, 1)[0]  # one real Parquet file, the same for every table
     skipped = dict(skipped or {})
     entries: list[dict[str, Any]] = []
     s3_data: list[str] = []
@@ -240,7 +233,7 @@ def complete_export(
         )
     s3 = control.account.client("s3")
     for key in s3_data:
-        s3.put_object(Bucket=task.s3_bucket, Key=key, Body=b"PAR1")
+        s3.put_object(Bucket=task.s3_bucket, Key=key, Body=body)
     written = 0
     for start in range(0, len(entries), TABLES_INFO_CHUNK):
         chunk = entries[start : start + TABLES_INFO_CHUNK]

@@ -4,7 +4,9 @@ moto completes every export at once, refuses live-cluster sources, keeps lowerca
 checks neither the KMS key nor the export role. Real RDS exports take hours, report UPPERCASE
 statuses and refuse an unusable key or role. ``install_export_patch`` makes moto's exports behave
 like the real ones on the wire, and ``ExportControl`` lets the harness drive them through their
-states and write the export's files to S3 laid out as RDS does (docs/platform.md).
+states and write the export's files to S3 laid out as RDS does (docs/platform.md): real Parquet
+files of the columns and rows a test chooses (``devstack.parquet.TableData``), with the type
+mappings ``export_tables_info`` lists for them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from devstack.parquet import TableData, data_files, type_mappings
+
 ACCOUNT_ID = "123456789012"
 REGION = "ap-northeast-1"
-PARQUET = b"PAR1" + b"\x00" * 60 + b"PAR1"  # only its name matters to the stand-ins
 
 
 @dataclass
@@ -323,22 +326,32 @@ class ExportControl:
         skipped: Mapping[str, str] | None = None,
         warning: str = "",
         end_time: datetime | None = None,
+        data: Mapping[str, TableData] | None = None,
     ) -> None:
         """Write the files (``tables``: target ``db.schema.table`` -> keys relative to the export
-        root) and the metadata, then mark the task COMPLETE. ``skipped`` lists tables AWS skipped
-        with its reason: they appear in ``perTableStatus`` with a non-COMPLETE status."""
+        root) and the metadata, then mark the task COMPLETE. Each ``.parquet`` key is a real
+        Parquet file: the target's rows (``data``, ``TableData()`` for a target it leaves out)
+        split over its files in key order; ``_SUCCESS`` markers are empty. ``skipped`` lists
+        tables AWS skipped with its reason: they appear in ``perTableStatus`` with a
+        non-COMPLETE status."""
         task = self.task(task_id)
         root = "/".join(p for p in (task.s3_prefix, task_id) if p)
-        for keys in tables.values():
+        data = data or {}
+        for target, keys in tables.items():
+            parquet = [k for k in keys if k.endswith(".parquet")]
+            files = data_files(data.get(target, TableData()), len(parquet))
+            bodies = dict(zip(parquet, files, strict=True))
             for key in keys:
-                body = b"" if key.endswith("_SUCCESS") else PARQUET
+                body = bodies.get(key, b"")
                 self._s3.put_object(Bucket=task.s3_bucket, Key=f"{root}/{key}", Body=body)
         statuses = [
             {
                 "target": target,
                 "status": "COMPLETE",
                 "sizeGB": 0.001 * len(keys),
-                "schemaMetadata": {"originalTypeMappings": []},
+                "schemaMetadata": {
+                    "originalTypeMappings": type_mappings(data.get(target, TableData()))
+                },
             }
             for target, keys in tables.items()
         ]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orchestrator.app.ports import ExportedTable
 from orchestrator.core.errors import (
     AccessDeniedError,
     ExportQuotaError,
@@ -313,11 +314,60 @@ class AwsExporter:
         return entries
 
     def export_files_present(self, task_id: str, export_dir: str) -> bool:
+        return next(self._data_files(task_id, export_dir), None) is not None
+
+    def _data_files(self, task_id: str, export_dir: str) -> Iterator[tuple[str, int]]:
+        """(key, size) of each data file of a table folder: every batch folder, both namings,
+        never the ``_SUCCESS`` markers (docs/platform.md, "Layout")."""
         with _aws("s3:ListBucket"):
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self._bucket, Prefix=self._key(task_id, export_dir) + "/"
             )
-            return any(o["Key"].endswith(".parquet") for p in pages for o in p.get("Contents", []))
+            for page in pages:
+                for o in page.get("Contents", []):
+                    if o["Key"].endswith(".parquet"):
+                        yield o["Key"], int(o["Size"])
+
+    def read_exported_tables(
+        self, task_id: str, export_dirs: Sequence[str]
+    ) -> dict[str, ExportedTable]:
+        """Lists each folder, then reads every file's footer with one or two ranged GETs
+        (``parquet_footers``), as many at once as the S3 client has connections."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from orchestrator.adapters.parquet_footers import combined
+
+        if not export_dirs:
+            return {}
+        workers = int(self._s3.meta.config.max_pool_connections or 10)
+        with ThreadPoolExecutor(workers, thread_name_prefix="footers") as pool:
+            try:
+                listed = pool.map(lambda d: list(self._data_files(task_id, d)), export_dirs)
+                files = dict(zip(export_dirs, listed, strict=True))
+                footers = {
+                    key: pool.submit(self._footer, key, size)
+                    for keys in files.values()
+                    for key, size in keys
+                }
+                return {
+                    d: combined([footers[key].result() for key, _ in sorted(keys)])
+                    for d, keys in files.items()
+                }
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # a fault: read no further
+                raise
+
+    def _footer(self, key: str, size: int) -> ExportedTable:
+        from orchestrator.adapters.parquet_footers import read_footer
+
+        def fetch(first: int, last: int) -> bytes:
+            with _aws("s3:GetObject"):
+                answer = self._s3.get_object(
+                    Bucket=self._bucket, Key=key, Range=f"bytes={first}-{last}"
+                )
+                return bytes(answer["Body"].read())
+
+        return read_footer(fetch, size, f"s3://{self._bucket}/{key}")
 
 
 def build_exporter(settings: Settings, session: Any) -> AwsExporter:

@@ -39,6 +39,9 @@ SESSION_NAME = "rds2bq"
 CLIENT_CONFIG = Config(
     connect_timeout=10, read_timeout=30, retries={"max_attempts": 4, "mode": "standard"}
 )
+# S3's: the exporter reads as many Parquet footers at once as its client has connections
+# (``AwsExporter.read_exported_tables``); botocore's default is 10.
+S3_CONFIG = CLIENT_CONFIG.merge(Config(max_pool_connections=32))
 
 
 def google_id_token_loader(audience: str) -> Callable[[], str]:
@@ -191,4 +194,5 @@ def _parse_keys(text: str) -> dict[str, str]:
 def client(session: boto3.Session, service: str, endpoint_url: str = "") -> Any:
     """One client of ``session``, with our timeouts and retry policy (build it once per instance:
     a client is thread-safe, a session is not)."""
-    return session.client(service, endpoint_url=endpoint_url or None, config=CLIENT_CONFIG)
+    config = S3_CONFIG if service == "s3" else CLIENT_CONFIG
+    return session.client(service, endpoint_url=endpoint_url or None, config=config)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
@@ -14,6 +18,7 @@ from devstack.aws import (
     seed_account,
     table_files,
 )
+from devstack.parquet import TableData
 from orchestrator.adapters.aws import AwsExporter, translate
 from orchestrator.adapters.aws_session import build_session, client
 from orchestrator.core.errors import (
@@ -26,6 +31,7 @@ from orchestrator.core.errors import (
     TransientError,
 )
 from orchestrator.core.model import ExportStatus, Source
+from orchestrator.core.schema import Column
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)
@@ -132,6 +138,83 @@ def test_tables_info_is_read_from_every_file(account: Any) -> None:
     assert entries["shop.shop.x"].reason == "column name contains ';'"
     assert exporter.export_files_present("rds2bq-test-info", "shop/shop.orders")
     assert not exporter.export_files_present("rds2bq-test-info", "shop/shop.x")
+
+
+def test_exported_tables_are_read_from_their_footers(account: Any) -> None:
+    exporter = exporter_for(account)
+    source = exporter.resolve_source("cluster", "shop-aurora")
+    task = "rds2bq-test-footers"
+    exporter.start_export(task, source, ["shop.orders", "shop.items", "shop.empty"])
+    items = TableData((("sku", "varchar(32)"), ("price", "decimal(40,10)")), rows=5)
+    ExportControl(account).complete(
+        task,
+        {
+            "shop.shop.orders": table_files("shop/shop.orders", (1, 2, 4), parts=3),
+            "shop.shop.items": table_files("shop/shop.items", old_naming=True),
+            "shop.shop.empty": ["shop/shop.empty/1/_SUCCESS"],
+        },
+        data={"shop.shop.items": items},
+    )
+    dirs = ["shop/shop.orders", "shop/shop.items", "shop/shop.empty", "shop/shop.gone"]
+    tables = exporter.read_exported_tables(task, dirs)
+    assert set(tables) == set(dirs)
+    orders = tables["shop/shop.orders"]
+    assert (orders.rows, orders.files) == (12, 9) and orders.bytes > 9 * 500
+    assert orders.columns == (
+        Column("id", "INT64", "int64"),
+        Column("name", "STRING", "string"),
+        Column("amount", "NUMERIC", "decimal128(12, 2)"),
+        Column("updated_at", "TIMESTAMP", "timestamp[us, tz=UTC]"),
+    )
+    assert tables["shop/shop.items"].rows == 5 and tables["shop/shop.items"].files == 2
+    assert [c.type for c in tables["shop/shop.items"].columns] == ["STRING", "STRING"]
+    for name in ("shop/shop.empty", "shop/shop.gone"):
+        assert tables[name].rows == 0 and tables[name].files == 0 and tables[name].columns == ()
+    assert exporter.read_exported_tables(task, []) == {}
+    # the metadata's type mappings follow the columns
+    info = account.client("s3").get_object(
+        Bucket=account.bucket,
+        Key=f"{account.prefix}/{task}/export_tables_info_{task}_from_1_to_1.json",
+    )
+    mappings = json.loads(info["Body"].read())["perTableStatus"][0]["schemaMetadata"]
+    assert [m["columnName"] for m in mappings["originalTypeMappings"]] == [
+        c.name for c in orders.columns
+    ]
+
+
+def test_a_data_file_that_is_not_parquet_is_permanent_and_named(account: Any) -> None:
+    key = f"{account.prefix}/rds2bq-test-junk/shop/shop.orders/1/part-00000-x-c000.gz.parquet"
+    account.client("s3").put_object(Bucket=account.bucket, Key=key, Body=b"PAR1 but not really")
+    with pytest.raises(PermanentError, match=f"s3://{account.bucket}/{key} is not a Parquet"):
+        exporter_for(account).read_exported_tables("rds2bq-test-junk", ["shop/shop.orders"])
+
+
+def test_footers_are_read_with_ranged_gets_never_the_whole_file(account: Any) -> None:
+    out = io.BytesIO()
+    blobs = pa.table({"blob": [bytes([i]) * 1024**2 for i in range(5)]})  # 5 MiB, stored as is
+    pq.write_table(blobs, out, compression="none")
+    size = len(out.getvalue())
+    s3 = account.client("s3")
+    folder = f"{account.prefix}/rds2bq-test-ranged/shop/shop.blobs"
+    for key in (f"{folder}/1/part-00000-a-c000.gz.parquet", f"{folder}/part-00001-b.parquet"):
+        s3.put_object(Bucket=account.bucket, Key=key, Body=out.getvalue())
+    exporter = exporter_for(account)
+    ranges: list[str] = []
+    fetched: list[int] = []
+    events = exporter._s3.meta.events
+    events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: ranges.append(params["Range"])
+    )
+    events.register(
+        "after-call.s3.GetObject", lambda parsed, **_: fetched.append(parsed["ContentLength"])
+    )
+    blobs_table = exporter.read_exported_tables("rds2bq-test-ranged", ["shop/shop.blobs"])
+    assert blobs_table["shop/shop.blobs"].rows == 10
+    assert blobs_table["shop/shop.blobs"].bytes == 2 * size > 10 * 1024**2
+    # one GET per file, of its last 64 KiB (pyarrow's footer read)
+    assert ranges == [f"bytes={size - 65536}-{size - 1}"] * 2
+    assert fetched == [65536, 65536]
+    assert exporter._s3.meta.config.max_pool_connections == 32  # footers read 32 at once
 
 
 def test_missing_tables_info_is_transient(account: Any) -> None:

@@ -25,6 +25,7 @@ SDKS = {
     "bigquery": "google.cloud.bigquery",
     "boto3": "boto3",
     "botocore": "botocore",
+    "pyarrow": "pyarrow",
 }
 
 PROGRAM = """
@@ -57,7 +58,17 @@ PATHS = {
     ),
     # the poll that hands a completed export off to DTS
     "hand-off poll": ("w.service; w.ledger; w.transfers()", ["dts", "firestore"]),
-    # start_export: the ledger and AWS
+    # the poll that sees an export COMPLETE: its preflight reads the Parquet footers (one is
+    # enough to load pyarrow: here an empty file, which is no Parquet)
+    "preflight's footers": (
+        "w.service; w.ledger; e = w.exporter()\n"
+        "from orchestrator.adapters.parquet_footers import read_footer\n"
+        "from orchestrator.core.errors import PermanentError\n"
+        "try:\n    read_footer(lambda first, last: b'', 0, 'empty.parquet')\n"
+        "except PermanentError:\n    pass",
+        ["boto3", "botocore", "firestore", "pyarrow"],
+    ),
+    # start_export: the ledger and AWS (no pyarrow: the footers are read at COMPLETE only)
     "start_export": ("w.service; w.ledger; w.exporter()", ["boto3", "botocore", "firestore"]),
     # status reads the ledger only
     "status": ("w.status; w.ledger", ["firestore"]),
