@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -426,10 +426,12 @@ class ExportAutopilot:
         skipped: Mapping[str, str] | None = None,
         gb: float = 0.0,
         empty: Iterable[str] = (),
+        data: Callable[[Iterable[str]], Mapping[str, TableData]] | None = None,
     ) -> None:
         """``skipped``: tables AWS leaves out, with its reason; ``gb``: what RDS reports as
         extracted when the export completes (whole GB, as RDS does); ``empty``: tables exported
-        with no data file (``realistic_layout``)."""
+        with no data file (``realistic_layout``); ``data``: each exported table's columns and
+        rows, from the export's ``ExportOnly`` (default: ``TableData()``)."""
         import threading
 
         self.control = control
@@ -437,6 +439,7 @@ class ExportAutopilot:
         self.skipped = dict(skipped or {})
         self.gb = gb
         self.empty = frozenset(empty)
+        self.data = data
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="export-autopilot", daemon=True)
         self._thread.start()
@@ -451,7 +454,8 @@ class ExportAutopilot:
                 if elapsed >= self.seconds:
                     wanted = {k: v for k, v in self.skipped.items() if k in task.export_only}
                     tables, skipped = realistic_layout(task.export_only, wanted, self.empty)
-                    self.control.complete(task_id, tables, skipped)
+                    data = self.data(task.export_only) if self.data else None
+                    self.control.complete(task_id, tables, skipped, data=data)
                     if self.gb:
                         task.total_extracted_data_in_gb = self.gb
                 else:
