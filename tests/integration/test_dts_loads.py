@@ -135,3 +135,17 @@ def test_a_run_without_files_loads_nothing(
         f"No new files found matching {record.data_path}"
     ]
     assert tables.row_count("shop__orders") == 5
+
+
+def test_files_without_rows_load_zero_records_which_the_adapter_reads_as_empty(
+    loading: DtsStandin, bigquery_standin: BigQueryStandin, bucket: Bucket
+) -> None:
+    build_destination_tables(make_settings(), endpoint=bigquery_standin.endpoint).create(
+        ["shop__orders"]
+    )
+    run_time = slot(1, 0)
+    put(bucket, f"{export_root(run_time)}/shop/shop.orders/1/part-00000-a.gz.parquet", parquet(0))
+    record = run(loading, run_time, bucket)
+    assert record.state == types.TransferState.SUCCEEDED
+    runner = build_transfer_runner(make_settings(), client=client_for(loading.target))
+    assert "Number of records: 0, with errors: 0." in runner.empty_load(record.name)
