@@ -194,5 +194,6 @@ def test_describe_of_many_tables_is_concurrent(
     found = tables.describe(ids)
     elapsed = time.monotonic() - started
     assert len(found) == 1990 and found[ids[0]].rows == 5
-    # one tables.get per table, concurrently: ~2.5-3.5 s here, where one at a time took ~18 s
+    # one tables.get per table, concurrently: ~2.5-3.5 s here, where one at a time took ~18 s (in
+    # one process, client and stand-in threads wait on each other for the GIL at every call)
     assert elapsed < 9.0, f"describe of 2,000 tables took {elapsed:.1f}s"
