@@ -1,17 +1,28 @@
-"""A minimal BigQuery REST stand-in: the dataset and table calls ``sync`` makes.
+"""A minimal BigQuery REST stand-in: the dataset and table calls ``sync``, the preflight and the
+load checks make.
 
 ``orchestrator.adapters.bigquery`` talks to it with ``RDS2BQ_BQ_ENDPOINT=standin.endpoint``, as
 would the official ``google-cloud-bigquery`` client with ``client_options={"api_endpoint": ...}``.
-It serves ``datasets.get/insert`` and ``tables.get/insert/list/delete`` under
+It serves ``datasets.get/insert`` and ``tables.get/insert/list/delete/patch/update`` under
 ``/bigquery/v2/projects/P/...`` with BigQuery's own error body (``{"error": {"code", "message",
-"errors": [{"reason"}], "status"}}``, the status as Google's canonical name). Everything is kept in
-memory; ``fail_next`` answers the next calls with an HTTP error (503 by default).
+"errors": [{"reason"}], "status"}}``, the status as Google's canonical name).
+
+Tables keep what BigQuery's API shows of them: ``schema.fields``, ``numRows`` (a string, as the
+API writes int64), and an ``etag`` that changes with every change; a patch or update sent with
+``If-Match`` (the SDK's ``update_table`` sends the etag it read) fails 412 when the table changed
+since. A schema change may only add NULLABLE (or REPEATED) fields or relax REQUIRED to NULLABLE,
+as BigQuery's: a removed or retyped field is refused 400 ("Provided Schema does not match Table").
+``load_table`` is how the DTS stand-in loads a table (``devstack.dts.loads``): a truncating load
+replaces the rows and the schema. Everything is kept in memory; ``fail_next`` answers the next
+calls with an HTTP error (503 by default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +37,7 @@ _TABLES = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/?$
 _TABLE = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)$")
 _STATUSES = {
     400: "INVALID_ARGUMENT",
+    412: "FAILED_PRECONDITION",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     409: "ALREADY_EXISTS",
@@ -37,6 +49,7 @@ _REASONS = {
     404: "notFound",
     409: "duplicate",
     400: "invalid",
+    412: "conditionNotMet",
     503: "backendError",
     500: "internalError",
     429: "rateLimitExceeded",
@@ -44,8 +57,64 @@ _REASONS = {
 }
 
 
+# Field types as the API takes them (legacy and standard SQL names alike), by their legacy name,
+# which is what BigQuery's API answers with.
+_TYPES = {
+    **{t: t for t in ("STRING", "BYTES", "INTEGER", "FLOAT", "BOOLEAN", "TIMESTAMP", "DATE")},
+    **{t: t for t in ("TIME", "DATETIME", "NUMERIC", "BIGNUMERIC", "GEOGRAPHY", "JSON", "RECORD")},
+    "INT64": "INTEGER",
+    "FLOAT64": "FLOAT",
+    "BOOL": "BOOLEAN",
+    "BIGDECIMAL": "BIGNUMERIC",
+    "DECIMAL": "NUMERIC",
+    "STRUCT": "RECORD",
+}
+
+
 def _millis() -> str:
     return str(int(datetime.now(UTC).timestamp() * 1000))
+
+
+def _fields(schema: Any) -> list[dict[str, Any]]:
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    return [f for f in fields or [] if isinstance(f, dict)]
+
+
+def _schema_problem(table_id: str, old: list[dict[str, Any]], new: list[dict[str, Any]]) -> str:
+    """Why BigQuery would refuse to change a table's schema from ``old`` to ``new`` ('' if not)."""
+    refused = f"Provided Schema does not match Table {table_id}."
+    by_name = {str(f.get("name", "")).lower(): f for f in new}
+    for column in new:
+        if _type(column) not in _TYPES:
+            return f"Invalid value for type: {column.get('type')} is not a valid value"
+    for column in old:
+        name = str(column.get("name", ""))
+        after = by_name.pop(name.lower(), None)
+        if after is None:
+            return f"{refused} Field {name} is missing in new schema"
+        before_type, after_type = _TYPES[_type(column)], _TYPES[_type(after)]
+        if before_type != after_type:
+            return f"{refused} Field {name} has changed type from {before_type} to {after_type}"
+        before_mode, after_mode = _mode(column), _mode(after)
+        if before_mode != after_mode and (before_mode, after_mode) != ("REQUIRED", "NULLABLE"):
+            return f"{refused} Field {name} has changed mode from {before_mode} to {after_mode}"
+    for column in by_name.values():  # the added ones
+        if _mode(column) == "REQUIRED":
+            return f"{refused} Cannot add required field {column.get('name')} to an existing schema"
+    return ""
+
+
+def _type(column: dict[str, Any]) -> str:
+    return str(column.get("type", "")).upper()
+
+
+def _mode(column: dict[str, Any]) -> str:
+    return str(column.get("mode") or "NULLABLE").upper()
+
+
+def _answer_fields(fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fields as the API answers with them: legacy type names, a mode on each."""
+    return [{**f, "type": _TYPES[_type(f)], "mode": _mode(f)} for f in fields]
 
 
 @dataclass
@@ -55,10 +124,41 @@ class BigQueryState:
     failures: deque[int] = field(default_factory=deque)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    versions: int = 0  # a counter the etags are made from
+
+    def changed(self, table: dict[str, Any]) -> None:
+        """A table resource changed (under the lock): a new etag and modification time."""
+        self.versions += 1
+        table["etag"] = f"stand-in-{self.versions}"
+        table["lastModifiedTime"] = _millis()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a preflight's burst of connections must not see refusals
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.connections: set[Any] = set()
+        self.connections_lock = threading.Lock()
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: pooled clients reuse their connections
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK wait
     state: BigQueryState  # set on the subclass made per server
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):  # the client is gone
+            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests read state, not access logs
@@ -160,7 +260,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(404, f"Not found: Dataset {m[1]}:{m[2]}")
                 if key in s.tables:
                     return self._error(409, f"Already Exists: Table {m[1]}:{m[2]}.{table_id}")
-                resource = dict(body)
+                fields = _fields(body.get("schema"))
+                problem = _schema_problem(f"{m[1]}:{m[2]}.{table_id}", [], fields)
+                if problem:
+                    return self._error(400, problem)
+                resource = _with_schema(dict(body), fields)
                 resource.update(
                     {
                         "kind": "bigquery#table",
@@ -173,12 +277,50 @@ class _Handler(BaseHTTPRequestHandler):
                         "type": "TABLE",
                         "creationTime": _millis(),
                         "location": dataset["location"],
-                        "etag": "stand-in",
+                        "numRows": "0",
+                        "numBytes": "0",
                     }
                 )
+                s.changed(resource)
                 s.tables[key] = resource
                 return self._send(200, resource)
         return self._error(404, f"stand-in does not serve POST {path}")
+
+    def do_PATCH(self) -> None:
+        self._update(replace=False)
+
+    def do_PUT(self) -> None:
+        self._update(replace=True)
+
+    def _update(self, replace: bool) -> None:
+        """tables.patch (the fields sent change) and tables.update (the resource is replaced)."""
+        path = self._begin()
+        if path is None:
+            return
+        s = self.state
+        body = self._body()
+        m = _TABLE.match(path)
+        if m is None:
+            return self._error(404, f"stand-in does not serve {self.command} {path}")
+        table_id = f"{m[1]}:{m[2]}.{m[3]}"
+        with s.lock:
+            table = s.tables.get((m[1], m[2], m[3]))
+            if table is None:
+                return self._error(404, f"Not found: Table {table_id}")
+            expected = self.headers.get("If-Match")
+            if expected and expected != table["etag"]:
+                return self._error(412, "Precondition check failed.")
+            if "schema" in body or replace:
+                fields = _fields(body.get("schema"))
+                problem = _schema_problem(table_id, _fields(table["schema"]), fields)
+                if problem:
+                    return self._error(400, problem)
+                body = _with_schema(body, fields)
+            kept = {k: table[k] for k in _SERVER_FIELDS if k in table}
+            updated = {**({} if replace else table), **body, **kept}
+            s.changed(updated)
+            s.tables[(m[1], m[2], m[3])] = updated
+            return self._send(200, updated)
 
     def do_DELETE(self) -> None:
         path = self._begin()
@@ -193,6 +335,28 @@ class _Handler(BaseHTTPRequestHandler):
         return self._error(404, f"stand-in does not serve DELETE {path}")
 
 
+def _with_schema(resource: dict[str, Any], fields: list[dict[str, Any]]) -> dict[str, Any]:
+    """The resource with these fields as its schema (none: no ``schema``, as BigQuery answers
+    for a table created without one)."""
+    resource = {k: v for k, v in resource.items() if k != "schema"}
+    if fields:
+        resource["schema"] = {"fields": _answer_fields(fields)}
+    return resource
+
+
+# What a patch or an update cannot change: BigQuery keeps its own.
+_SERVER_FIELDS = (
+    "kind",
+    "id",
+    "tableReference",
+    "type",
+    "creationTime",
+    "location",
+    "numRows",
+    "numBytes",
+)
+
+
 def _dataset_resource(project: str, dataset: str, location: str) -> dict[str, Any]:
     return {
         "kind": "bigquery#dataset",
@@ -205,7 +369,7 @@ def _dataset_resource(project: str, dataset: str, location: str) -> dict[str, An
 
 
 class BigQueryStandin:
-    def __init__(self, server: ThreadingHTTPServer, state: BigQueryState) -> None:
+    def __init__(self, server: _Server, state: BigQueryState) -> None:
         self._server = server
         self.state = state
         self.port = int(server.server_address[1])
@@ -230,6 +394,21 @@ class BigQueryStandin:
         with self.state.lock:
             return sorted(k[2] for k in self.state.tables if k[:2] == (project, dataset))
 
+    def load_table(
+        self, project: str, dataset: str, table: str, rows: int, fields: list[dict[str, Any]]
+    ) -> None:
+        """A truncating load's effect, as DTS's load job leaves a non-partitioned table: ``rows``
+        rows, and the files' schema in place of the table's (``fields`` as the API writes them:
+        ``{"name", "type", "mode"}``). Raises LookupError, in BigQuery's words, if it is absent."""
+        with self.state.lock:
+            key = (project, dataset, table)
+            if key not in self.state.tables:
+                raise LookupError(f"Not found: Table {project}:{dataset}.{table}")
+            loaded = _with_schema(self.state.tables[key], fields)
+            loaded["numRows"] = str(rows)
+            self.state.changed(loaded)
+            self.state.tables[key] = loaded
+
     def drop_table(self, project: str, dataset: str, table: str) -> None:
         with self.state.lock:
             self.state.tables.pop((project, dataset, table), None)
@@ -239,14 +418,20 @@ class BigQueryStandin:
             self.state.failures.extend([status] * n)
 
     def stop(self) -> None:
+        """Stop serving; open keep-alive connections are closed too, so that no pooled client
+        talks to a stopped stand-in."""
         self._server.shutdown()
         self._server.server_close()
+        with self._server.connections_lock:
+            open_connections = list(self._server.connections)
+        for connection in open_connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def start_bigquery(port: int = 0) -> BigQueryStandin:
     """Serve the stand-in on 127.0.0.1:``port`` (0: a free port) in a daemon thread."""
     state = BigQueryState()
     handler = type("BigQueryHandler", (_Handler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), handler)
     return BigQueryStandin(server, state)

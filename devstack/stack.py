@@ -222,13 +222,18 @@ def start_stack(
         account = seed_account(moto.endpoint)
         slack = slack_standin.start(on_payload=on_slack)
         started.append(slack.stop)
-        dts = dts_standin.start(
-            0, moto.endpoint, pubsub.host, finish_delay=finish_delay, s3_region=account.region
-        )
-        started.append(dts.stop)
         bigquery = bigquery_standin.start_bigquery()
         started.append(bigquery.stop)
         bigquery.add_dataset(PROJECT, DATASET, LOCATION)
+        dts = dts_standin.start(  # its runs load the export's files into the BigQuery stand-in
+            0,
+            moto.endpoint,
+            pubsub.host,
+            finish_delay=finish_delay,
+            s3_region=account.region,
+            bigquery=bigquery,
+        )
+        started.append(dts.stop)
         metadata = MetadataStandIn()
         started.append(metadata.stop)
         tables_file = work_dir / "tables.txt"

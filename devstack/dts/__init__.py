@@ -17,6 +17,9 @@ What it models, because our correctness depends on it (see docs/platform.md, DTS
 - each run resolves the config's ``data_path`` (runtime template, always UTC) against the S3
   contents by the documented wildcard rules and records the keys it would have loaded;
 - a run that matched nothing still ends SUCCEEDED, as the real service does;
+- given the BigQuery stand-in (``bigquery=``), a SUCCEEDED run loads its files there as a
+  WRITE_TRUNCATE load job would: the Parquet footers' rows and schema replace the table's, and the
+  run logs the job's "Number of records"; a missing table or a file that is no Parquet fails it;
 - run-finished notifications published to the config's Pub/Sub topic, byte for byte in the
   shape DTS sends (attributes, camelCase TransferRun JSON, ``params`` echoing ``access_key_id``);
 - faults: per-call latency, UNAVAILABLE / RESOURCE_EXHAUSTED bursts, calls that succeed but answer
@@ -29,9 +32,10 @@ Run it in-process with ``start(...)`` or as ``python -m devstack.dts --port N ..
 One module per concern, the public names re-exported here: ``rest`` (routes, requests as the
 library's message types, responses, error bodies, pages), ``server`` (HTTP, dispatch, lifecycle),
 ``configs`` (storage, validation), ``runs`` (manual runs, finishing them against S3, the outcome
-policy, transfer logs), ``paths`` (``data_path`` templates and wildcards, pure),
-``notifications`` (Pub/Sub), ``faults``, ``errors``, ``standin`` (``DtsStandin``, ``start``,
-``client_for``) and ``cli`` (``main``; ``__main__`` runs it).
+policy, transfer logs), ``loads`` (a run's files into the BigQuery stand-in), ``paths``
+(``data_path`` templates and wildcards, pure), ``notifications`` (Pub/Sub), ``faults``,
+``errors``, ``standin`` (``DtsStandin``, ``start``, ``client_for``) and ``cli`` (``main``;
+``__main__`` runs it).
 """
 
 from devstack.dts.cli import main

@@ -28,21 +28,26 @@ def main(argv: list[str] | None = None) -> int:
         "--bigquery-port",
         type=int,
         default=None,
-        help="also serve the BigQuery REST stand-in on this port",
+        help="also serve the BigQuery REST stand-in on this port (the runs load into it)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     delay = None if args.finish_delay == "manual" else float(args.finish_delay)
-    standin = start(
-        args.port, args.s3_endpoint, args.pubsub_host, finish_delay=delay, s3_region=args.s3_region
-    )
-    standin.faults.latency = args.latency
     bigquery = None
-    if args.bigquery_port is not None:
+    if args.bigquery_port is not None:  # the runs load into it
         from devstack.bigquery_standin import start_bigquery
 
         bigquery = start_bigquery(args.bigquery_port)
         print(f"BigQuery stand-in listening on {bigquery.endpoint}", flush=True)
+    standin = start(
+        args.port,
+        args.s3_endpoint,
+        args.pubsub_host,
+        finish_delay=delay,
+        s3_region=args.s3_region,
+        bigquery=bigquery,
+    )
+    standin.faults.latency = args.latency
     print(f"DTS stand-in listening on {standin.target}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,6 +1,7 @@
 """Manual runs: started as DTS starts them, finished by resolving the config's ``data_path`` against
 the S3 contents, ended by the outcome policy (SUCCEEDED unless a test set an outcome), with their
-transfer logs."""
+transfer logs; a SUCCEEDED run loads its files into the BigQuery stand-in when there is one
+(``loads``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from google.rpc import status_pb2
 from devstack.dts.configs import _CONFIG_RE, _copy, _now, _public_params
 from devstack.dts.errors import RpcFault, _invalid
 from devstack.dts.faults import Faults
+from devstack.dts.loads import LoadFailed, load, read_files
 from devstack.dts.paths import DataPathPattern, compile_data_path, match_keys, render_template
 from devstack.dts.rest import _page
 
@@ -72,6 +74,7 @@ class RunsMixin:
 
     s3_endpoint: str | None
     s3_region: str
+    bigquery: Any  # a devstack.bigquery_standin.BigQueryStandin, or None: no loads modelled
     finish_delay: float | None
     faults: Faults
     max_page_size: int
@@ -315,6 +318,21 @@ class RunsMixin:
                 return outcome
         return None
 
+    def _load(
+        self,
+        config: types.TransferConfig,
+        params: dict[str, Any],
+        bucket: str,
+        keys: list[str],
+        table: str,
+    ) -> str:
+        """Load these files into the config's destination table: the log line of the job."""
+        config_name = _CONFIG_RE.match(config.name)
+        project = config_name[1] if config_name else ""
+        s3 = self._s3(str(params["access_key_id"]), str(params["secret_access_key"]))
+        files = read_files(s3, bucket, keys)
+        return load(self.bigquery, project, config.destination_dataset_id, table, files)
+
     def _finish(self, name: str) -> RunRecord | None:
         with self._lock:
             record = self._runs.get(name)
@@ -352,6 +370,13 @@ class RunsMixin:
             state = outcome.state
             if outcome.state is not types.TransferState.SUCCEEDED:
                 error = status_pb2.Status(code=outcome.code, message=outcome.message)
+        loaded = ""
+        if error is None and matched and self.bigquery is not None:
+            try:
+                loaded = self._load(config, params, pattern.bucket, matched, table)
+            except LoadFailed as exc:
+                state = types.TransferState.FAILED
+                error = status_pb2.Status(code=3, message=str(exc))
         if error is not None:
             messages.append((_SEVERITY.ERROR, str(error.message)))
         elif not matched:  # DTS's words for it: the run still ends SUCCEEDED
@@ -359,6 +384,8 @@ class RunsMixin:
         else:
             loading = f"Loading {len(matched)} files from {data_path} into {table}"
             messages.append((_SEVERITY.INFO, loading))
+            if loaded:
+                messages.append((_SEVERITY.INFO, loaded))
         with self._lock:
             record.data_path = data_path
             record.destination_table = table

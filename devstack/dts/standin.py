@@ -28,9 +28,13 @@ class DtsStandin(ServerMixin, ConfigsMixin, RunsMixin, NotificationsMixin):
         finish_delay: float | None = 0.0,
         s3_region: str = "us-east-1",
         max_workers: int = 32,
+        bigquery: Any = None,
     ) -> None:
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
+        # A devstack.bigquery_standin.BigQueryStandin: a SUCCEEDED run loads its files' rows and
+        # schema into its destination table there (devstack.dts.loads); None: runs load nothing.
+        self.bigquery = bigquery
         # None: runs stay PENDING until finish_pending(); a number: each run finishes on its own
         # that many seconds after it started.
         self.finish_delay = finish_delay
@@ -62,13 +66,16 @@ def start(
     *,
     finish_delay: float | None = 0.0,
     s3_region: str = "us-east-1",
+    bigquery: Any = None,
 ) -> DtsStandin:
-    """Serve a stand-in on 127.0.0.1:``port`` (0: a free port); ``.port``, ``.stop()``."""
+    """Serve a stand-in on 127.0.0.1:``port`` (0: a free port); ``.port``, ``.stop()``.
+    ``bigquery``: the BigQuery stand-in its runs load into."""
     return DtsStandin(
         s3_endpoint=s3_endpoint,
         pubsub_host=pubsub_host,
         finish_delay=finish_delay,
         s3_region=s3_region,
+        bigquery=bigquery,
     ).serve(port)
 
 

@@ -1,37 +1,47 @@
-"""BigQuery destination tables: DTS needs each one to exist before a config's first run.
+"""BigQuery destination tables: DTS needs each one to exist before a config's first run, and the
+preflight and the load checks read (and extend) their schemas and row counts.
 
-Implements ``sync.DestinationTables`` with ``google.cloud.bigquery.Client`` (injected).
+Implements ``DestinationTables`` with ``google.cloud.bigquery.Client`` (injected).
 
-Tables are created WITHOUT a schema, on purpose:
+Schemas. Our loads are WRITE_TRUNCATE, and a truncating Parquet load replaces a table's schema
+with the files' (``core.schema`` says why, and what the preflight holds instead of loading):
 
-- Parquet is self-describing. DTS's own docs ask for a schema up front only for CSV and JSON
-  ("For CSV and JSON files, you must also define the table schema", Cloud Storage / S3 transfer
-  prerequisites); for Avro, Parquet and ORC the load takes the schema from the files.
-- Our loads are WRITE_TRUNCATE: each run replaces the table's data, and the load job sets the
-  schema from the files it reads, which are the source's DDL as RDS exported it.
-- A schema written here would be a second copy of the source's DDL, and it would drift: a column
-  added in Aurora would then fail (or be dropped from) the load instead of just appearing.
+- a table is created with the source's schema when the export's footers are known (``create``
+  with ``schemas``: NULLABLE columns of the types the load would give them), else without one,
+  and the first load sets it (Parquet is self-describing: DTS asks for a schema up front only
+  for CSV and JSON);
+- before a load, the preflight adds the columns the export has and the table lacks
+  (``add_columns``: NULLABLE, appended), so that the schema a query sees follows the source;
+- it reads every destination's columns and rows at once (``describe``): one tables.get per
+  table, ``WORKERS`` at a time on one client (thread-safe), its HTTP pool as wide.
 
-If a source change ever makes a load refuse the existing table's schema, dropping the table and
-running ``sync`` again recreates it empty, and the next run loads it afresh.
+Nested columns (RECORD / REPEATED) are out of scope: RDS exports none, and none is created here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any
 
+import requests
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from orchestrator.adapters.google_errors import local_client_options, translated
+from orchestrator.app.ports import DestinationTable
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError
+from orchestrator.core.schema import Column, standard_type
 
 TIMEOUT = 30.0
+# tables.get calls in flight at once (``describe``); the client's HTTP pool is made as wide, or
+# requests' default of 10 pooled connections would open and drop one per call beyond it
+WORKERS = 32
 # retries are the caller's; None turns the client's off (its annotations say Retry only)
 _NO_RETRY: Any = None
+_NESTED = frozenset({"STRUCT", "RECORD", "ARRAY"})
 
 
 def _translated(what: str) -> AbstractContextManager[None]:
@@ -51,6 +61,7 @@ class BigQueryTables:
         timeout: float = TIMEOUT,
     ) -> None:
         self._client = client
+        _widen_pool(client, WORKERS)
         self.project = project
         self.dataset = dataset
         self.location = location
@@ -78,21 +89,17 @@ class BigQueryTables:
 
     def missing(self, table_ids: Sequence[str]) -> list[str]:
         self.check_dataset()
-        absent: list[str] = []
-        for table_id in table_ids:
-            with _translated(f"get table {self._table_ref(table_id)}"):
-                try:
-                    self._client.get_table(
-                        self._table_ref(table_id), retry=_NO_RETRY, timeout=self.timeout
-                    )
-                except gexc.NotFound:
-                    absent.append(table_id)
-        return absent
+        return [table_id for table_id in table_ids if self._get(table_id) is None]
 
-    def create(self, table_ids: Sequence[str]) -> list[str]:
+    def create(
+        self, table_ids: Sequence[str], schemas: Mapping[str, Sequence[Column]] | None = None
+    ) -> list[str]:
         created: list[str] = []
         for table_id in table_ids:
-            table = bigquery.Table(self._table_ref(table_id))  # no schema: see the module doc
+            table = bigquery.Table(self._table_ref(table_id))
+            columns = (schemas or {}).get(table_id, ())
+            if columns:  # else none: the first load sets it (see the module doc)
+                table.schema = _fields(columns)
             table.description = "Loaded by rds2bq from an RDS export (BigQuery DTS, amazon_s3)."
             with _translated(f"create table {self._table_ref(table_id)}"):
                 try:
@@ -103,6 +110,79 @@ class BigQueryTables:
                     continue  # created meanwhile by someone else: what we wanted
             created.append(table_id)
         return created
+
+    def describe(self, table_ids: Sequence[str]) -> dict[str, DestinationTable]:
+        ids = list(dict.fromkeys(table_ids))
+        if not ids:
+            return {}
+        with ThreadPoolExecutor(min(WORKERS, len(ids)), thread_name_prefix="bq-describe") as pool:
+            tables = list(pool.map(self._get, ids))
+        return {
+            table_id: DestinationTable(
+                columns=tuple(
+                    Column(f.name, standard_type(f.field_type or "")) for f in table.schema
+                ),
+                rows=int(table.num_rows or 0),
+            )
+            for table_id, table in zip(ids, tables, strict=True)
+            if table is not None
+        }
+
+    def add_columns(self, table_id: str, columns: Sequence[Column]) -> None:
+        ref = self._table_ref(table_id)
+        # update_table sends the etag it read as If-Match: a table changed since (a load, another
+        # patch) answers 412, and it is read again once.
+        for attempt in (1, 2):
+            table = self._get(table_id)
+            if table is None:
+                raise PermanentError(f"BigQuery add columns to {ref}: the table does not exist")
+            have = {f.name.lower() for f in table.schema}
+            wanted = {c.name.lower(): c for c in columns}  # one of each name
+            added = _fields([c for name, c in wanted.items() if name not in have])
+            if not added:
+                return
+            table.schema = [*table.schema, *added]
+            with _translated(f"add columns to {ref}"):
+                try:
+                    self._client.update_table(
+                        table, ["schema"], retry=_NO_RETRY, timeout=self.timeout
+                    )
+                    return
+                except gexc.PreconditionFailed:
+                    if attempt == 2:
+                        raise
+
+    def row_count(self, table_id: str) -> int | None:
+        table = self._get(table_id)
+        return None if table is None else int(table.num_rows or 0)
+
+    def _get(self, table_id: str) -> bigquery.Table | None:
+        """The table (one tables.get), None if it does not exist."""
+        ref = self._table_ref(table_id)
+        with _translated(f"get table {ref}"):
+            try:
+                return self._client.get_table(ref, retry=_NO_RETRY, timeout=self.timeout)
+            except gexc.NotFound:
+                return None
+
+
+def _fields(columns: Sequence[Column]) -> list[bigquery.SchemaField]:
+    """NULLABLE fields for these columns (a nested type is left out: see the module doc)."""
+    return [
+        bigquery.SchemaField(c.name, standard_type(c.type), mode="NULLABLE")
+        for c in columns
+        if standard_type(c.type) not in _NESTED
+    ]
+
+
+def _widen_pool(client: bigquery.Client, size: int) -> None:
+    """Give the client's session (a requests.Session, built on first use) ``size`` pooled
+    connections per host, for calls made from ``size`` threads at once."""
+    session = getattr(client, "_http", None)
+    if isinstance(session, requests.Session):
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
 
 
 def build_destination_tables(settings: Settings, endpoint: str | None = None) -> BigQueryTables:
