@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from devstack.aws import realistic_layout
+from devstack.day import HELD_COLUMN, HELD_TABLE, NEW_COLUMN, NEW_COLUMN_TABLE, today
 from devstack.stack import (
     EMPTY_TABLE,
     FAILING_MESSAGE,
@@ -135,11 +136,16 @@ def play_day(stack: LocalStack, screen: Screen) -> None:
         stack.tables, {SKIPPED_TABLE: SKIPPED_REASON}, empty=[EMPTY_TABLE]
     )
     files = sum(len(v) for v in tables.values())
-    stack.control.complete(task, tables, skipped)
+    stack.control.complete(task, tables, skipped, data=today(stack.tables))
     screen.step(
         f"RDS completes the export: {files} files in S3 for {len(tables)} tables "
         f"(batch folders 1/ 2/ 4/ for some, the old naming for one; no data file for "
         f"{EMPTY_TABLE}, whose load will match nothing); {SKIPPED_TABLE} skipped by AWS"
+    )
+    screen.step(
+        f"  since yesterday the source gained {NEW_COLUMN_TABLE}.{NEW_COLUMN[0]}, and "
+        f"{HELD_TABLE}.{HELD_COLUMN} changed from an integer to text: the poll's preflight "
+        "reads the files' Parquet footers and compares them with BigQuery"
     )
     _, report = call(stack, "poll")
     for entry in report["runs"]:

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import pytest
 
 from devstack.aws import realistic_layout
-from devstack.stack import LocalStack, call, start_stack, wait_for
+from devstack.day import HELD_TABLE, NEW_COLUMN, NEW_COLUMN_TABLE, TODAY_ROWS, YESTERDAY_ROWS, today
+from devstack.stack import DATASET, PROJECT, LocalStack, call, start_stack, wait_for
 from orchestrator.core.keys import export_task_id
 from orchestrator.core.model import RunState, TableState
 from orchestrator.present.slack_blocks import validate_payload
@@ -28,10 +29,13 @@ TABLES = [
     "shop.payments",
     "shop.audit_log",
     "shop.products",
+    "shop.reviews",
 ]
 FAILING = "shop.payments"
 SKIPPED = "shop.audit_log"
 EMPTY = "shop.products"  # COMPLETE in the export with no data file: DTS matches nothing
+GAINED = NEW_COLUMN_TABLE  # the source gained a column: added to BigQuery before the load
+HELD = HELD_TABLE  # a column changed type at the source: the table is held, not loaded
 DTS_SECRET = "local-dts-reader-secret-key-0000000000"
 
 
@@ -64,7 +68,7 @@ def test_a_whole_day(stack: LocalStack) -> None:
     _, report = call(stack, "poll")
     assert report["runs"][0]["state"] == "EXPORTING"
     files, skipped = realistic_layout(TABLES, {SKIPPED: "column name contains ';'"}, [EMPTY])
-    stack.control.complete(task_id, files, skipped)
+    stack.control.complete(task_id, files, skipped, data=today(TABLES))
     _, report = call(stack, "poll")
     assert [r["action"] for r in report["runs"]] == ["export-complete", "handed-off"]
 
@@ -72,7 +76,8 @@ def test_a_whole_day(stack: LocalStack) -> None:
     stack.dts.wait_idle(30)
     runs = stack.dts.runs()
     mine = [r for r in runs if f"/{task_id}/" in r.data_path]
-    assert len(mine) == len(TABLES) - 1
+    assert len(mine) == len(TABLES) - 2  # not the skipped one, not the held one
+    assert not any(f"/shop.{HELD.split('.')[1]}/" in r.data_path for r in mine)
     for record in mine:
         table = record.data_path.split(f"/{task_id}/")[1].rsplit("/", 1)[0]  # shop/shop.orders
         expected = sorted(
@@ -96,8 +101,24 @@ def test_a_whole_day(stack: LocalStack) -> None:
     assert tables[EMPTY].state is TableState.EMPTY
     assert tables[EMPTY].error_message == f"No new files found matching {empty_run.data_path}"
     assert {k for k, t in tables.items() if t.state is TableState.SUCCEEDED} == (
-        set(TABLES) - {FAILING, SKIPPED, EMPTY}
+        set(TABLES) - {FAILING, SKIPPED, EMPTY, HELD}
     )
+    # ... the new column was added before the load, and every load has the rows exported
+    gained = stack.bigquery.table(PROJECT, DATASET, GAINED.replace(".", "__"))
+    assert NEW_COLUMN[0] in [f["name"] for f in gained["schema"]["fields"]]
+    assert tables[GAINED].schema_changes == (f"added column {NEW_COLUMN[0]} STRING",)
+    for key, table in tables.items():
+        if table.state is TableState.SUCCEEDED:
+            assert (table.export_rows, table.loaded_rows, table.previous_rows) == (
+                TODAY_ROWS,
+                TODAY_ROWS,
+                YESTERDAY_ROWS,
+            ), key
+    # ... the held table is untouched in BigQuery, and says why and how to accept it
+    assert tables[HELD].state is TableState.HELD and not tables[HELD].dts_run
+    assert "rating changed type: INT64 -> STRING" in tables[HELD].reason
+    held_fields = stack.bigquery.table(PROJECT, DATASET, HELD.replace(".", "__"))["schema"]
+    assert {"name": "rating", "type": "INTEGER", "mode": "NULLABLE"} in held_fields["fields"]
     wait_for(lambda: any("PARTIAL" in p["text"] for p in stack.slack.payloads), 30, "summary")
     time.sleep(1.0)
     posts = stack.slack.payloads
@@ -105,6 +126,8 @@ def test_a_whole_day(stack: LocalStack) -> None:
     assert sum(1 for t in texts if FAILING in t and "fail" in t.lower()) == 1
     assert sum(1 for t in texts if "PARTIAL" in t) == 1
     (empty_post,) = [p for p in posts if f"{EMPTY} EMPTY" in p["text"]]
+    (held_post,) = [p for p in posts if HELD in p["text"] and "held" in p["text"].lower()]
+    assert f"rerun {run_id} --table {HELD}" in json.dumps(held_post)
     assert empty_run.data_path in json.dumps(empty_post)
     for payload in posts:
         assert validate_payload(payload) == []
