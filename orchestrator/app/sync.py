@@ -33,6 +33,7 @@ from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, Rds2bqError
 from orchestrator.core.keys import display_name_for, export_id_template, table_key_of
 from orchestrator.core.model import TableRef
+from orchestrator.core.schema import DECIMAL_TARGET_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def desired_configs(settings: Settings) -> dict[str, TransferConfig]:
             notification_topic=settings.topic_path,
             file_format="PARQUET",
             write_disposition="WRITE_TRUNCATE",
+            decimal_target_types=DECIMAL_TARGET_TYPES,
             auto_scheduling_disabled=True,
         )
         for t in settings.tables
@@ -108,6 +110,7 @@ class Drift(StrEnum):
     TOPIC = "notification topic"
     FILE_FORMAT = "file_format"
     WRITE_DISPOSITION = "write_disposition"
+    DECIMAL_TARGET_TYPES = "decimal_target_types"
     AUTO_SCHEDULING = "auto-scheduling"
     DESTINATION_TABLE = "destination table"
     ACCESS_KEY = "access key (rotated)"
@@ -121,6 +124,10 @@ def drift_of(
         (Drift.TOPIC, actual.notification_topic != desired.notification_topic),
         (Drift.FILE_FORMAT, actual.file_format != desired.file_format),
         (Drift.WRITE_DISPOSITION, actual.write_disposition != desired.write_disposition),
+        (
+            Drift.DECIMAL_TARGET_TYPES,
+            actual.decimal_target_types != desired.decimal_target_types,
+        ),
         (
             Drift.AUTO_SCHEDULING,
             actual.auto_scheduling_disabled != desired.auto_scheduling_disabled,

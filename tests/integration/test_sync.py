@@ -112,6 +112,7 @@ def test_first_sync_creates_everything_and_a_second_changes_nothing(world: World
     assert orders.destination_dataset_id == "rds_shop"
     assert orders.notification_pubsub_topic == f"projects/{GCP_PROJECT}/topics/rds2bq-events"
     assert orders.schedule_options.disable_auto_scheduling
+    assert list(orders.params["decimal_target_types"]) == ["NUMERIC", "BIGNUMERIC", "STRING"]
     # AND a second sync plans and changes nothing
     before = world.changes()
     second = world.sync()
@@ -124,7 +125,7 @@ def test_drift_is_repaired(world: World) -> None:
     orders = next(c for c in world.dts.configs() if c.display_name.endswith("shop.orders"))
     # GIVEN someone edits our config by hand
     edited = type(orders).deserialize(type(orders).serialize(orders))
-    edited.params = dict(orders.params) | {
+    edited.params = {k: v for k, v in orders.params.items() if k != "decimal_target_types"} | {
         "file_format": "CSV",
         "secret_access_key": "x",
         "write_disposition": "WRITE_APPEND",
@@ -144,10 +145,16 @@ def test_drift_is_repaired(world: World) -> None:
     assert set(change.drift) == {
         Drift.FILE_FORMAT,
         Drift.WRITE_DISPOSITION,
+        Drift.DECIMAL_TARGET_TYPES,
         Drift.TOPIC,
         Drift.AUTO_SCHEDULING,
     }
     assert world.dts.stored_params(orders.name)["secret_access_key"] == "first-secret"
+    assert list(world.dts.stored_params(orders.name)["decimal_target_types"]) == [
+        "NUMERIC",
+        "BIGNUMERIC",
+        "STRING",
+    ]
     assert world.sync().plan.is_noop
 
 
