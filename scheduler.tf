@@ -283,6 +283,11 @@ locals {
   # Start manual DTS runs on the transfer configs.
   transfer_runners = ["poll", "rerun"]
 
+  # The destination tables: the poll's preflight reads their schemas and rows (tables.get) and
+  # adds new columns (tables.update); notify and the poll compare a load's rows (tables.get).
+  table_schema_followers = ["poll"]
+  table_row_counters     = ["notify"]
+
   # Who may invoke each HTTP function through its Cloud Run service. notify is invoked by its
   # Eventarc trigger's push identity only.
   invokers = merge(
@@ -560,6 +565,26 @@ resource "google_project_iam_member" "sync_transfer_admin" {
   project = var.project
   role    = google_project_iam_custom_role.transfers.name
   member  = google_service_account.deployer.member
+}
+
+# The preflight adds columns to the destination tables (tables.update, with tables.get): on this
+# dataset only, dataEditor is the smallest predefined role with bigquery.tables.update (it can also
+# write and delete this dataset's tables, never another dataset's, and runs no jobs).
+resource "google_bigquery_dataset_iam_member" "schema_follower_edits_tables" {
+  for_each = toset(local.table_schema_followers)
+
+  dataset_id = google_bigquery_dataset.destination.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = google_service_account.function[each.value].member
+}
+
+# notify reads a loaded table's row count (tables.get): metadata only, never the rows.
+resource "google_bigquery_dataset_iam_member" "row_counter_reads_metadata" {
+  for_each = toset(local.table_row_counters)
+
+  dataset_id = google_bigquery_dataset.destination.dataset_id
+  role       = "roles/bigquery.metadataViewer"
+  member     = google_service_account.function[each.value].member
 }
 
 # The transfer configs run as their own service account (RDS2BQ_DTS_SERVICE_ACCOUNT, set by

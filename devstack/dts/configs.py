@@ -28,6 +28,7 @@ REQUIRED_PARAMS = (
 )
 FILE_FORMATS = ("CSV", "JSON", "AVRO", "PARQUET", "ORC")
 WRITE_DISPOSITIONS = ("WRITE_APPEND", "WRITE_TRUNCATE")
+DECIMAL_TARGET_TYPES = ("NUMERIC", "BIGNUMERIC", "STRING")  # BigQuery's DecimalTargetType
 SECRET_PARAMS = frozenset({"secret_access_key"})  # stored, never echoed (Get/List/runs/Pub/Sub)
 # Fields a client may not change through UpdateTransferConfig.
 _IMMUTABLE = frozenset(
@@ -65,6 +66,23 @@ def _public_config(config: types.TransferConfig) -> types.TransferConfig:
     public = _copy(config)
     public.params = _public_params(config.params)
     return public
+
+
+def _validate_decimal_target_types(value: Any) -> None:
+    """Optional; a list of strings (or one comma-separated string), each a DecimalTargetType
+    at most once, as BigQuery's load jobs take it."""
+    if value is None:
+        return
+    items = value.split(",") if isinstance(value, str) else list(value)
+    if not items or not all(isinstance(t, str) for t in items):
+        raise _invalid("decimal_target_types must be a non-empty list of strings")
+    names = [t.strip() for t in items]
+    unknown = [t for t in names if t not in DECIMAL_TARGET_TYPES]
+    if unknown or len(set(names)) != len(names):
+        raise _invalid(
+            f"decimal_target_types {names} must name each of {', '.join(DECIMAL_TARGET_TYPES)} "
+            "at most once"
+        )
 
 
 class ConfigsMixin:
@@ -138,6 +156,7 @@ class ConfigsMixin:
             raise _invalid(
                 f"write_disposition {disposition!r} must be one of " + ", ".join(WRITE_DISPOSITIONS)
             )
+        _validate_decimal_target_types(params.get("decimal_target_types"))
         sample = datetime(2024, 1, 1, tzinfo=UTC)
         try:
             compile_data_path(render_template(str(params["data_path"]), sample))

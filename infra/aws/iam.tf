@@ -83,13 +83,22 @@ data "aws_iam_policy_document" "orchestrator" {
     resources = [aws_iam_role.export.arn]
   }
 
-  # Read the export's metadata files only (never the exported table data) and list the prefix
-  # to see what an export produced.
+  # Read the export's metadata files, and list the prefix to see what an export produced.
   statement {
     sid       = "ReadExportMetadata"
     effect    = "Allow"
     actions   = ["s3:GetObject"]
     resources = [local.metadata_objects_arn]
+  }
+
+  # The poll's preflight (and sync) read each data file's Parquet footer, its rows and columns,
+  # with ranged GETs. IAM has no condition on the byte range: this lets the role read the data
+  # files whole, of the exports under the prefix and of nothing else.
+  statement {
+    sid       = "ReadParquetFooters"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = [local.parquet_objects_arn]
   }
 
   statement {
@@ -134,7 +143,7 @@ data "aws_iam_policy_document" "orchestrator" {
   }
 
   statement {
-    sid       = "DecryptMetadataViaS3"
+    sid       = "DecryptExportViaS3"
     effect    = "Allow"
     actions   = ["kms:Decrypt"]
     resources = [aws_kms_key.exports.arn]

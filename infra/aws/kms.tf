@@ -82,7 +82,8 @@ data "aws_iam_policy_document" "exports_key" {
     }
   }
 
-  # Reading export metadata (orchestrator) and exported files (DTS reader) through S3.
+  # Reading export metadata and Parquet footers (orchestrator) and exported files (DTS reader)
+  # through S3: the files are SSE-KMS.
   statement {
     sid       = "DecryptViaS3"
     effect    = "Allow"

@@ -12,6 +12,8 @@ locals {
   prefix_objects_arn = "${local.bucket_arn}/${var.s3_prefix}/*"
   # Export metadata at each export's root: export_info_ID.json, export_tables_info_ID_from_N_to_M.json.
   metadata_objects_arn = "${local.bucket_arn}/${var.s3_prefix}/*/export_*info_*.json"
+  # The exported tables' data files, in every batch folder (part-*.parquet, part-*.gz.parquet).
+  parquet_objects_arn = "${local.bucket_arn}/${var.s3_prefix}/*.parquet"
 
   # What the orchestrator may export and look up, per source kind: only the named source and its
   # own automated snapshots (named rds:<source id>-<date>, hence "rds:<id>-*"). The Service

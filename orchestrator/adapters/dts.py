@@ -42,6 +42,7 @@ PAGE_SIZE = 1000
 # What DTS assumes when a param is absent: a config without them is drift, not a match.
 DTS_DEFAULT_FILE_FORMAT = "CSV"
 DTS_DEFAULT_WRITE_DISPOSITION = "WRITE_APPEND"
+DTS_DEFAULT_DECIMAL_TARGET_TYPES: tuple[str, ...] = ()  # unset: a DECIMAL loads only as NUMERIC
 # Every field we own. An update rewrites all of them at once: ``params`` is one Struct anyway
 # (any param change resends all params, secret included), and a full rewrite cannot leave a
 # half-repaired config behind.
@@ -252,6 +253,8 @@ class DtsTransfers:
                 "destination_table_name_template": config.destination_table,
                 "file_format": config.file_format,
                 "write_disposition": config.write_disposition,
+                # A list of strings, as BigQuery's decimalTargetTypes (docs/platform.md)
+                "decimal_target_types": list(config.decimal_target_types),
                 "access_key_id": keys.access_key_id,
                 "secret_access_key": keys.secret_access_key,
             },
@@ -272,9 +275,19 @@ class DtsTransfers:
             notification_topic=str(proto.notification_pubsub_topic),
             file_format=str(params.get("file_format", DTS_DEFAULT_FILE_FORMAT)),
             write_disposition=str(params.get("write_disposition", DTS_DEFAULT_WRITE_DISPOSITION)),
+            decimal_target_types=_decimal_target_types(params.get("decimal_target_types")),
             auto_scheduling_disabled=bool(proto.schedule_options.disable_auto_scheduling),
             access_key_id=str(params.get("access_key_id", "")),
         )
+
+
+def _decimal_target_types(value: Any) -> tuple[str, ...]:
+    """The param as we set it (a list), or as a comma-separated string (set by hand or by a
+    console that writes it so), in order; absent: DTS's default."""
+    if value is None:
+        return DTS_DEFAULT_DECIMAL_TARGET_TYPES
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(t.strip().upper() for t in items if t.strip())
 
 
 def build_client(settings: Settings) -> dts.DataTransferServiceClient:

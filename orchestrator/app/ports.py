@@ -21,7 +21,7 @@ from orchestrator.core.model import (
     Transition,
     table_state_of_dts,
 )
-from orchestrator.core.schema import Column
+from orchestrator.core.schema import DECIMAL_TARGET_TYPES, Column
 
 
 class Clock(Protocol):
@@ -88,6 +88,8 @@ class TransferConfig:
     notification_topic: str
     file_format: str = "PARQUET"
     write_disposition: str = "WRITE_TRUNCATE"
+    # The types a Parquet DECIMAL may load as, in BigQuery's order of preference (() : unset)
+    decimal_target_types: tuple[str, ...] = DECIMAL_TARGET_TYPES
     auto_scheduling_disabled: bool = True
     # compared for rotation; kept out of repr so that no log line or plan printout carries it
     access_key_id: str = field(default="", repr=False)

@@ -29,10 +29,12 @@ from orchestrator.app.ports import (
     TransferConfig,
     primary_config,
 )
+from orchestrator.app.sync_schemas import FoundSchemas, SchemaSource, SourceSchema
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError, Rds2bqError
 from orchestrator.core.keys import display_name_for, export_id_template, table_key_of
 from orchestrator.core.model import TableRef
+from orchestrator.core.schema import DECIMAL_TARGET_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ def desired_configs(settings: Settings) -> dict[str, TransferConfig]:
             notification_topic=settings.topic_path,
             file_format="PARQUET",
             write_disposition="WRITE_TRUNCATE",
+            decimal_target_types=DECIMAL_TARGET_TYPES,
             auto_scheduling_disabled=True,
         )
         for t in settings.tables
@@ -108,6 +111,7 @@ class Drift(StrEnum):
     TOPIC = "notification topic"
     FILE_FORMAT = "file_format"
     WRITE_DISPOSITION = "write_disposition"
+    DECIMAL_TARGET_TYPES = "decimal_target_types"
     AUTO_SCHEDULING = "auto-scheduling"
     DESTINATION_TABLE = "destination table"
     ACCESS_KEY = "access key (rotated)"
@@ -121,6 +125,10 @@ def drift_of(
         (Drift.TOPIC, actual.notification_topic != desired.notification_topic),
         (Drift.FILE_FORMAT, actual.file_format != desired.file_format),
         (Drift.WRITE_DISPOSITION, actual.write_disposition != desired.write_disposition),
+        (
+            Drift.DECIMAL_TARGET_TYPES,
+            actual.decimal_target_types != desired.decimal_target_types,
+        ),
         (
             Drift.AUTO_SCHEDULING,
             actual.auto_scheduling_disabled != desired.auto_scheduling_disabled,
@@ -161,6 +169,9 @@ class SyncPlan:
     unchanged: tuple[TransferConfig, ...] = ()
     unmanaged: int = 0  # configs in the location that are not ours: never touched
     create_tables: tuple[str, ...] = ()  # destination tables that do not exist yet
+    # the source's columns for those of them an export holds (the others get none: preflight)
+    table_schemas: Mapping[str, SourceSchema] = field(default_factory=dict)
+    schema_problem: str = ""  # why the exported columns could not be read ("" if they could)
 
     @property
     def is_noop(self) -> bool:
@@ -172,7 +183,8 @@ class SyncPlan:
             f"SyncPlan(create={[c.table_key for c in self.create]}, update={list(self.update)}, "
             f"delete={list(self.delete)}, kept={list(self.kept)}, "
             f"unchanged={[c.table_key for c in self.unchanged]}, unmanaged={self.unmanaged}, "
-            f"create_tables={list(self.create_tables)})"
+            f"create_tables={list(self.create_tables)}, "
+            f"table_schemas={sorted(self.table_schemas)})"
         )
 
 
@@ -184,6 +196,7 @@ def plan(
     *,
     env: str,
     missing_tables: Sequence[str] = (),
+    schemas: FoundSchemas | None = None,
 ) -> SyncPlan:
     """Compare what should exist with what does: pure, no I/O."""
     ours: dict[str, list[TransferConfig]] = {}
@@ -225,6 +238,10 @@ def plan(
         unchanged=tuple(unchanged),
         unmanaged=unmanaged,
         create_tables=tuple(sorted(set(missing_tables))),
+        table_schemas={
+            t: s for t, s in (schemas.schemas if schemas else {}).items() if t in missing_tables
+        },
+        schema_problem=schemas.problem if schemas else "",
     )
 
 
@@ -253,7 +270,11 @@ def apply(
     result = SyncResult()
     if tables is not None and plan.create_tables:
         try:
-            result.tables_created = tables.create(plan.create_tables)
+            schemas = {t: s.columns for t, s in plan.table_schemas.items()}
+            if schemas:
+                result.tables_created = tables.create(plan.create_tables, schemas)
+            else:  # none known: the first preflight gives them the export's columns
+                result.tables_created = tables.create(plan.create_tables)
         except Rds2bqError as exc:
             result.failures.append(("destination tables", str(exc)))
     for config in plan.create:
@@ -298,11 +319,16 @@ def sync(
     *,
     prune: bool = False,
     dry_run: bool = False,
+    schemas: SchemaSource | None = None,
 ) -> SyncOutcome:
-    """Read the keys, list configs and tables, plan, and (unless ``dry_run``) apply."""
+    """Read the keys, list configs and tables, find the columns of the tables to create (when
+    ``schemas`` is given: the latest export's), plan, and (unless ``dry_run``) apply."""
     keys = load_access_keys(secrets, settings.dts_keys_secret)
     desired = desired_configs(settings)
     missing = tables.missing([c.destination_table for c in desired.values()])
+    found = None
+    if missing and schemas is not None:
+        found = schemas.find([t for t in settings.tables if t.bq_table in missing])
     the_plan = plan(
         desired,
         store.list_configs(),
@@ -310,6 +336,7 @@ def sync(
         prune,
         env=settings.env,
         missing_tables=missing,
+        schemas=found,
     )
     if dry_run or the_plan.is_noop:
         return SyncOutcome(the_plan, None if dry_run else SyncResult())
@@ -323,7 +350,9 @@ def render_plan(plan: SyncPlan) -> str:
     """The plan for people (``sync --dry-run``): what changes and which fields, never a value of
     a key."""
     lines: list[str] = []
-    lines += [f"  + table   {t}" for t in plan.create_tables]
+    lines += [f"  + table   {t}  ({_schema_note(plan, t)})" for t in plan.create_tables]
+    if plan.create_tables and plan.schema_problem:
+        lines.append(f"  ! columns not read from the export: {plan.schema_problem}")
     lines += [
         f"  + create  {c.table_key} -> {c.destination_table}  {c.data_path}" for c in plan.create
     ]
@@ -348,6 +377,13 @@ def render_result(result: SyncResult) -> str:
     ]
     lines += [f"  FAILED {what}: {why}" for what, why in result.failures]
     return "\n".join(lines)
+
+
+def _schema_note(plan: SyncPlan, table_id: str) -> str:
+    schema = plan.table_schemas.get(table_id)
+    if schema is not None:
+        return f"{len(schema.columns)} columns, as export {schema.export_task_id} wrote them"
+    return "no schema yet: the first preflight gives it the export's columns before the first load"
 
 
 def _label(config: TransferConfig) -> str:

@@ -61,14 +61,18 @@ def cmd_poll(cli: Cli) -> int:
 
 def cmd_sync(cli: Cli) -> int:
     from orchestrator.app import sync
+    from orchestrator.app.sync_schemas import SchemaSource
 
+    wiring = cli.wiring
     outcome = sync.sync(
         cli.settings,
-        cli.wiring.config_store(),
-        cli.wiring.destination_tables,
-        cli.wiring.secrets,
+        wiring.config_store(),
+        wiring.destination_tables,
+        wiring.secrets,
         prune=cli.args.prune,
         dry_run=cli.args.dry_run,
+        # new tables get the latest export's columns, if the ledger and AWS can be read
+        schemas=SchemaSource(lambda: wiring.ledger, wiring.exporter),
     )
     cli.out(sync.render_plan(outcome.plan))
     if outcome.result is None:

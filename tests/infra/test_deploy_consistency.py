@@ -552,20 +552,29 @@ def test_service_agents_exist_before_anything_is_granted_to_them(hcl: dict[str, 
     assert required["google-beta"]["source"] == "hashicorp/google-beta"
 
 
-def test_sync_may_create_transfers_into_the_dataset(hcl: dict[str, Any]) -> None:
+def test_the_dataset_is_granted_to_sync_the_transfers_the_poll_and_notify_only(
+    hcl: dict[str, Any],
+) -> None:
     # DTS's Amazon S3 guide: whoever creates a transfer needs bigquery.datasets.get and
     # bigquery.datasets.update on the target dataset. dataEditor lacks update; dataOwner on the
     # one dataset is the smallest predefined role with both.
     grants = {
-        (body["role"], body["member"])
+        (body["role"], body["member"], body.get("for_each", ""))
         for body in _tf_resources(hcl, "google_bigquery_dataset_iam_member").values()
     }
+    function = "${google_service_account.function[each.value].member}"
     assert grants == {
-        ("roles/bigquery.dataOwner", "${google_service_account.deployer.member}"),
-        ("roles/bigquery.dataOwner", "${google_service_account.transfers.member}"),
+        ("roles/bigquery.dataOwner", "${google_service_account.deployer.member}", ""),
+        ("roles/bigquery.dataOwner", "${google_service_account.transfers.member}", ""),
+        # the preflight's tables.get and tables.update (new columns); notify's tables.get (rows)
+        ("roles/bigquery.dataEditor", function, "${toset(local.table_schema_followers)}"),
+        ("roles/bigquery.metadataViewer", function, "${toset(local.table_row_counters)}"),
     }
     for body in _tf_resources(hcl, "google_bigquery_dataset_iam_member").values():
         assert body["dataset_id"] == "${google_bigquery_dataset.destination.dataset_id}"
+    grants_of = _tf_locals(hcl)
+    assert grants_of["table_schema_followers"] == ["poll"]
+    assert grants_of["table_row_counters"] == ["notify"]
 
 
 def test_impersonators_may_mint_tokens_only_as_the_functions_that_reach_aws(

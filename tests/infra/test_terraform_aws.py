@@ -229,11 +229,13 @@ def test_orchestrator_policy_is_least_privilege(applied: Applied) -> None:
     assert sids["DescribeSource"]["Resource"] == [f"{rds}:cluster:{SOURCE_ID}", snapshots]
     assert sids["PassExportRole"]["Action"] == ["iam:PassRole"]
     assert sids["PassExportRole"]["Resource"] == [applied.outputs["export_role_arn"]]
-    # Metadata files only, never the exported table data.
+    # The metadata files, and the data files (their Parquet footers), under the prefix only.
     assert sids["ReadExportMetadata"]["Action"] == ["s3:GetObject"]
     assert sids["ReadExportMetadata"]["Resource"] == [
         f"arn:aws:s3:::{bucket}/rds2bq/*/export_*info_*.json"
     ]
+    assert sids["ReadParquetFooters"]["Action"] == ["s3:GetObject"]
+    assert sids["ReadParquetFooters"]["Resource"] == [f"arn:aws:s3:::{bucket}/rds2bq/*.parquet"]
     assert sids["ListExportPrefix"]["Resource"] == [f"arn:aws:s3:::{bucket}"]
     assert sids["ListExportPrefix"]["Condition"] == {
         "StringLike": {"s3:prefix": ["rds2bq", "rds2bq/*"]}
@@ -245,7 +247,9 @@ def test_orchestrator_policy_is_least_privilege(applied: Applied) -> None:
         "Bool": {"kms:GrantIsForAWSResource": "true"},
         "StringEquals": {"kms:ViaService": f"rds.{REGION}.amazonaws.com"},
     }
-    assert sids["DecryptMetadataViaS3"]["Condition"] == {
+    assert sids["DecryptExportViaS3"]["Action"] == ["kms:Decrypt"]
+    assert sids["DecryptExportViaS3"]["Resource"] == [key_arn]
+    assert sids["DecryptExportViaS3"]["Condition"] == {
         "StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
     }
     assert set(sids) == {
@@ -254,10 +258,11 @@ def test_orchestrator_policy_is_least_privilege(applied: Applied) -> None:
         "DescribeSource",
         "PassExportRole",
         "ReadExportMetadata",
+        "ReadParquetFooters",
         "ListExportPrefix",
         "DescribeExportKey",
         "LetRdsUseExportKey",
-        "DecryptMetadataViaS3",
+        "DecryptExportViaS3",
     }
 
 

@@ -82,6 +82,7 @@ def test_configs_by_table_lists_only_ours_across_pages(
         "WRITE_TRUNCATE",
         True,
     )
+    assert orders.decimal_target_types == ("NUMERIC", "BIGNUMERIC", "STRING")
     assert orders.access_key_id == KEYS.access_key_id
     listed = transfers.list_configs()
     assert len(listed) == 4 and sum(1 for c in listed if not c.table_key) == 2
@@ -205,6 +206,33 @@ def test_update_rewrites_every_managed_field_with_the_new_keys(
     assert updated.notification_topic.endswith("/topics/other-topic")
     assert updated.access_key_id == "AKIAROTATED"
     assert dts_standin.stored_params(current.name)["secret_access_key"] == "rotated-secret"
+    assert list(dts_standin.stored_params(current.name)["decimal_target_types"]) == [
+        "NUMERIC",
+        "BIGNUMERIC",
+        "STRING",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("param", "read"),
+    [
+        (None, ()),  # a config made before the param: drift, which sync repairs
+        ("NUMERIC, BIGNUMERIC,STRING", ("NUMERIC", "BIGNUMERIC", "STRING")),
+        (["NUMERIC", "STRING"], ("NUMERIC", "STRING")),
+    ],
+)
+def test_decimal_target_types_read_back_in_either_form(
+    dts_client: Any, transfers: DtsTransfers, param: Any, read: tuple[str, ...]
+) -> None:
+    # GIVEN one of our configs whose decimal_target_types was left out or set by hand
+    config = raw_config("rds2bq-prod:shop.legacy")
+    if param is not None:
+        config["params"]["decimal_target_types"] = param
+    dts_client.create_transfer_config(
+        request={"parent": PARENT, "transfer_config": config}, retry=None, timeout=5
+    )
+    # WHEN the adapter lists it THEN it reads the types in their order
+    assert transfers.configs_by_table()["shop.legacy"].decimal_target_types == read
 
 
 def test_an_update_moves_a_config_onto_the_configured_service_account(

@@ -41,6 +41,7 @@ def config_json(display_name: str = "rds2bq-prod:shop.orders") -> dict[str, Any]
             "secret_access_key": "conformance-secret",
             "file_format": "PARQUET",
             "write_disposition": "WRITE_TRUNCATE",
+            "decimal_target_types": ["NUMERIC", "BIGNUMERIC", "STRING"],
         },
         "scheduleOptions": {"disableAutoScheduling": True},
     }

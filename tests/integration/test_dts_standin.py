@@ -54,6 +54,7 @@ def s3_config(
         "secret_access_key": "reader-secret",
         "file_format": "PARQUET",
         "write_disposition": "WRITE_TRUNCATE",
+        "decimal_target_types": ["NUMERIC", "BIGNUMERIC", "STRING"],
     }
     base.update(params)
     return {
@@ -100,6 +101,9 @@ def run_once(
         ({"secret_access_key": None}, "secret_access_key"),
         ({"file_format": None}, "file_format"),
         ({"write_disposition": "WRITE_EMPTY"}, "write_disposition"),
+        ({"decimal_target_types": ["NUMERIC", "DOUBLE"]}, "decimal_target_types"),
+        ({"decimal_target_types": ["NUMERIC", "NUMERIC"]}, "at most once"),
+        ({"decimal_target_types": []}, "non-empty list"),
         ({"data_path": "s3://b/{run_time|%Y}/*.parquet"}, "double quotes"),
         ({"data_path": "s3://b/{run_day}/*.parquet"}, "unknown runtime parameter"),
     ],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,10 +16,15 @@ from devstack.dts import DtsStandin
 from orchestrator.adapters.bigquery import build_destination_tables
 from orchestrator.adapters.dts import DtsTransfers, build_transfer_runner
 from orchestrator.adapters.secrets import EnvSecrets
+from orchestrator.app.ports import ExportedTable
 from orchestrator.app.sync import Drift, SyncOutcome, render_plan, render_result, sync
+from orchestrator.app.sync_schemas import SchemaSource
 from orchestrator.config import Settings
 from orchestrator.core.errors import PermanentError
+from orchestrator.core.model import Run
+from orchestrator.core.schema import Column
 from tests.conftest import GCP_PROJECT
+from tests.fakes import FakeExporter, InMemoryLedger
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -44,7 +50,13 @@ class World:
         return build_transfer_runner(settings, client=self.client)
 
     def sync(
-        self, tables: str = TABLES, *, prune: bool = False, dry_run: bool = False, **env: str
+        self,
+        tables: str = TABLES,
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+        schemas: SchemaSource | None = None,
+        **env: str,
     ) -> SyncOutcome:
         settings = make_settings(tables=tables, **env)
         return sync(
@@ -54,6 +66,7 @@ class World:
             EnvSecrets(self.environ),
             prune=prune,
             dry_run=dry_run,
+            schemas=schemas,
         )
 
     def changes(self) -> int:
@@ -102,7 +115,8 @@ def test_first_sync_creates_everything_and_a_second_changes_nothing(world: World
     assert sorted(first.result.created) == ["shop.orders", "shop.orders_items"]
     assert world.tables() == ["shop__orders", "shop__orders_items"]
     table = world.bigquery.table(GCP_PROJECT, "rds_shop", "shop__orders")
-    assert table is not None and "schema" not in table  # Parquet brings its own schema
+    assert table is not None and "schema" not in table  # no export known: preflight gives one
+    assert "no schema yet: the first preflight gives it" in render_plan(first.plan)
     configs = {c.display_name: c for c in world.dts.configs()}
     orders = configs["rds2bq-prod:shop.orders"]
     assert orders.params["data_path"] == (
@@ -112,6 +126,7 @@ def test_first_sync_creates_everything_and_a_second_changes_nothing(world: World
     assert orders.destination_dataset_id == "rds_shop"
     assert orders.notification_pubsub_topic == f"projects/{GCP_PROJECT}/topics/rds2bq-events"
     assert orders.schedule_options.disable_auto_scheduling
+    assert list(orders.params["decimal_target_types"]) == ["NUMERIC", "BIGNUMERIC", "STRING"]
     # AND a second sync plans and changes nothing
     before = world.changes()
     second = world.sync()
@@ -119,12 +134,38 @@ def test_first_sync_creates_everything_and_a_second_changes_nothing(world: World
     assert world.changes() == before
 
 
+def test_new_tables_get_the_columns_of_the_latest_export(world: World) -> None:
+    # GIVEN a ledger whose latest complete export wrote the orders table's files
+    ledger, exporter = InMemoryLedger(), FakeExporter()
+    run_time = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+    ledger.create_run(
+        Run("r1", run_time, "daily", "rds2bq-prod-1", ("shop.orders",), export_status="COMPLETE")
+    )
+    exporter.exported["shop/shop.orders"] = ExportedTable(
+        rows=2,
+        columns=(Column("id", "INT64"), Column("total", "BIGNUMERIC", "decimal128(40, 2)")),
+        files=1,
+    )
+    # WHEN sync creates the destination tables
+    schemas = SchemaSource(lambda: ledger, lambda: exporter)
+    outcome = world.sync(tables="shop.orders\n", schemas=schemas)
+    # THEN the table has those columns before any load
+    assert outcome.result is not None and outcome.result.ok
+    table = world.bigquery.table(GCP_PROJECT, "rds_shop", "shop__orders")
+    assert table is not None
+    fields = [(f["name"], f["type"]) for f in table["schema"]["fields"]]
+    assert fields in (
+        [("id", "INT64"), ("total", "BIGNUMERIC")],
+        [("id", "INTEGER"), ("total", "BIGNUMERIC")],  # the legacy spelling the API may store
+    )
+
+
 def test_drift_is_repaired(world: World) -> None:
     world.sync()
     orders = next(c for c in world.dts.configs() if c.display_name.endswith("shop.orders"))
     # GIVEN someone edits our config by hand
     edited = type(orders).deserialize(type(orders).serialize(orders))
-    edited.params = dict(orders.params) | {
+    edited.params = {k: v for k, v in orders.params.items() if k != "decimal_target_types"} | {
         "file_format": "CSV",
         "secret_access_key": "x",
         "write_disposition": "WRITE_APPEND",
@@ -144,10 +185,16 @@ def test_drift_is_repaired(world: World) -> None:
     assert set(change.drift) == {
         Drift.FILE_FORMAT,
         Drift.WRITE_DISPOSITION,
+        Drift.DECIMAL_TARGET_TYPES,
         Drift.TOPIC,
         Drift.AUTO_SCHEDULING,
     }
     assert world.dts.stored_params(orders.name)["secret_access_key"] == "first-secret"
+    assert list(world.dts.stored_params(orders.name)["decimal_target_types"]) == [
+        "NUMERIC",
+        "BIGNUMERIC",
+        "STRING",
+    ]
     assert world.sync().plan.is_noop
 
 

@@ -72,6 +72,7 @@ def test_desired_configs_follow_the_settings() -> None:
         "WRITE_TRUNCATE",
         True,
     )
+    assert orders.decimal_target_types == ("NUMERIC", "BIGNUMERIC", "STRING")
     assert orders.access_key_id == ""  # keys never live in a desired config
 
 
@@ -148,6 +149,8 @@ def test_what_matches_is_unchanged_and_the_plan_is_a_noop() -> None:
         ({"notification_topic": "projects/acme/topics/old"}, Drift.TOPIC),
         ({"file_format": "CSV"}, Drift.FILE_FORMAT),
         ({"write_disposition": "WRITE_APPEND"}, Drift.WRITE_DISPOSITION),
+        ({"decimal_target_types": ()}, Drift.DECIMAL_TARGET_TYPES),  # made before the param
+        ({"decimal_target_types": ("BIGNUMERIC", "NUMERIC")}, Drift.DECIMAL_TARGET_TYPES),
         ({"auto_scheduling_disabled": False}, Drift.AUTO_SCHEDULING),
         ({"destination_table": "orders"}, Drift.DESTINATION_TABLE),
         ({"access_key_id": "AKIAOLDKEY000000001"}, Drift.ACCESS_KEY),
