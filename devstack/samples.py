@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from devstack.aws import realistic_layout
+from devstack.day import today
 from devstack.stack import (
     EMPTY_TABLE,
     FAILING_TABLE,
@@ -150,7 +151,7 @@ def play(day: Day) -> None:
     )
     stack.control.progress(task, 100, gb=12)
     call(stack, "poll")
-    stack.control.complete(task, tables, skipped)
+    stack.control.complete(task, tables, skipped, data=today(stack.tables))
     stack.control.task(task).total_extracted_data_in_gb = 12
 
     def closed() -> bool:

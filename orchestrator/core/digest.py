@@ -144,10 +144,19 @@ def as_of(run: Run) -> datetime | None:
     return run.snapshot_time or run.export_started_at
 
 
+def _live_cluster(run: Run) -> bool:
+    """An export of a live Aurora cluster (AWS exports a clone of it) rather than a snapshot."""
+    return ":cluster:" in run.source_arn
+
+
 def as_of_basis(run: Run) -> str:
+    if _live_cluster(run):
+        if run.snapshot_time is not None:
+            return "live cluster, as cloned by the export"
+        return "live cluster, export start" if run.export_started_at is not None else ""
     if run.snapshot_time is not None:
         return "snapshot"
-    return "export start (live cluster)" if run.export_started_at is not None else ""
+    return "export start" if run.export_started_at is not None else ""
 
 
 def exported_bytes(run: Run, tables: Sequence[TableRun] = ()) -> int:
@@ -162,9 +171,9 @@ def exported_bytes(run: Run, tables: Sequence[TableRun] = ()) -> int:
 def cost(run: Run, size_bytes: int, prices: Prices) -> Cost:
     gb = size_bytes / GB
     billed = (
-        "the snapshot's full size"
-        if run.snapshot_time is not None
-        else "the whole cluster's size (a live-cluster export)"
+        "the whole cluster's size (a live-cluster export)"
+        if _live_cluster(run) or run.snapshot_time is None
+        else "the snapshot's full size"
     )
     basis = (
         f"{gb:.2f} GB exported x {prices.export_per_gb:g} USD/GB export + "

@@ -125,12 +125,17 @@ def test_the_cost_is_the_exported_gb_at_both_prices_and_says_it_is_a_floor() -> 
     assert d.cost.total_usd == pytest.approx(1.20)
     assert "snapshot's full size" in d.cost.basis and "floor" in d.cost.basis
 
-    live = digest(snapshot_run(snapshot_time=None), DAY)
+    cluster = "arn:aws:rds:ap-northeast-1:123456789012:cluster:shop"
+    live = digest(snapshot_run(snapshot_time=None, source_arn=cluster), DAY)
     assert (live.as_of, live.as_of_basis) == (
         RUN_TIME + timedelta(minutes=1),
-        "export start (live cluster)",
+        "live cluster, export start",
     )
     assert "whole cluster" in live.cost.basis
+    # AWS gives a live cluster's export the time of its clone: the data's as-of, not a snapshot
+    cloned = digest(snapshot_run(source_arn=cluster), DAY)
+    assert (cloned.as_of, cloned.as_of_basis) == (SNAPSHOT, "live cluster, as cloned by the export")
+    assert "whole cluster" in cloned.cost.basis
 
 
 def test_a_small_export_is_sized_by_its_tables_and_a_run_without_counts_says_so() -> None:
