@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     sizes=LAG_SIZES,
                     latency=LATENCY_S,
                     concurrency=CONCURRENCY,
+                    bigquery=peers.start_bigquery(),
                     log=log,
                 )
         if "coldstart" in wanted:

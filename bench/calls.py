@@ -42,7 +42,7 @@ from functools import partial
 from typing import Any
 
 from bench.common import BASE_ENV, FixedOffsetClock, load, table_keys, write_tables_file
-from bench.peers import complete_export, create_configs
+from bench.peers import complete_export, create_configs, create_destinations
 
 POLLS_PER_DAY = 24 * 60 // 5  # the default poll_schedule, */5 * * * *
 EXPORTING_POLLS = 12  # assumed: an export that takes an hour
@@ -230,6 +230,8 @@ class Day:
     phases: dict[str, Counter[str]] = field(default_factory=dict)  # service -> calls, all calls
     invocations: Counter[str] = field(default_factory=Counter)
     detail: dict[str, Counter[str]] = field(default_factory=dict)  # phase -> "service op" -> n
+    # phase -> Firestore RPCs of one invocation -> invocations that made that many
+    firestore_per_call: dict[str, Counter[int]] = field(default_factory=dict)
 
     def record(self, phase: str, counts: Counter[tuple[str, str]]) -> None:
         per_service = self.phases.setdefault(phase, Counter())
@@ -238,6 +240,8 @@ class Day:
             per_service[service] += n
             detail[f"{service} {item}"] += n
         self.invocations[phase] += 1
+        rpcs = sum(n for (service, _), n in counts.items() if service == "Firestore RPCs")
+        self.firestore_per_call.setdefault(phase, Counter())[rpcs] += 1
 
     def per_invocation(self, phase: str, service: str) -> float:
         n = self.invocations.get(phase, 0)
@@ -267,7 +271,8 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
     from orchestrator.core.notifications import PubsubMessage
 
     install()
-    dts = peers.start_dts(s3=True)
+    bigquery = peers.start_bigquery()
+    dts = peers.start_dts(s3=True, bigquery=bigquery)
     keys = table_keys(n)
     tables_file = write_tables_file(peers.work_dir, keys, f"calls-{n}")
     env = {
@@ -278,6 +283,7 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
         "RDS2BQ_TABLES_FILE": str(tables_file),
         "RDS2BQ_BQ_LOCATION": f"calls-{n}",
         "RDS2BQ_DTS_ENDPOINT": dts.target,
+        "RDS2BQ_BQ_ENDPOINT": bigquery.endpoint,
         "RDS2BQ_LEDGER_COLLECTION": f"bench-calls-{n}-{uuid.uuid4().hex[:6]}",
         "RDS2BQ_AWS_AUTH": "web-identity",
         "RDS2BQ_SECRETS_BACKEND": "secret-manager",
@@ -285,6 +291,7 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
     }
     settings = load(env)
     create_configs(settings, dts.target)
+    create_destinations(settings, bigquery.endpoint)
     peers.create_topic(settings.topic_path)
     secrets.secrets[settings.slack_webhook_secret] = slack.url
     failing = settings.tables[0]
@@ -451,6 +458,11 @@ def measure(
             }
         ),
         "final_states": {n: dict(days[n].detail["final state"]) for n in sizes},
+        # notify, per DTS run-finished message: Firestore RPCs -> messages (every size)
+        "notify_firestore_per_message": {
+            n: dict(sorted(days[n].firestore_per_call.get("notify, DTS run finished", {}).items()))
+            for n in sizes
+        },
         "assumptions": {
             "polls_per_day": POLLS_PER_DAY,
             "exporting_polls": EXPORTING_POLLS,

@@ -40,12 +40,12 @@ from bench.common import (
     wait_for_go,
 )
 from bench.fanout import check_once
-from bench.peers import complete_export
+from bench.peers import complete_export, create_destinations
 
 # --------------------------------------------------------------------------- child side
 
 
-def _child(run_time: datetime) -> dict[str, Any]:
+def _child(run_time: datetime, preflight: bool) -> dict[str, Any]:
     from orchestrator import wiring
     from orchestrator.app.ports import RecordingEventBus
     from orchestrator.core.model import TableState
@@ -67,6 +67,10 @@ def _child(run_time: datetime) -> dict[str, Any]:
         return Timed(built, spans, "dts")
 
     w.transfers = transfers  # type: ignore[method-assign]
+    real_destinations = w.destinations
+    w.destinations = lambda: Timed(real_destinations(), spans, "bq")  # type: ignore[method-assign]
+    if not preflight:
+        w.__dict__["preflight"] = None  # the hand-off as it was before the preflight (issue 15)
     service = w.service
     run = service.start_export(run_time)
     service.poll()  # the export is under way: the instance is warm
@@ -83,8 +87,13 @@ def _child(run_time: datetime) -> dict[str, Any]:
         "started": sum(1 for t in tables if t.state is TableState.STARTED and t.dts_run),
         "actions": [r["action"] for r in report.runs],
         "total_s": total,
-        "describe_s": spans.total("aws.describe_export"),
+        "describe_export_s": spans.total("aws.describe_export"),
         "tables_info_s": spans.total("aws.read_tables_info"),
+        "preflight": preflight,
+        "footers_s": spans.total("aws.read_exported_tables"),
+        "describe_s": spans.total("bq.describe"),
+        "add_columns_s": spans.total("bq.add_columns"),
+        "rows_counted": sum(1 for t in tables if t.export_rows is not None),
         "dts_client_s": spans.total("build.transfers"),
         "list_configs_s": spans.total("dts.configs_by_table"),
         "pool_s": spans.window("dts.start_run"),
@@ -96,8 +105,10 @@ def _child(run_time: datetime) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.lag")
     parser.add_argument("--run-time", required=True)
+    parser.add_argument("--no-preflight", action="store_true", help="the hand-off without it")
     args = parser.parse_args(argv)
-    emit(_child(datetime.fromisoformat(args.run_time.replace("Z", "+00:00"))))
+    run_time = datetime.fromisoformat(args.run_time.replace("Z", "+00:00"))
+    emit(_child(run_time, preflight=not args.no_preflight))
 
 
 # --------------------------------------------------------------------------- harness side
@@ -112,13 +123,20 @@ def measure(
     sizes: tuple[int, ...],
     latency: float,
     concurrency: int,
+    bigquery: Any,
     log: Any = print,
 ) -> dict[str, Any]:
+    """Per size, the poll that sees COMPLETE and hands off, twice in a row: without the
+    preflight (``baseline``: the hand-off before issue 15) and with it (``sizes``: production)."""
     standin.faults.latency = latency
-    results: dict[str, Any] = {"latency_s": latency, "concurrency": concurrency, "sizes": {}}
+    results: dict[str, Any] = {
+        "latency_s": latency,
+        "concurrency": concurrency,
+        "sizes": {},
+        "baseline": {},
+    }
     try:
         for n in sizes:
-            log(f"hand-off lag: {n} tables")
             env = {
                 **BASE_ENV,
                 **peers.aws_env(),
@@ -126,27 +144,49 @@ def measure(
                 "RDS2BQ_TABLES_FILE": tables_files[n],
                 "RDS2BQ_BQ_LOCATION": f"bench-{n}",
                 "RDS2BQ_DTS_ENDPOINT": standin.target,
+                "RDS2BQ_BQ_ENDPOINT": bigquery.endpoint,
                 "RDS2BQ_FANOUT_CONCURRENCY": str(concurrency),
                 "RDS2BQ_VISIBILITY_MARGIN_MINUTES": "0",
             }
             settings = load(env)
-            run_time = run_times.take()
-            child = Conversation(["-m", "bench.lag", "--run-time", iso(run_time)], env, f"lag {n}")
-            try:
-                task_id = child.ready()["task_id"]
-                metadata = complete_export(peers.control, task_id, settings.tables)
-                result = child.go()
-            finally:
-                child.close()
-            check_once(standin, run_time, n, f"hand-off lag of {n} tables")
-            if result["started"] != n:
-                raise RuntimeError(f"lag {n}: {result['started']} tables started: {result}")
-            result["tables_info_bytes"] = metadata
-            result["ideal_s"] = math.ceil(n / concurrency) * latency
-            results["sizes"][n] = result
+            create_destinations(settings, bigquery.endpoint)
+            for preflight in (False, True):
+                log(f"hand-off lag: {n} tables, {'with' if preflight else 'without'} preflight")
+                result = _one(peers, standin, env, settings, run_times, n, preflight)
+                result["ideal_s"] = math.ceil(n / concurrency) * latency
+                results["sizes" if preflight else "baseline"][n] = result
     finally:
         standin.faults.latency = 0.0
     return results
+
+
+def _one(
+    peers: Any,
+    standin: Any,
+    env: dict[str, str],
+    settings: Any,
+    run_times: Any,
+    n: int,
+    preflight: bool,
+) -> dict[str, Any]:
+    run_time = run_times.take()
+    argv = ["-m", "bench.lag", "--run-time", iso(run_time)]
+    if not preflight:
+        argv.append("--no-preflight")
+    child = Conversation(argv, env, f"lag {n}{'' if preflight else ' (no preflight)'}")
+    try:
+        task_id = child.ready()["task_id"]
+        metadata = complete_export(peers.control, task_id, settings.tables)
+        result = child.go()
+    finally:
+        child.close()
+    check_once(standin, run_time, n, f"hand-off lag of {n} tables")
+    if result["started"] != n:
+        raise RuntimeError(f"lag {n}: {result['started']} tables started: {result}")
+    if preflight and result["rows_counted"] != n:
+        raise RuntimeError(f"lag {n}: the preflight counted {result['rows_counted']} tables")
+    result["tables_info_bytes"] = metadata
+    return result
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import PROJECT
+from bench.common import DATASET, PROJECT
 
 REALISTIC_COLUMNS = 20  # per table in export_tables_info (RDS lists every column's type mapping)
 TABLES_INFO_CHUNK = 500  # table entries per export_tables_info_*_from_X_to_Y.json file
@@ -99,9 +99,10 @@ class Peers:
 
     # ------------------------------------------------------------------ DTS and Slack
 
-    def start_dts(self, *, s3: bool = False, max_workers: int = 128) -> Any:
+    def start_dts(self, *, s3: bool = False, max_workers: int = 128, bigquery: Any = None) -> Any:
         """A DTS stand-in whose runs stay PENDING until ``finish_pending()`` (``s3``: they then
-        list the export in moto, as the real service lists S3)."""
+        list the export in moto, as the real service lists S3; ``bigquery``: a BigQuery stand-in
+        its succeeded runs load into, as DTS loads the destination table)."""
         from devstack.dts import DtsStandin
 
         standin = DtsStandin(
@@ -109,6 +110,7 @@ class Peers:
             s3_region=self.account.region if s3 else "us-east-1",
             finish_delay=None,
             max_workers=max_workers,
+            bigquery=bigquery,
         ).serve(0)
         self._started.append(standin)
         return standin
@@ -119,6 +121,16 @@ class Peers:
         from devstack.google_standins import SecretManagerStandIn
 
         standin = SecretManagerStandIn(dict(secrets))
+        self._started.append(standin)
+        return standin
+
+    def start_bigquery(self) -> Any:
+        """The BigQuery stand-in with the bench's dataset; point ``RDS2BQ_BQ_ENDPOINT`` at its
+        ``endpoint``. Tables are made by ``create_destinations``."""
+        from devstack.bigquery_standin import start_bigquery
+
+        standin = start_bigquery()
+        standin.add_dataset(PROJECT, DATASET, "asia-northeast1")
         self._started.append(standin)
         return standin
 
@@ -187,6 +199,30 @@ def bench_table(n: int = REALISTIC_COLUMNS) -> Any:
 
     kinds = ("bigint", "varchar(255)", "datetime", "decimal(12,2)")
     return TableData(tuple((f"column_{i:02d}", kinds[i % 4]) for i in range(n)))
+
+
+def bench_columns() -> list[Any]:
+    """The BigQuery columns a load of a bench table gives (``core.schema.Column``), read off its
+    file's footer as the preflight reads it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from devstack.parquet import data_files
+    from orchestrator.core.schema import Column, bigquery_type
+
+    schema = pq.read_schema(pa.BufferReader(data_files(bench_table(), 1)[0]))
+    return [Column(f.name, bigquery_type(str(f.type)), str(f.type)) for f in schema]
+
+
+def create_destinations(settings: Any, endpoint: str) -> int:
+    """Every table of ``settings`` in the BigQuery stand-in, as yesterday's load left it: the
+    bench columns (so the preflight finds nothing to change). Through the production adapter."""
+    from orchestrator.adapters.bigquery import build_destination_tables
+
+    tables = build_destination_tables(settings, endpoint)
+    columns = bench_columns()
+    ids = [t.bq_table for t in settings.tables]
+    return len(tables.create(ids, {i: columns for i in ids}))
 
 
 def complete_export(

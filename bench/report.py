@@ -16,6 +16,8 @@ from bench.common import ROOT
 TARGET_FANOUT_S = 15.0
 TARGET_FANOUT_SPEEDUP = 13.0  # issue 11 (issue 3 asked 10x)
 TARGET_PEAK_MIB = 256.0
+TARGET_PREFLIGHT_SHARE = 0.10  # issue 15: the preflight adds at most 10 % to the 2,000-table lag
+TARGET_NOTIFY_FIRESTORE_OPS = 5  # issue 15: per DTS run-finished message
 
 
 def named(items: Sequence[Any]) -> str:
@@ -120,6 +122,25 @@ def headline(results: dict[str, Any]) -> str:
                     "-",
                 ]
             )
+        for n_key, r in sorted(lag["sizes"].items(), key=lambda kv: int(kv[0])):
+            base = lag.get("baseline", {}).get(n_key)
+            if base is None:
+                continue
+            extra = r["total_s"] - base["total_s"]
+            biggest_size = int(n_key) == max(int(k) for k in lag["sizes"])
+            rows.append(
+                [
+                    f"2 preflight (footers, schemas, rows), {n_fmt(n_key)} tables: the same poll "
+                    "with it",
+                    s(r["total_s"]),
+                    f"without it (the hand-off before issue 15), same run: {s(base['total_s'])}",
+                    f"{extra:+.1f} s ({100 * extra / base['total_s']:+.0f}%)",
+                    f"<= +{TARGET_PREFLIGHT_SHARE:.0%} at 2,000" if biggest_size else "-",
+                    verdict(extra <= TARGET_PREFLIGHT_SHARE * base["total_s"])
+                    if biggest_size
+                    else "-",
+                ]
+            )
         biggest = max(lag["sizes"], key=int)
         r = lag["sizes"][biggest]
         rows.append(
@@ -176,6 +197,24 @@ def headline(results: dict[str, Any]) -> str:
                 verdict(rpcs == [1.0] and shapes == ["run_query x1"]),
             ]
         )
+        per_message: dict[int, int] = {}
+        for spread in calls.get("notify_firestore_per_message", {}).values():
+            for rpcs, messages in spread.items():
+                per_message[int(rpcs)] = per_message.get(int(rpcs), 0) + messages
+        if per_message:
+            within = sum(m for r, m in per_message.items() if r <= TARGET_NOTIFY_FIRESTORE_OPS)
+            rows.append(
+                [
+                    "4 Firestore RPCs per DTS run-finished message (notify, every size)",
+                    "; ".join(
+                        f"{r} RPCs: {count(m)} messages" for r, m in sorted(per_message.items())
+                    ),
+                    "-",
+                    f"{within} of {sum(per_message.values())} messages within the target",
+                    f"<= {TARGET_NOTIFY_FIRESTORE_OPS} per message",
+                    verdict(max(per_message) <= TARGET_NOTIFY_FIRESTORE_OPS),
+                ]
+            )
         n = calls["detail_size"]
         totals = calls["totals"][str(n)] if str(n) in calls["totals"] else calls["totals"][n]
         rows.append(
@@ -255,10 +294,12 @@ def fanout_breakdown(fan: dict[str, Any]) -> str:
 def lag_breakdown(lag: dict[str, Any]) -> str:
     rows = []
     for n_key, r in sorted(lag["sizes"].items(), key=lambda kv: int(kv[0])):
+        preflight = r.get("footers_s", 0.0) + r.get("describe_s", 0.0) + r.get("add_columns_s", 0.0)
         rest = (
             r["total_s"]
-            - r["describe_s"]
+            - r["describe_export_s"]
             - r["tables_info_s"]
+            - preflight
             - r["dts_client_s"]
             - r["list_configs_s"]
             - r["pool_s"]
@@ -268,8 +309,9 @@ def lag_breakdown(lag: dict[str, Any]) -> str:
                 n_fmt(n_key),
                 s(r["total_s"]),
                 s(r["ideal_s"]),
-                ms(r["describe_s"] * 1000),
+                ms(r["describe_export_s"] * 1000),
                 f"{ms(r['tables_info_s'] * 1000)} ({r['tables_info_bytes'] / 1e6:.1f} MB)",
+                f"{s(r.get('footers_s', 0.0))} + {s(r.get('describe_s', 0.0))}",
                 ms(r["dts_client_s"] * 1000),
                 s(r["list_configs_s"]),
                 s(r["pool_s"]),
@@ -285,6 +327,7 @@ def lag_breakdown(lag: dict[str, Any]) -> str:
             "ideal",
             "DescribeExportTasks",
             "export_tables_info (S3)",
+            "preflight: footers (S3) + destinations (BigQuery)",
             "DTS client (lazy import + build)",
             "list configs",
             "start window",

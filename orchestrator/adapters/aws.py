@@ -328,6 +328,26 @@ class AwsExporter:
                     if o["Key"].endswith(".parquet"):
                         yield o["Key"], int(o["Size"])
 
+    def _data_files_by_folder(
+        self, task_id: str, export_dirs: Sequence[str]
+    ) -> dict[str, list[tuple[str, int]]]:
+        """``_data_files`` of many folders from one listing of the whole export (1,000 keys a
+        page) instead of one listing per folder: a table's folder is the two path segments
+        under the export's root (``db/schema.table``)."""
+        root = self._key(task_id) + "/"
+        files: dict[str, list[tuple[str, int]]] = {d: [] for d in export_dirs}
+        with _aws("s3:ListBucket"):
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=root
+            )
+            for page in pages:
+                for o in page.get("Contents", []):
+                    key = str(o["Key"])
+                    folder = "/".join(key[len(root) :].split("/")[:2])
+                    if key.endswith(".parquet") and folder in files:
+                        files[folder].append((key, int(o["Size"])))
+        return files
+
     def read_exported_tables(
         self, task_id: str, export_dirs: Sequence[str]
     ) -> dict[str, ExportedTable]:
@@ -342,8 +362,11 @@ class AwsExporter:
         workers = int(self._s3.meta.config.max_pool_connections or 10)
         with ThreadPoolExecutor(workers, thread_name_prefix="footers") as pool:
             try:
-                listed = pool.map(lambda d: list(self._data_files(task_id, d)), export_dirs)
-                files = dict(zip(export_dirs, listed, strict=True))
+                if len(export_dirs) > _LIST_EACH_UP_TO:
+                    files = self._data_files_by_folder(task_id, export_dirs)
+                else:
+                    listed = pool.map(lambda d: list(self._data_files(task_id, d)), export_dirs)
+                    files = dict(zip(export_dirs, listed, strict=True))
                 footers = {
                     key: pool.submit(self._footer, key, size)
                     for keys in files.values()
@@ -368,6 +391,9 @@ class AwsExporter:
                 return bytes(answer["Body"].read())
 
         return read_footer(fetch, size, f"s3://{self._bucket}/{key}")
+
+
+_LIST_EACH_UP_TO = 10  # folders listed one by one; more: one listing of the whole export
 
 
 def build_exporter(settings: Settings, session: Any) -> AwsExporter:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.app.ports import DestinationTables, ExportedTable, Exporter
 from orchestrator.core.errors import PermanentError
@@ -44,12 +45,16 @@ class Preflight:
         if not pending:
             return list(tables)
         refs = {t.key: parse_table_ref(t.key) for t in pending}
+        dirs = sorted({r.export_dir for r in refs.values()})
+        destinations = self.destinations()
         try:
-            exported = self.exporter().read_exported_tables(
-                run.export_task_id, sorted({r.export_dir for r in refs.values()})
-            )
-            destinations = self.destinations()
-            existing = destinations.describe(sorted({r.bq_table for r in refs.values()}))
+            # S3 and BigQuery at once: the preflight takes the longer of the two, not their sum.
+            with ThreadPoolExecutor(1, thread_name_prefix="preflight") as pool:
+                existing_soon = pool.submit(
+                    destinations.describe, sorted({r.bq_table for r in refs.values()})
+                )
+                exported = self.exporter().read_exported_tables(run.export_task_id, dirs)
+                existing = existing_soon.result()
         except PermanentError as exc:
             log.error(
                 "run %s: preflight skipped, the tables load unchecked: %s",

@@ -182,6 +182,38 @@ def test_exported_tables_are_read_from_their_footers(account: Any) -> None:
     ]
 
 
+def test_many_folders_come_from_one_listing_of_the_export_with_the_same_answer(
+    account: Any,
+) -> None:
+    # GIVEN an export of 14 tables (more than are listed one by one), one of them a prefix of
+    # another's name (shop.t1 and shop.t10 must not share files)
+    exporter = exporter_for(account)
+    task = "rds2bq-test-many-folders"
+    names = [f"t{i}" for i in range(14)]
+    exporter.start_export(
+        task, exporter.resolve_source("cluster", "shop-aurora"), [f"shop.{n}" for n in names]
+    )
+    ExportControl(account).complete(
+        task,
+        {
+            f"shop.shop.{n}": table_files(f"shop/shop.{n}", (1, 2), parts=i % 3 + 1)
+            for i, n in enumerate(names)
+        },
+    )
+    dirs = [f"shop/shop.{n}" for n in names] + ["shop/shop.gone"]
+    calls: list[str] = []
+    s3 = exporter._s3
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    # WHEN they are read together
+    together = exporter.read_exported_tables(task, dirs)
+    # THEN one listing served them all, and each folder holds what a listing of its own finds
+    assert calls.count("ListObjectsV2") == 1
+    for d in dirs:
+        assert together[d] == exporter.read_exported_tables(task, [d])[d], d
+    assert together["shop/shop.t1"].files == 4 and together["shop/shop.t10"].files == 4
+    assert together["shop/shop.gone"].rows == 0
+
+
 def test_a_data_file_that_is_not_parquet_is_permanent_and_named(account: Any) -> None:
     key = f"{account.prefix}/rds2bq-test-junk/shop/shop.orders/1/part-00000-x-c000.gz.parquet"
     account.client("s3").put_object(Bucket=account.bucket, Key=key, Body=b"PAR1 but not really")
