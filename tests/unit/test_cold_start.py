@@ -100,19 +100,23 @@ def test_each_path_loads_only_the_sdks_it_uses(path: str, tmp_path: Path) -> Non
     assert _run(PROGRAM.format(build=build, sdks=SDKS), tmp_path) == sorted(expected)
 
 
-# Our own modules that cost the most to import (their dataclasses), and the paths that must not
-# load them: an idle poll advances no run (no state machine, no event), status reads the ledger,
-# and neither poll nor notify renders a Slack message unless it posts one.
+# Our own modules that cost the most to import (their dataclasses and protocols), and the paths
+# that must not load them: an idle poll advances no run (no state machine, no event, no port),
+# status reads the ledger, and neither poll nor notify renders a Slack message unless it posts one.
 OWN = {
     "events": "orchestrator.core.events",
     "machine": "orchestrator.core.machine",
     "slack presenter": "orchestrator.present.slack",
+    "ports": "orchestrator.app.ports",
 }
 OWN_PATHS = {
     "idle poll": ("w.service; w.ledger", []),
     "status": ("w.status; w.ledger", []),
-    "notify": ("w.notify_service; w.ledger", ["events", "machine"]),
-    "hand-off poll": ("w.service; w.ledger; w.transfers(); w.service.runs", ["events", "machine"]),
+    "notify": ("w.notify_service; w.ledger", ["events", "machine", "ports"]),
+    "hand-off poll": (
+        "w.service; w.ledger; w.transfers(); w.service.runs",
+        ["events", "machine", "ports"],
+    ),
 }
 
 
