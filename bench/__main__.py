@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}"
     )
-    parser.add_argument("--cold-reps", type=int, default=5, help="runs per cold-start path")
+    parser.add_argument("--cold-reps", type=int, default=7, help="runs per cold-start path")
     parser.add_argument(
         "--sweep",
         default="",
