@@ -143,8 +143,13 @@ def headline(results: dict[str, Any]) -> str:
                 [
                     f"3 cold import, {name} (best of {cold['reps']}, module by module)",
                     f"{ms(p['filtered_ms'])}; loads {loaded}",
-                    f"(a) the {p['replay_modules']} SDK modules it loaded, alone "
-                    f"{ms(p['alone_filtered_ms'])}; (b) main + every SDK "
+                    (
+                        f"(a) the {p['replay_modules']} SDK modules it loaded, alone "
+                        f"{ms(p['alone_filtered_ms'])}"
+                        if p["alone"]
+                        else "(a) none (no SDK)"
+                    )
+                    + f"; (b) main + every SDK "
                     f"{ms(cold['everything']['filtered_ms'])}",
                     f"{p['own_filtered_ms']:+.0f} ms over (a), our modules {p['ours_ms']:.0f} ms "
                     f"(best whole runs: {p['own_ms']:+.0f}; over the SDK packages alone: "
