@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}"
     )
-    parser.add_argument("--cold-reps", type=int, default=5, help="runs per cold-start path")
+    parser.add_argument("--cold-reps", type=int, default=7, help="runs per cold-start path")
     parser.add_argument(
         "--sweep",
         default="",
@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     repetitions = (
         "fan-out and lag: 1 run per size (fresh process each); loop baseline: 1 run of "
-        f"{LOOP_SIZE} tables; cold start: {args.cold_reps} runs per path, per SDK set (a) and of "
-        "(b) (best) after one warm-up; API calls: 1 day per size"
+        f"{LOOP_SIZE} tables; cold start: {args.cold_reps} runs per path, of its (a) (each right "
+        "after it), of the SDK packages per set and of (b) (best, module by module) after one "
+        "warm-up; API calls: 1 day per size"
     )
     document = report.document(
         results, report.machine_info(), {"elapsed_s": elapsed, "repetitions": repetitions}

@@ -13,12 +13,18 @@ logs every import; the figure is the sum of the self-times of every module impor
 loading ``main.py`` and the reply, so network waits do not count. The code is a byte-compiled copy
 of what is deployed (``compileall``, as the Cloud Functions buildpack does).
 
-Beside each path, measured in the same run (each the best of N fresh interpreters):
+Beside each path, measured in the same run (each the best of N fresh interpreters, module by
+module):
 
-- (a) the path's SDK imports alone: a fresh interpreter, in the same state (functions_framework
-  loaded and warmed), importing exactly the SDK packages the path loaded (``SDK_IMPORTS``), and
-  nothing of ours. (1) - (a) is what our code adds to the path: our own modules, and whatever the
-  path makes the SDKs import beyond their packages (building a client, a first call).
+- (a) the path's SDK imports alone: right after each run of the path, a fresh interpreter in the
+  same state (functions_framework loaded and warmed) imports every third-party module that run
+  loaded, in the order it loaded them (``replay_modules``): the SDK packages and the submodules
+  the path made them load by building a client and making its first call. Nothing of ours, and no
+  standard-library module unless an SDK module imports it. (1) - (a) is what our code adds to the
+  path: our own modules, the standard-library modules they import, and the garbage collector's
+  passes over the objects they add.
+- the former (a), kept beside it: the SDK *packages* alone (``SDK_IMPORTS``), which left the SDK
+  submodules a path loads on its first call in (1) - (a) as if they were ours.
 - (b) main.py plus every SDK imported eagerly (``EVERYTHING``).
 """
 
@@ -185,6 +191,17 @@ def defined_functions() -> dict[str, str]:
                 elif text.endswith("http"):
                     found[node.name] = "http"
     return found
+
+
+def is_stdlib(module: str) -> bool:
+    top = module.partition(".")[0]
+    return top in sys.stdlib_module_names or top.startswith("_sysconfigdata")
+
+
+def replay_modules(loaded: Sequence[str]) -> tuple[str, ...]:
+    """Column (a) of a path: every third-party module its run loaded (``loaded``, in the order
+    ``sys.modules`` got them), neither ours nor the standard library's."""
+    return tuple(m for m in loaded if family(m) != "rds2bq" and not is_stdlib(m))
 
 
 def loaded_sdks(sdks: dict[str, bool]) -> list[str]:
@@ -665,9 +682,10 @@ def per_module_best(runs: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def decompose(path: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[str, Any]:
-    """(1) - (a), best of N module by module, split four ways: our own modules; the SDK modules
-    only the path imports (building clients, first calls); the modules only (a) imports
-    (subtracted); and the modules both import, their difference (the largest named)."""
+    """(1) - (a), best of N module by module, split four ways: our own modules; the modules only
+    the path imports (against the replay (a): the standard-library modules our code imports);
+    the modules only (a) imports (subtracted); and the modules both import, their difference
+    (the largest named)."""
     mine, theirs = per_module_best(path), per_module_best(alone) if alone else {}
 
     def top(items: list[tuple[str, float]], n: int = 3) -> list[tuple[str, float]]:
@@ -704,7 +722,9 @@ def per_module_best_ms(runs: list[dict[str, Any]]) -> float:
     return sum(best.values()) / 1000
 
 
-def imports_spec(main: str, modules: Sequence[str], *, with_main: bool) -> dict[str, Any]:
+def imports_spec(
+    main: str, modules: Sequence[str], *, with_main: bool, tolerant: bool = False
+) -> dict[str, Any]:
     """A child that imports ``modules`` (after main.py if ``with_main``) and calls nothing."""
     return {
         "kind": "imports",
@@ -712,6 +732,7 @@ def imports_spec(main: str, modules: Sequence[str], *, with_main: bool) -> dict[
         "source": main if with_main else "",
         "deployed": main,  # where it runs (its working directory), main.py or not
         "modules": list(modules),
+        "tolerant": tolerant,
     }
 
 
@@ -733,6 +754,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "median_ms": median(r["total_ms"] for r in runs),
         "samples_ms": [r["total_ms"] for r in runs],
         "peak_rss_max_mib": max(r["peak_rss_mib"] for r in runs),
+        "gc_min_ms": min(r["gc_ms"] for r in runs),
+        "gc_full_min_ms": min(r["gc_full_ms"] for r in runs),
+        "gc_full_max": max(r["gc_full"] for r in runs),
     }
 
 
@@ -779,8 +803,9 @@ def _measure(
     log("cold start: warm-up (compiles bytecode; not counted)")
     run_one(everything, idle_env)
     samples: dict[str, list[dict[str, Any]]] = {s.name: [] for s in paths}
+    replays: dict[str, list[dict[str, Any]]] = {s.name: [] for s in paths}  # column (a)
     baseline: list[dict[str, Any]] = []
-    alone: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # column (a), by module set
+    alone: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # the SDK packages, by set
     extra: dict[str, list[dict[str, Any]]] = {"firestore": [], "firestore + credentials": []}
     for rep in range(reps):
         log(f"cold start: round {rep + 1} of {reps}")
@@ -800,6 +825,10 @@ def _measure(
                 raise RuntimeError(f"cold start, {s.name}: {problem}")
             result["sdk_modules"] = list(sdk_modules(result["sdks"]))
             samples[s.name].append(result)
+            # column (a), right after: the third-party modules this very run loaded, replayed
+            if replay := replay_modules(result["new_modules"]):
+                spec = imports_spec(main, replay, with_main=False, tolerant=True)
+                replays[s.name].append({**run_one(spec, idle_env), "replayed": len(replay)})
         wanted = {tuple(r[-1]["sdk_modules"]) for r in samples.values()}
         for modules in sorted(wanted):
             if modules:
@@ -815,16 +844,24 @@ def _measure(
         best = summary(samples[s.name])
         sets = {tuple(r["sdk_modules"]) for r in samples[s.name]}
         modules = tuple(best["sdk_modules"])
-        a = summary(alone[modules]) if modules else None
+        replay = replays[s.name]
+        a = summary(replay) if replay else None
         a_ms = a["best_ms"] if a else 0.0
+        packages = summary(alone[modules]) if modules else None
         loaded = loaded_sdks(best["sdks"])
         filtered = per_module_best_ms(samples[s.name])
-        filtered_a = per_module_best_ms(alone[modules]) if modules else 0.0
+        filtered_a = per_module_best_ms(replay) if replay else 0.0
+        filtered_packages = per_module_best_ms(alone[modules]) if modules else 0.0
         out_paths[s.name] = {
-            **decompose(samples[s.name], alone[modules] if modules else []),
+            **decompose(samples[s.name], replay),
             "filtered_ms": filtered,
             "alone_filtered_ms": filtered_a,
             "own_filtered_ms": filtered - filtered_a,
+            "replay_modules": max((r["replayed"] for r in replay), default=0),
+            "replay_failed": sorted({m for r in replay for m in r["failed_imports"]}),
+            "packages": packages,
+            "packages_filtered_ms": filtered_packages,
+            "own_vs_packages_ms": filtered - filtered_packages,
             "target": s.target,
             **best,
             "loaded": loaded,
@@ -842,13 +879,18 @@ def _measure(
     covered = {s.target for s in paths}
     credentials_ms = decompose(extra["firestore + credentials"], extra["firestore"])["path_only_ms"]
     everything_filtered = per_module_best_ms(baseline)
-    for runs in [baseline, *samples.values(), *alone.values(), *extra.values()]:
+    bulky = ("imports", "new_modules")
+    everything_summary = summary(baseline)
+    for runs in [baseline, *samples.values(), *replays.values(), *alone.values(), *extra.values()]:
         for run in runs:
-            run.pop("imports", None)
-    for entry in [*out_paths.values(), everything_summary := summary(baseline)]:
-        entry.pop("imports", None)
-        if entry.get("alone"):
-            entry["alone"].pop("imports", None)
+            for key in bulky:
+                run.pop(key, None)
+    for entry in [*out_paths.values(), everything_summary]:
+        for key in bulky:
+            entry.pop(key, None)
+        for column in ("alone", "packages"):
+            for key in bulky:
+                (entry.get(column) or {}).pop(key, None)
     return {
         "reps": reps,
         "target_own_ms": TARGET_OWN_MS,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from orchestrator.app.status import StatusReader
     from orchestrator.app.transfers import TransferRuns
     from orchestrator.core.events import Event
+    from orchestrator.core.model import Run, TableRun
 
 
 class SystemClock:
@@ -71,6 +73,27 @@ class LazyEventBus(_Lazy):
 class LazySecrets(_Lazy):
     def get(self, name: str) -> str:
         return str(self._get().get(name))
+
+
+class LazyMessages(_Lazy):
+    """The Slack presenter, imported on the first message: a poll or a notify that posts nothing
+    never loads it."""
+
+    def _messages(self) -> Messages:
+        real: Messages = self._get()
+        return real
+
+    def table_failed(self, run: Run, table: TableRun) -> Mapping[str, Any]:
+        return self._messages().table_failed(run, table)
+
+    def for_event(self, event: Event, run: Run, tables: Sequence[TableRun]) -> Mapping[str, Any]:
+        return self._messages().for_event(event, run, tables)
+
+    def unknown_run(self, note: Any) -> Mapping[str, Any]:
+        return self._messages().unknown_run(note)
+
+    def slot_missed(self, slot: datetime, run_id: str, grace_minutes: int) -> Mapping[str, Any]:
+        return self._messages().slot_missed(slot, run_id, grace_minutes)
 
 
 class Wiring:
@@ -169,9 +192,12 @@ class Wiring:
 
     @cached_property
     def messages(self) -> Messages:
-        from orchestrator.present.slack import SlackMessages
+        def build() -> Messages:
+            from orchestrator.present.slack import SlackMessages
 
-        return SlackMessages(self.settings)
+            return SlackMessages(self.settings)
+
+        return LazyMessages(build)
 
     @cached_property
     def notify_service(self) -> NotifyService:
@@ -206,7 +232,7 @@ class Wiring:
             self.transfers,
             self.events,
             SystemClock(),
-            self.transfer_runs,
+            lambda: self.transfer_runs,
             self.missed_days,
             self.preflight,
         )
@@ -222,7 +248,11 @@ class Wiring:
         from orchestrator.app.missed_day import MissedDayWatch
 
         return MissedDayWatch(
-            self.settings, self.ledger, lambda: self.notifier, self.messages, SystemClock()
+            self.settings,
+            self.ledger,
+            lambda: self.notifier,
+            self.messages,
+            SystemClock(),
         )
 
     @cached_property

@@ -5,6 +5,10 @@ through ``app.transfers``). No SDK import.
 Every method is safe to call twice or concurrently: the ledger's transactions decide who acts, the
 export id is derived from the run time (a second start adopts the first), and the hand-off holds a
 lease so that no table is started twice for one run.
+
+What advances a run (the state machine, the outbox, the exports and the DTS runs, and with them the
+event types) is imported where it is used: a poll with no open run, the most frequent cold start,
+loads none of it.
 """
 
 from __future__ import annotations
@@ -16,23 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.app import outbox
-from orchestrator.app.exports import Exports
-from orchestrator.app.missed_day import MissedDayWatch
-from orchestrator.app.ports import (
-    Clock,
-    EventBus,
-    Exporter,
-    Ledger,
-    TransferConfig,
-    TransferRunner,
-)
-from orchestrator.app.preflight import Preflight
-from orchestrator.app.transfers import TransferRuns, close_if_done
-from orchestrator.config import Settings
-from orchestrator.core import machine
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.model import (
     ExportStatus,
@@ -42,6 +32,21 @@ from orchestrator.core.model import (
     TableState,
     Transition,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.app.exports import Exports
+    from orchestrator.app.missed_day import MissedDayWatch
+    from orchestrator.app.ports import (
+        Clock,
+        EventBus,
+        Exporter,
+        Ledger,
+        TransferConfig,
+        TransferRunner,
+    )
+    from orchestrator.app.preflight import Preflight
+    from orchestrator.app.transfers import TransferRuns
+    from orchestrator.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +74,31 @@ class Orchestrator:
         transfers: Callable[[], TransferRunner],
         events: EventBus,
         clock: Clock,
-        runs: TransferRuns | None = None,
+        runs: Callable[[], TransferRuns] | None = None,
         missed_days: MissedDayWatch | None = None,
         preflight: Preflight | None = None,
     ) -> None:
         # Exporter and TransferRunner come as factories: an idle poll must not build AWS or DTS
         # clients (cold start, and no AWS call when no run is open). ``runs`` starts and records
-        # the DTS runs (the wiring shares one with the reruns); by default one over these ports.
+        # the DTS runs (the wiring shares one with the reruns), a factory too; by default one
+        # over these ports.
         self.settings = settings
         self.ledger = ledger
         self.exporter = exporter
         self.transfers = transfers
         self.events = events
         self.clock = clock
-        self.runs = runs if runs is not None else TransferRuns(ledger, transfers)
+        self._runs = runs
         self.missed_days = missed_days  # says in Slack when a daily slot's run never started
         self.preflight = preflight  # checks rows and schemas before the hand-off (app.preflight)
+
+    @cached_property
+    def runs(self) -> TransferRuns:
+        if self._runs is not None:
+            return self._runs()
+        from orchestrator.app.transfers import TransferRuns
+
+        return TransferRuns(self.ledger, self.transfers)
 
     # ------------------------------------------------------------------ start_export
 
@@ -94,6 +108,8 @@ class Orchestrator:
 
     def _exports(self) -> Exports:
         # Built per call over the current ports: cheap, and nothing held apart from them.
+        from orchestrator.app.exports import Exports
+
         return Exports(self.settings, self.ledger, self.exporter, self.events, self.clock)
 
     # ------------------------------------------------------------------ poll
@@ -120,6 +136,9 @@ class Orchestrator:
         return report
 
     def _advance(self, run: Run, report: PollReport) -> None:
+        from orchestrator.app import outbox
+        from orchestrator.core import machine
+
         if run.outbox:
             flushed = outbox.flush(self.ledger, self.events, run)
             if not run.is_open:
@@ -140,6 +159,8 @@ class Orchestrator:
             report.add(run, "waiting")
 
     def _follow_export(self, run: Run, report: PollReport) -> None:
+        from orchestrator.core import machine
+
         exporter = self.exporter()
         obs = exporter.describe_export(run.export_task_id)
         if obs is None:
@@ -174,6 +195,8 @@ class Orchestrator:
     # ------------------------------------------------------------------ hand-off
 
     def _handoff(self, run: Run, report: PollReport) -> None:
+        from orchestrator.core import machine
+
         owner = uuid.uuid4().hex
         s = self.settings
         claim = self._transition(
@@ -214,6 +237,8 @@ class Orchestrator:
         Tables are marked STARTING (with their config) before any call: if this invocation dies,
         the next holder asks DTS whether such a table's run exists before starting it again.
         """
+        from orchestrator.core import machine
+
         now = self.clock.now()
         unloadable = machine.unloadable_export(run, self.settings.env)
         resumed = {k for k, t in tables.items() if t.state is TableState.STARTING}
@@ -262,7 +287,8 @@ class Orchestrator:
         # next holder adopts that run (find_run) instead of starting it again: batching costs no
         # safety and keeps the ledger's latency off every DTS call.
         with ThreadPoolExecutor(max_workers=self.settings.fanout_concurrency) as pool:
-            futures = [pool.submit(self._start_one, run, t, t.key in resumed) for t in work]
+            runs = self.runs  # built here, once, before the workers share it
+            futures = [pool.submit(self._start_one, runs, run, t, t.key in resumed) for t in work]
             batch: list[TableRun] = []
             flushed = time.monotonic()
             for future in as_completed(futures):
@@ -289,9 +315,11 @@ class Orchestrator:
                     busy[table.key] = other.run_id
         return busy
 
-    def _start_one(self, run: Run, table: TableRun, resumed: bool) -> TableRun:
+    def _start_one(self, runs: TransferRuns, run: Run, table: TableRun, resumed: bool) -> TableRun:
+        from orchestrator.core import machine
+
         try:
-            started = self.runs.start(table.dts_config, run.run_time, resumed=resumed)
+            started = runs.start(table.dts_config, run.run_time, resumed=resumed)
         except TransientError as exc:
             log.warning(
                 "run %s: %s not started yet (transient: %s); the next poll resumes it",
@@ -332,6 +360,9 @@ class Orchestrator:
         claimed under the same key as its notification would be, so a late notification and
         this look-up never both record or post it.
         """
+        from orchestrator.app.transfers import close_if_done
+        from orchestrator.core import machine
+
         now = self.clock.now()
         after = timedelta(minutes=self.settings.reconcile_after_minutes)
         silent = [
@@ -362,10 +393,14 @@ class Orchestrator:
         report.add(run, "reconciled", looked_up=len(silent), settled=settled)
 
     def _table_failed(self, run: Run, table: TableRun, now: datetime) -> None:
+        from orchestrator.core import machine
+
         event = machine.table_failed_event(run, table, now)
         self._transition(run.run_id, lambda r: Transition(None, (event,)))
 
     # ------------------------------------------------------------------ plumbing
 
     def _transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
+        from orchestrator.app import outbox
+
         return outbox.transition(self.ledger, self.events, run_id, mutate)

@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from orchestrator.app.ports import Clock, Ledger, Messages, Notifier
-from orchestrator.config import Settings
 from orchestrator.core.errors import Rds2bqError
 from orchestrator.core.keys import daily_run_time, missed_day_key, run_id_for
 from orchestrator.core.schedule import overdue_slot
+
+if TYPE_CHECKING:
+    # Types only: an idle poll, which asks this on every call, need not import the ports.
+    from orchestrator.app.ports import Clock, Ledger, Messages, Notifier
+    from orchestrator.config import Settings
 
 log = logging.getLogger(__name__)
 WINDOW = timedelta(hours=6)  # how long after the grace period a missing run is still looked for

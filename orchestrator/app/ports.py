@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.core.events import Event
 from orchestrator.core.model import (
     ExportObservation,
     Run,
@@ -22,6 +21,10 @@ from orchestrator.core.model import (
     table_state_of_dts,
 )
 from orchestrator.core.schema import DECIMAL_TARGET_TYPES, Column
+
+if TYPE_CHECKING:
+    # A type only: a path that publishes no event (status, an idle poll) need not import them.
+    from orchestrator.core.events import Event
 
 
 class Clock(Protocol):

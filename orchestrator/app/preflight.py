@@ -23,11 +23,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from orchestrator.app.ports import DestinationTables, ExportedTable, Exporter
 from orchestrator.core.errors import PermanentError
 from orchestrator.core.model import Run, TableRun, TableState, parse_table_ref
-from orchestrator.core.schema import SchemaPlan, hold_fix, plan
+
+if TYPE_CHECKING:
+    # Types only: the wiring builds the preflight for every poll, an idle one included, which
+    # loads neither the ports nor the schema rules (cold start).
+    from orchestrator.app.ports import DestinationTables, Exporter
+    from orchestrator.core.schema import SchemaPlan
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ class Preflight:
 
     def check(self, run: Run, tables: Sequence[TableRun]) -> list[TableRun]:
         """The run's tables after the preflight (only PENDING ones change)."""
+        from orchestrator.app.ports import ExportedTable
+        from orchestrator.core.schema import plan
+
         pending = [t for t in tables if t.state is TableState.PENDING]
         if not pending:
             return list(tables)
@@ -97,6 +105,8 @@ class Preflight:
         schema: SchemaPlan,
         destinations: DestinationTables,
     ) -> TableRun:
+        from orchestrator.core.schema import hold_fix
+
         if schema.holds:
             reason = "schema change: " + "; ".join(schema.conflicts)
             return table.with_(

@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.app.ports import Clock, Ledger
 from orchestrator.core.digest import PROBLEM_ORDER, Digest, Prices, digest, line
 from orchestrator.core.errors import BadRequestError, NotFoundError
 from orchestrator.core.keys import run_time_of
 from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
+
+if TYPE_CHECKING:
+    # Types only: status reads the ledger and need not import the ports.
+    from orchestrator.app.ports import Clock, Ledger
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100

@@ -75,9 +75,7 @@ PATHS = {
 }
 
 
-@pytest.mark.parametrize("path", sorted(PATHS))
-def test_each_path_loads_only_the_sdks_it_uses(path: str, tmp_path: Path) -> None:
-    build, expected = PATHS[path]
+def _run(program: str, tmp_path: Path) -> list[str]:
     tables = tmp_path / "tables.txt"
     tables.write_text("shop.orders\n")
     env = {
@@ -94,7 +92,7 @@ def test_each_path_loads_only_the_sdks_it_uses(path: str, tmp_path: Path) -> Non
         "RDS2BQ_SECRETS_ENDPOINT": "127.0.0.1:1",
     }
     result = subprocess.run(
-        [sys.executable, "-c", PROGRAM.format(build=build, sdks=SDKS)],
+        [sys.executable, "-c", program],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -103,4 +101,37 @@ def test_each_path_loads_only_the_sdks_it_uses(path: str, tmp_path: Path) -> Non
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == sorted(expected)
+    found: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_each_path_loads_only_the_sdks_it_uses(path: str, tmp_path: Path) -> None:
+    build, expected = PATHS[path]
+    assert _run(PROGRAM.format(build=build, sdks=SDKS), tmp_path) == sorted(expected)
+
+
+# Our own modules that cost the most to import (their dataclasses and protocols), and the paths
+# that must not load them: an idle poll advances no run (no state machine, no event, no port),
+# status reads the ledger, and neither poll nor notify renders a Slack message unless it posts one.
+OWN = {
+    "events": "orchestrator.core.events",
+    "machine": "orchestrator.core.machine",
+    "slack presenter": "orchestrator.present.slack",
+    "ports": "orchestrator.app.ports",
+}
+OWN_PATHS = {
+    "idle poll": ("w.service; w.ledger", []),
+    "status": ("w.status; w.ledger", []),
+    "notify": ("w.notify_service; w.ledger", ["events", "machine", "ports"]),
+    "hand-off poll": (
+        "w.service; w.ledger; w.transfers(); w.service.runs",
+        ["events", "machine", "ports"],
+    ),
+}
+
+
+@pytest.mark.parametrize("path", sorted(OWN_PATHS))
+def test_each_path_loads_only_our_modules_it_uses(path: str, tmp_path: Path) -> None:
+    build, expected = OWN_PATHS[path]
+    assert _run(PROGRAM.format(build=build, sdks=OWN), tmp_path) == sorted(expected)

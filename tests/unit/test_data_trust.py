@@ -54,7 +54,7 @@ class TrustWorld(World):
             lambda: self.transfers,
             self.events,
             self.clock,
-            self.runs,
+            lambda: self.runs,
             preflight=Preflight(self._exporter, lambda: self.bq),
         )
         self.slack = RecordingNotifier()

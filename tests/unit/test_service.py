@@ -56,7 +56,7 @@ class World:
             lambda: self.transfers,
             self.events,
             self.clock,
-            self.runs,
+            lambda: self.runs,
         )
 
     def _exporter(self) -> FakeExporter:
