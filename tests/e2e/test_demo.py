@@ -36,7 +36,15 @@ def test_the_demo_speaks_in_words_and_leaves_nothing_behind(tmp_path: Path) -> N
     # words, not the product's internal names (Slack and status blocks are the product's own)
     assert not INTERNAL_NAMES.search(steps), steps
     assert "poll: the export is in progress, 35% done" in steps
-    assert "poll: handed off: 11 transfer run(s) started" in steps
+    assert "poll: handed off: 10 transfer run(s) started" in steps  # not the held table
+    # the preflight: a column added before the load, a table held with the fix, both reported
+    assert "⏸️ shop.reviews: held for a schema change" in out
+    assert "column rating changed type: INT64 -> STRING" in out
+    assert "--table shop.reviews" in out
+    assert "shop.customers: `added column loyalty_tier STRING`" in out
+    # the rerun that accepts the change loads the held table: nothing is left held at the end
+    final_status = out.rsplit("python -m orchestrator status", 1)[1]
+    assert "HELD" not in final_status and "10 loaded" in final_status
     # the day's empty load is posted as its own kind, with the data path that matched nothing
     assert "📭 shop.coupons: load empty" in out
     assert re.search(r"No new files found matching s3://\S+/shop/shop\.coupons/\*\.parquet", out)
