@@ -312,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(412, "Precondition check failed.")
             if "schema" in body or replace:
                 fields = _fields(body.get("schema"))
-                problem = _schema_problem(table_id, _fields(table["schema"]), fields)
+                problem = _schema_problem(table_id, _fields(table.get("schema")), fields)
                 if problem:
                     return self._error(400, problem)
                 body = _with_schema(body, fields)

@@ -157,6 +157,7 @@ def local(
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     account = seed_account(moto_server.endpoint, region=REGION, now=now)
     bigquery_standin.add_dataset(GCP_PROJECT, "rds_shop", "asia-northeast1")
+    dts_standin.bigquery = bigquery_standin  # its runs load the destination tables, as DTS does
     topic = make_topic("rds2bq-events")
     slack = slack_standin.start()
     tables_file = tmp_path / "tables.txt"
