@@ -96,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                     log=log,
                 )
         if "coldstart" in wanted:
-            cold = peers.start_dts(s3=True)
+            bigquery = peers.start_bigquery()
+            cold = peers.start_dts(s3=True, bigquery=bigquery)
             results["coldstart"] = coldstart.measure(
-                peers, cold, run_times, reps=args.cold_reps, log=log
+                peers, cold, run_times, bigquery=bigquery, reps=args.cold_reps, log=log
             )
         if "calls" in wanted:
             peers.emulators()

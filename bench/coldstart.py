@@ -530,8 +530,9 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
             "http",
             [prep.exported(c)[0] for c in fresh("handoff")],
             # issue 11 lists Firestore and DTS; the path also publishes its event (its outbox),
-            # and "Pub/Sub only when it publishes" is the rule notify is held to
-            ("firestore", "dts", "pubsub"),
+            # and "Pub/Sub only when it publishes" is the rule notify is held to; its preflight
+            # (issue 15) reads the files' footers (boto3) and the destinations (BigQuery)
+            ("firestore", "dts", "pubsub", "boto3", "bigquery"),
             body={},
             expect="handed-off",
         )
@@ -562,7 +563,8 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
             "notify",
             "cloudevent",
             [env for env, _, _ in started],
-            ("firestore", "dts"),  # a SUCCEEDED run's transfer logs say whether it loaded rows
+            # a SUCCEEDED run's transfer logs say whether it loaded rows; BigQuery, how many
+            ("firestore", "dts", "bigquery"),
             headers=CLOUD_EVENT_HEADERS,
             bodies=[body for _, body, _ in started],
             check=notify_check,
@@ -584,7 +586,7 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
             "notify",
             "cloudevent",
             [env for env, _, _ in closing],
-            ("firestore", "dts", "pubsub"),
+            ("firestore", "dts", "bigquery", "pubsub"),
             headers=CLOUD_EVENT_HEADERS,
             bodies=[body for _, body, _ in closing],
             check=closing_check,
@@ -737,11 +739,12 @@ def imports_spec(
 
 
 def measure(
-    peers: Any, dts: Any, run_times: Any, *, reps: int = 3, log: Any = print
+    peers: Any, dts: Any, run_times: Any, *, bigquery: Any, reps: int = 3, log: Any = print
 ) -> dict[str, Any]:
+    """``dts`` loads into ``bigquery`` (the BigQuery stand-in), where the destinations are."""
     metadata = MetadataStandIn()
     try:
-        return _measure(peers, dts, run_times, metadata, reps, log)
+        return _measure(peers, dts, bigquery, run_times, metadata, reps, log)
     finally:
         metadata.stop()
 
@@ -761,10 +764,16 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _measure(
-    peers: Any, dts: Any, run_times: Any, metadata: MetadataStandIn, reps: int, log: Any
+    peers: Any,
+    dts: Any,
+    bigquery: Any,
+    run_times: Any,
+    metadata: MetadataStandIn,
+    reps: int,
+    log: Any,
 ) -> dict[str, Any]:
     from bench.common import write_tables_file
-    from bench.peers import create_configs
+    from bench.peers import create_configs, create_destinations
 
     tables = write_tables_file(peers.work_dir, COLD_TABLES, "cold")
     slack = peers.start_slack()
@@ -777,6 +786,7 @@ def _measure(
         "RDS2BQ_TABLES_FILE": str(tables),
         "RDS2BQ_BQ_LOCATION": "cold",
         "RDS2BQ_DTS_ENDPOINT": dts.target,
+        "RDS2BQ_BQ_ENDPOINT": bigquery.endpoint,
         "RDS2BQ_SECRETS_BACKEND": "secret-manager",
         "K_SERVICE": "rds2bq",  # as Cloud Functions (gen2) sets it
         # google-auth reads the host at import (its calls) and the IP per call (its ping)
@@ -787,6 +797,7 @@ def _measure(
     secrets = peers.start_secret_manager({settings.slack_webhook_secret: slack.url})
     base["RDS2BQ_SECRETS_ENDPOINT"] = f"http://{secrets.host}"
     create_configs(settings, dts.target)
+    create_destinations(settings, bigquery.endpoint)
     peers.create_topic(settings.topic_path)
     prep = Preparer(peers, dts, base, run_times)
     log("cold start: preparing each path's starting state in the emulators and moto")

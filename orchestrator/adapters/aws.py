@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, tzinfo
@@ -141,6 +142,10 @@ class AwsExporter:
         self._prefix = prefix.strip("/")
         self._kms_key_id = kms_key_id
         self._export_role_arn = export_role_arn
+        # The last export listed whole, by table folder: a COMPLETE export's files do not change,
+        # so the preflight's chunks share one listing (``_data_files_by_folder``).
+        self._listed: tuple[str, dict[str, list[tuple[str, int]]]] | None = None
+        self._listing = threading.Lock()
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self._prefix, *parts) if p)
@@ -334,8 +339,15 @@ class AwsExporter:
         """``_data_files`` of many folders from one listing of the whole export (1,000 keys a
         page) instead of one listing per folder: a table's folder is the two path segments
         under the export's root (``db/schema.table``)."""
+        with self._listing:
+            if self._listed is None or self._listed[0] != task_id:
+                self._listed = (task_id, self._list_export(task_id))
+            listed = self._listed[1]
+        return {d: list(listed.get(d, ())) for d in export_dirs}
+
+    def _list_export(self, task_id: str) -> dict[str, list[tuple[str, int]]]:
         root = self._key(task_id) + "/"
-        files: dict[str, list[tuple[str, int]]] = {d: [] for d in export_dirs}
+        files: dict[str, list[tuple[str, int]]] = {}
         with _aws("s3:ListBucket"):
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self._bucket, Prefix=root
@@ -343,9 +355,9 @@ class AwsExporter:
             for page in pages:
                 for o in page.get("Contents", []):
                     key = str(o["Key"])
-                    folder = "/".join(key[len(root) :].split("/")[:2])
-                    if key.endswith(".parquet") and folder in files:
-                        files[folder].append((key, int(o["Size"])))
+                    if key.endswith(".parquet"):
+                        folder = "/".join(key[len(root) :].split("/")[:2])
+                        files.setdefault(folder, []).append((key, int(o["Size"])))
         return files
 
     def read_exported_tables(

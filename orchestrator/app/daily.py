@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -90,7 +90,7 @@ class Orchestrator:
         self.clock = clock
         self._runs = runs
         self.missed_days = missed_days  # says in Slack when a daily slot's run never started
-        self.preflight = preflight  # checks rows and schemas before the hand-off (app.preflight)
+        self.preflight = preflight  # checks rows and schemas as the hand-off goes (app.preflight)
 
     @cached_property
     def runs(self) -> TransferRuns:
@@ -177,8 +177,6 @@ class Orchestrator:
             report_entries = exporter.read_tables_info(run.export_task_id)
             targets = {t.key: t.export_targets for t in self.settings.tables}
             tables = machine.classify_tables(run.tables, report_entries, targets)
-            if self.preflight is not None:
-                tables = self.preflight.check(run, tables)
             self.ledger.add_tables(run.run_id, tables)
         now = self.clock.now()
         result = self._transition(
@@ -234,20 +232,27 @@ class Orchestrator:
     ) -> bool:
         """Start one DTS run per exported table not yet started; True when none is left over.
 
-        Tables are marked STARTING (with their config) before any call: if this invocation dies,
-        the next holder asks DTS whether such a table's run exists before starting it again.
+        The preflight (``app.preflight``) checks the tables a chunk at a time, and a chunk's DTS
+        calls begin as soon as it is checked: the checks run ahead of the starts instead of all
+        before them. A checked table is marked STARTING (with its config) before its call: if
+        this invocation dies, the next holder asks DTS whether such a table's run exists before
+        starting it again. A table the preflight holds is recorded HELD and never started.
         """
         from orchestrator.core import machine
 
         now = self.clock.now()
         unloadable = machine.unloadable_export(run, self.settings.env)
-        resumed = {k for k, t in tables.items() if t.state is TableState.STARTING}
         busy = self._loading_elsewhere(run)
-        claimed: list[TableRun] = []
+        resumed: list[TableRun] = []  # STARTING: claimed, and checked, by an earlier holder
+        to_check: list[TableRun] = []
+        refused: list[TableRun] = []
         for key, table in sorted(tables.items()):
-            if table.state not in (TableState.PENDING, TableState.STARTING):
+            if table.state is TableState.STARTING:
+                resumed.append(table)
                 continue
-            if table.state is TableState.PENDING and key in busy:
+            if table.state is not TableState.PENDING:
+                continue
+            if key in busy:
                 # Never two DTS runs at once on one config: an older run (a late load, or a
                 # re-transfer) is still loading this table, and whichever load ended last would
                 # win. It stays PENDING; a later poll starts it once that load is over.
@@ -260,24 +265,27 @@ class Orchestrator:
                 )
                 continue
             config = configs.get(key)
-            if unloadable and table.state is TableState.PENDING:
+            if unloadable:
                 # A load would read an empty folder and still end SUCCEEDED (docs/platform.md):
                 # say so.
-                tables[key] = machine.table_start_failed(table, unloadable, now)
+                refused.append(machine.table_start_failed(table, unloadable, now))
             elif config is None:
-                tables[key] = machine.table_start_failed(
-                    table, f"no transfer config for {key}: run `python -m orchestrator sync`", now
+                refused.append(
+                    machine.table_start_failed(
+                        table,
+                        f"no transfer config for {key}: run `python -m orchestrator sync`",
+                        now,
+                    )
                 )
-            elif table.state is TableState.PENDING:
-                tables[key] = table.with_(state=TableState.STARTING, dts_config=config.name)
-            claimed.append(tables[key])
-        self.ledger.put_tables(run.run_id, claimed)
-        work = [t for t in claimed if t.state is TableState.STARTING]
+            else:
+                to_check.append(table.with_(dts_config=config.name))
+        tables.update({t.key: t for t in refused})
+        self.ledger.put_tables(run.run_id, refused)
         log.info(
             "run %s: starting %d transfer runs (%d resumed), %d at a time",
             run.run_id,
-            len(work),
-            len(resumed & {t.key for t in work}),
+            len(to_check) + len(resumed),
+            len(resumed),
             self.settings.fanout_concurrency,
             extra={"run_id": run.run_id},
         )
@@ -288,7 +296,28 @@ class Orchestrator:
         # safety and keeps the ledger's latency off every DTS call.
         with ThreadPoolExecutor(max_workers=self.settings.fanout_concurrency) as pool:
             runs = self.runs  # built here, once, before the workers share it
-            futures = [pool.submit(self._start_one, runs, run, t, t.key in resumed) for t in work]
+            futures = [pool.submit(self._start_one, runs, run, t, True) for t in resumed]
+            try:
+                for chunk in self._checked(run, to_check):
+                    ready = [
+                        t.with_(state=TableState.STARTING) if t.state is TableState.PENDING else t
+                        for t in chunk
+                    ]
+                    self.ledger.put_tables(run.run_id, ready)
+                    tables.update({t.key: t for t in ready})
+                    futures += [
+                        pool.submit(self._start_one, runs, run, t, False)
+                        for t in ready
+                        if t.state is TableState.STARTING
+                    ]
+            except TransientError as exc:
+                # The tables not checked yet stay PENDING: the next poll checks and starts them.
+                log.warning(
+                    "run %s: preflight: transient fault, the next poll goes on: %s",
+                    run.run_id,
+                    exc,
+                    extra={"run_id": run.run_id},
+                )
             batch: list[TableRun] = []
             flushed = time.monotonic()
             for future in as_completed(futures):
@@ -303,6 +332,14 @@ class Orchestrator:
         return all(
             t.state not in (TableState.STARTING, TableState.PENDING) for t in tables.values()
         )
+
+    def _checked(self, run: Run, tables: list[TableRun]) -> Iterator[list[TableRun]]:
+        """The tables to start, checked by the preflight a chunk at a time (as they are without
+        one)."""
+        if self.preflight is not None:
+            yield from self.preflight.chunks(run, tables)
+        elif tables:
+            yield tables
 
     def _loading_elsewhere(self, run: Run) -> dict[str, str]:
         """Tables that another open run is loading right now: table key -> that run's id."""

@@ -1,5 +1,6 @@
-"""The preflight: before a run's tables are handed to DTS, check what the export wrote against
-where it goes, once, when the poll first sees the export COMPLETE.
+"""The preflight: as a run's tables are handed to DTS, check what the export wrote against where
+it goes, a chunk of tables at a time, each chunk just before its loads are started (the hand-off
+starts a chunk's DTS runs while the next chunk is checked: ``chunks``).
 
 For every table the export holds:
 
@@ -12,7 +13,7 @@ For every table the export holds:
   widens is noted, and a change a load cannot make without dropping or retyping a column holds
   the table (HELD, with the difference and the fix); the others go on.
 
-A transient fault raises: the poll retries the COMPLETE observation, preflight included. A
+A transient fault raises: the tables not checked yet are left for the next poll's hand-off. A
 permanent one (a dataset we may not read, a footer that is no Parquet) is logged and leaves the
 tables to load unchecked: the checks guard the load, they never stop one on their own fault.
 No SDK import.
@@ -21,7 +22,7 @@ No SDK import.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -37,12 +38,34 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+FIRST_CHUNK = 16  # the hand-off's first DTS calls wait for this many checks only
+CHUNK = 100  # then this many at a time, the next checked while the last one's loads start
+
+
 class Preflight:
     def __init__(
         self, exporter: Callable[[], Exporter], destinations: Callable[[], DestinationTables]
     ) -> None:
         self.exporter = exporter
         self.destinations = destinations
+
+    def chunks(self, run: Run, tables: Sequence[TableRun]) -> Iterator[list[TableRun]]:
+        """``check`` of ``tables`` a chunk at a time, in order: a small first chunk, so that the
+        first loads start at once, and each next chunk checked while the caller starts the loads
+        of the one before. Raises TransientError where a chunk could not be checked."""
+        if not tables:
+            return
+        sizes = [list(tables[:FIRST_CHUNK])] + [
+            list(tables[i : i + CHUNK]) for i in range(FIRST_CHUNK, len(tables), CHUNK)
+        ]
+        with ThreadPoolExecutor(2, thread_name_prefix="preflight") as pool:
+            futures = [pool.submit(self.check, run, chunk) for chunk in sizes]
+            try:
+                for future in futures:
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()  # the caller stopped (a fault): check no further
 
     def check(self, run: Run, tables: Sequence[TableRun]) -> list[TableRun]:
         """The run's tables after the preflight (only PENDING ones change)."""

@@ -92,6 +92,7 @@ class HandoffDone(_Event):
     started: int = 0
     failed_to_start: int = 0
     skipped: int = 0
+    held: int = 0  # held by the preflight for a schema change (each one also a TableFailed)
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,6 @@ def _complete(
     progress: Run, obs: ExportObservation, tables: Sequence[TableRun], now: datetime
 ) -> Transition:
     skipped = [t for t in tables if t.state is TableState.SKIPPED_BY_EXPORT]
-    held = [t for t in tables if t.state is TableState.HELD]  # by the preflight: posted now
     to_load = sum(1 for t in tables if t.state is TableState.PENDING)
     events: list[Event] = []
     if skipped:
@@ -210,11 +209,8 @@ def _complete(
     run = progress.with_(
         state=RunState.EXPORTED, percent=100, export_completed_at=completed_at, updated_at=now
     )
-    events += [table_failed_event(run, t, now) for t in held]
     if to_load == 0:
         cause = "the export completed but none of the configured tables was exported"
-        if held:
-            cause = "the export completed but every exported table is held for a schema change"
         run = run.with_(state=RunState.FAILED, failure_cause=cause, closed_at=now)
         events.append(_run_closed(run, tables, now))
     return Transition(run, tuple(events))
@@ -299,6 +295,7 @@ def handoff_finished(run: Run, owner: str, now: datetime, tables: Sequence[Table
         1 for t in tables if t.state is TableState.STARTED or (t.state.is_final and t.dts_run)
     )
     failed = [t for t in tables if t.state is TableState.FAILED and not t.dts_run]
+    held = [t for t in tables if t.state is TableState.HELD and not t.dts_run]  # by the preflight
     done = run.with_(handed_off_at=now, handoff_owner="", handoff_lease_until=None, updated_at=now)
     events: list[Event] = [
         HandoffDone(
@@ -307,9 +304,10 @@ def handoff_finished(run: Run, owner: str, now: datetime, tables: Sequence[Table
             started=started,
             failed_to_start=len(failed),
             skipped=sum(1 for t in tables if t.state is TableState.SKIPPED_BY_EXPORT),
+            held=len(held),
         )
     ]
-    events += [table_failed_event(run, t, now) for t in failed]
+    events += [table_failed_event(run, t, now) for t in (*held, *failed)]
     closing = close_if_done(done, tables, now)
     if closing.run is not None:
         return Transition(closing.run, (*events, *closing.events))

@@ -391,6 +391,7 @@ def handoff_done(ctx: SlackContext, run: Run, tables: Sequence[TableRun]) -> Pay
         (t for t in tables if t.state == TableState.FAILED and not t.dts_run), key=lambda t: t.key
     )
     skipped = [t for t in tables if t.state == TableState.SKIPPED_BY_EXPORT]
+    held = [t for t in tables if t.state == TableState.HELD and not t.dts_run]
     export_time = (
         run.export_completed_at - run.export_started_at
         if run.export_completed_at and run.export_started_at
@@ -400,6 +401,7 @@ def handoff_done(ctx: SlackContext, run: Run, tables: Sequence[TableRun]) -> Pay
         kit.field("Transfers started", f"{len(started)} of {len(tables)}"),
         kit.field("Could not start", str(len(refused))),
         kit.field("Skipped by the export", str(len(skipped))),
+        *([kit.field("Held (schema change)", str(len(held)))] if held else []),
         kit.field("Export took", format_duration(export_time)),
         kit.field("Exported", exported_size(run, tables)),
         kit.field("Data as of", format_time(as_of(run), ctx.timezone)),

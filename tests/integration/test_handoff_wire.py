@@ -66,7 +66,7 @@ def build(
         lambda: runner,
         RecordingEventBus(),
         FixedClock(NOW + timedelta(seconds=30)),
-        TransferRuns(
+        lambda: TransferRuns(
             ledger,
             lambda: runner,
             backoff=Backoff(attempts=2, base_seconds=0.01),

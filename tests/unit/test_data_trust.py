@@ -4,6 +4,7 @@ comparison after each load, over in-memory fakes of the ports."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -138,13 +139,15 @@ def test_an_incompatible_change_holds_its_table_and_the_others_go_on() -> None:
     assert [(e.table, e.state) for e in failed] == [("shop.t0001", TableState.HELD)]
 
 
-def test_a_run_whose_every_table_is_held_fails_with_that_cause() -> None:
+def test_a_run_whose_every_table_is_held_fails_and_says_why_per_table() -> None:
     w = TrustWorld(1)
     w.export("shop.t0000", 5, ID)  # `name` is no longer exported
     w.to_handoff()
-    run = w.ledger.runs[RUN]
-    assert run.state is RunState.FAILED
-    assert "held for a schema change" in run.failure_cause
+    assert w.ledger.runs[RUN].state is RunState.FAILED
+    assert w.table("shop.t0000").state is TableState.HELD
+    held = [e for e in w.events.events if isinstance(e, TableFailed)]
+    assert [e.state for e in held] == [TableState.HELD]
+    assert "no longer exported" in held[0].error_message
 
 
 def test_a_held_run_still_closes_partial_once_the_others_load() -> None:
@@ -156,17 +159,21 @@ def test_a_held_run_still_closes_partial_once_the_others_load() -> None:
     assert w.ledger.runs[RUN].state is RunState.PARTIAL
 
 
-def test_a_transient_fault_in_the_preflight_retries_the_whole_observation() -> None:
+def test_a_transient_fault_in_the_preflight_leaves_the_tables_for_the_next_poll() -> None:
     w = TrustWorld(2)
     w.service.start_export(SLOT)
     w.complete([t.key for t in w.settings.tables])
+    w.service.poll()  # COMPLETE: the tables are recorded, the visibility margin begins
+    w.clock.advance(minutes=5)
     w.exporter.fail_footers = TransientError("S3 503")
     report = w.service.poll()
-    assert report.runs[0]["action"] == "retry-later"
-    assert w.ledger.tables(RUN) == [] and w.ledger.runs[RUN].state is RunState.EXPORTING
+    assert report.runs[0]["action"] == "handoff-incomplete"
+    assert {t.state for t in w.ledger.tables(RUN)} == {TableState.PENDING}
+    assert w.transfers.starts_per_config() == {}
     w.exporter.fail_footers = None
-    w.service.poll()
+    assert w.service.poll().runs[0]["action"] == "handed-off"
     assert w.table("shop.t0000").export_rows == 100
+    assert set(w.transfers.starts_per_config().values()) == {1}
 
 
 def test_a_permanent_fault_in_the_preflight_lets_the_tables_load_unchecked() -> None:
@@ -251,3 +258,42 @@ def test_rerun_failed_leaves_a_held_table_to_be_named() -> None:
     assert transfer_keys(w.settings, failed, run, docs) == ["shop.t0002"]
     named = RerunRequest(Mode.TRANSFER, run_id=RUN, tables=("shop.t0001",))
     assert transfer_keys(w.settings, named, run, docs) == ["shop.t0001"]
+
+
+class FlakyFooters:
+    """An exporter whose footer reads fail (transiently) for the chunks that contain ``key``."""
+
+    def __init__(self, inner: Any, key: str) -> None:
+        self.inner, self.key, self.failing = inner, key, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def read_exported_tables(self, task_id: str, dirs: Any) -> Any:
+        if self.failing and export_dir(self.key) in dirs:
+            raise TransientError("S3 503")
+        return self.inner.read_exported_tables(task_id, dirs)
+
+
+def test_a_large_hand_off_is_checked_chunk_by_chunk_and_each_table_started_once() -> None:
+    # GIVEN 130 tables (three chunks): one gains a column, one in the last chunk is held, and
+    # the chunk holding shop.t0100 cannot be read at first
+    w = TrustWorld(130)
+    w.export("shop.t0003", 100, ID, NAME, Column("note", "STRING", "string"))
+    w.export("shop.t0120", 100, ID)
+    flaky = FlakyFooters(w.exporter, "shop.t0100")
+    w.service.preflight = Preflight(lambda: flaky, lambda: w.bq)
+    # WHEN the export completes and the hand-off runs
+    w.to_handoff()
+    # THEN the chunks before the fault are started, the rest wait for the next poll
+    started = {k for k, n in w.transfers.starts_per_config().items() if n}
+    assert 0 < len(started) < 129
+    assert w.table("shop.t0100").state is TableState.PENDING
+    flaky.failing = False
+    w.clock.advance(minutes=1)
+    w.service.poll()
+    # ... which starts every one but the held table, each once, with its rows counted
+    assert sorted(w.transfers.starts_per_config().values()) == [1] * 129
+    assert w.table("shop.t0120").state is TableState.HELD and not w.table("shop.t0120").dts_run
+    assert w.table("shop.t0003").schema_changes == ("added column note STRING",)
+    assert all(t.export_rows is not None for t in w.ledger.tables(RUN))
