@@ -405,7 +405,9 @@ class AwsExporter:
         return read_footer(fetch, size, f"s3://{self._bucket}/{key}")
 
 
-_LIST_EACH_UP_TO = 10  # folders listed one by one; more: one listing of the whole export
+# Up to this many folders (the preflight's first chunk) are listed one by one, at once; more: the
+# whole export, once (later chunks share it).
+_LIST_EACH_UP_TO = 16
 
 
 def build_exporter(settings: Settings, session: Any) -> AwsExporter:

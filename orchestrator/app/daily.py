@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -299,6 +299,13 @@ class Orchestrator:
             futures = [pool.submit(self._start_one, runs, run, t, True) for t in resumed]
             try:
                 for chunk in self._checked(run, to_check):
+                    # Paced: the next chunk is taken once the loads waiting for a worker are
+                    # fewer than two rounds of them, so the checks run beside the starts
+                    # rather than all at once ahead of them.
+                    waiting = [f for f in futures if not f.done()]
+                    while len(waiting) > 2 * self.settings.fanout_concurrency:
+                        wait(waiting, return_when=FIRST_COMPLETED)
+                        waiting = [f for f in waiting if not f.done()]
                     ready = [
                         t.with_(state=TableState.STARTING) if t.state is TableState.PENDING else t
                         for t in chunk

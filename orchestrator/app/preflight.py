@@ -22,8 +22,10 @@ No SDK import.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import PermanentError
@@ -59,12 +61,18 @@ class Preflight:
             list(tables[i : i + CHUNK]) for i in range(FIRST_CHUNK, len(tables), CHUNK)
         ]
         with ThreadPoolExecutor(2, thread_name_prefix="preflight") as pool:
-            futures = [pool.submit(self.check, run, chunk) for chunk in sizes]
+            # Two chunks in flight: the one the caller takes next, and the one after.
+            ahead = iter(sizes)
+            pending = deque(pool.submit(self.check, run, c) for c in islice(ahead, 2))
             try:
-                for future in futures:
-                    yield future.result()
+                while pending:
+                    checked = pending.popleft().result()
+                    following = next(ahead, None)
+                    if following is not None:
+                        pending.append(pool.submit(self.check, run, following))
+                    yield checked
             finally:
-                for future in futures:
+                for future in pending:
                     future.cancel()  # the caller stopped (a fault): check no further
 
     def check(self, run: Run, tables: Sequence[TableRun]) -> list[TableRun]:

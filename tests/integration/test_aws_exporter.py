@@ -185,11 +185,11 @@ def test_exported_tables_are_read_from_their_footers(account: Any) -> None:
 def test_many_folders_come_from_one_listing_of_the_export_with_the_same_answer(
     account: Any,
 ) -> None:
-    # GIVEN an export of 14 tables (more than are listed one by one), one of them a prefix of
+    # GIVEN an export of 20 tables (more than are listed one by one), one of them a prefix of
     # another's name (shop.t1 and shop.t10 must not share files)
     exporter = exporter_for(account)
     task = "rds2bq-test-many-folders"
-    names = [f"t{i}" for i in range(14)]
+    names = [f"t{i}" for i in range(20)]
     exporter.start_export(
         task, exporter.resolve_source("cluster", "shop-aurora"), [f"shop.{n}" for n in names]
     )
