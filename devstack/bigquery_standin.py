@@ -19,17 +19,16 @@ calls with an HTTP error (503 by default).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from devstack.keepalive import KeepAliveHandler, KeepAliveServer
 
 _DATASETS = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/?$")
 _DATASET = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)$")
@@ -133,32 +132,12 @@ class BigQueryState:
         table["lastModifiedTime"] = _millis()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a preflight's burst of connections must not see refusals
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self.connections: set[Any] = set()
-        self.connections_lock = threading.Lock()
+class _Server(KeepAliveServer):
+    pass
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: pooled clients reuse their connections
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK wait
+class _Handler(KeepAliveHandler):
     state: BigQueryState  # set on the subclass made per server
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        with contextlib.suppress(OSError):  # the client is gone
-            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests read state, not access logs
@@ -420,13 +399,7 @@ class BigQueryStandin:
     def stop(self) -> None:
         """Stop serving; open keep-alive connections are closed too, so that no pooled client
         talks to a stopped stand-in."""
-        self._server.shutdown()
-        self._server.server_close()
-        with self._server.connections_lock:
-            open_connections = list(self._server.connections)
-        for connection in open_connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+        self._server.stop()
 
 
 def start_bigquery(port: int = 0) -> BigQueryStandin:

@@ -3,13 +3,10 @@ record), and the stand-in's lifecycle."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
@@ -17,41 +14,22 @@ from devstack.dts.errors import RpcFault
 from devstack.dts.faults import CallRecord, Faults
 from devstack.dts.notifications import _Notifier
 from devstack.dts.rest import ROUTES, Route, encode_error, encode_response, parse_request
+from devstack.keepalive import KeepAliveHandler, KeepAliveServer
 
 log = logging.getLogger("devstack.dts")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # many clients connecting at once must not see refusals
-
+class _Server(KeepAliveServer):
     def __init__(self, address: tuple[str, int], standin: ServerMixin) -> None:
         super().__init__(address, _Handler)
         self.standin = standin
-        self.connections: set[Any] = set()
-        self.connections_lock = threading.Lock()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("DTS stand-in: connection from %s ended abruptly", client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: pooled clients reuse their connections
-    # Headers and body go out in two writes: without TCP_NODELAY, Nagle and the client's delayed
-    # ACK add ~40 ms to every answer.
-    disable_nagle_algorithm = True
+class _Handler(KeepAliveHandler):
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        with contextlib.suppress(OSError):  # the client is gone
-            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("DTS stand-in: " + format, *args)
@@ -117,13 +95,7 @@ class ServerMixin:
         pooled client talks to a stopped stand-in."""
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-            with server.connections_lock:
-                open_connections = list(server.connections)
-            for connection in open_connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
+            server.stop()
             if self._thread is not None:
                 self._thread.join(grace + 1)
         self._finishers.shutdown(wait=False, cancel_futures=True)
