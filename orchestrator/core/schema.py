@@ -2,7 +2,7 @@
 what changes between the export and the destination table a load can take (pure).
 
 RDS writes Parquet; a DTS Parquet load gives each column the BigQuery type of its Parquet type
-(``bigquery_type``). Before a hand-off the preflight (``app.preflight``) compares each exported
+(``bigquery_type``). In the hand-off, the preflight (``app.preflight``) compares each exported
 table's columns with its destination table's (``plan``):
 
 - a column the destination lacks is **added** to it before the load;
