@@ -157,7 +157,7 @@ def plan(exported: Sequence[Column], destination: Sequence[Column]) -> SchemaPla
 def hold_fix(table: str, run_id: str) -> str:
     """How an operator lets a held table load: accept the change, or undo it."""
     return (
-        f"if the change is intended, `rds2bq rerun {run_id} --table {table}` loads it, and the "
-        "load replaces the table's schema with the export's (queries and views on the old "
-        "columns then need changing); otherwise revert the change in the source"
+        f"if the change is intended, `python -m orchestrator rerun {run_id} --table {table}` "
+        "loads it, and the load replaces the table's schema with the export's (queries and views "
+        "on the old columns then need changing); otherwise revert the change in the source"
     )

@@ -130,7 +130,7 @@ def test_an_incompatible_change_holds_its_table_and_the_others_go_on() -> None:
     held = w.table("shop.t0001")
     assert held.state is TableState.HELD and not held.dts_run
     assert "column name changed type: STRING -> INT64" in held.reason
-    assert f"rds2bq rerun {RUN} --table shop.t0001" in held.error_message
+    assert f"python -m orchestrator rerun {RUN} --table shop.t0001" in held.error_message
     assert w.bq.tables["shop__t0001"].columns == (ID, NAME)  # the destination is untouched
     # ... the others are started
     assert {w.table(k).state for k in ("shop.t0000", "shop.t0002")} == {TableState.STARTED}

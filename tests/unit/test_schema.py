@@ -115,5 +115,5 @@ def test_a_change_a_load_cannot_make_in_place_holds_the_table(
 
 def test_the_fix_names_the_rerun_that_accepts_the_change() -> None:
     fix = hold_fix("shop.orders", "202611271500")
-    assert "rds2bq rerun 202611271500 --table shop.orders" in fix
+    assert "python -m orchestrator rerun 202611271500 --table shop.orders" in fix
     assert "revert" in fix
