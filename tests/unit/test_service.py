@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.app.daily import Orchestrator
 from orchestrator.app.ports import RecordingEventBus
+from orchestrator.app.preflight import Preflight
 from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import load_settings
 from orchestrator.core import machine
@@ -27,7 +28,7 @@ from orchestrator.core.model import (
     TableState,
 )
 from orchestrator.core.retry import Backoff
-from tests.fakes import FakeExporter, FakeTransfers, FixedClock, InMemoryLedger
+from tests.fakes import FakeExporter, FakeTransfers, FixedClock, InMemoryLedger, InMemoryTables
 from tests.unit.test_config import VALID
 
 SLOT = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 00:00 Asia/Tokyo on the 28th
@@ -35,7 +36,10 @@ TASK = "rds2bq-prod-20261127150000"
 
 
 class World:
-    def __init__(self, tables: list[str], **env: str) -> None:
+    """The service over fakes; with ``bq`` (the destination tables) it also runs its preflight
+    and compares each load's rows, as the wiring builds it."""
+
+    def __init__(self, tables: list[str], bq: InMemoryTables | None = None, **env: str) -> None:
         self.settings = load_settings({**VALID, **env}, read_text=lambda _: "\n".join(tables))
         self.ledger = InMemoryLedger()
         self.exporter = FakeExporter()
@@ -48,6 +52,7 @@ class World:
             lambda: self.transfers,
             backoff=Backoff(attempts=3, base_seconds=0.0),
             sleep=lambda _: None,
+            destinations=None if bq is None else (lambda: bq),
         )
         self.service = Orchestrator(
             self.settings,
@@ -57,6 +62,7 @@ class World:
             self.events,
             self.clock,
             lambda: self.runs,
+            preflight=None if bq is None else Preflight(self._exporter, lambda: bq),
         )
 
     def _exporter(self) -> FakeExporter:
