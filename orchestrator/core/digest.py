@@ -92,7 +92,7 @@ class Digest:
     loaded: tuple[TableLine, ...]  # SUCCEEDED, most rows first
     unfinished: tuple[TableLine, ...]  # not final when the digest was made, by name
     as_of: datetime | None
-    as_of_basis: str  # "snapshot", "export start (live cluster)", or "" (not known yet)
+    as_of_basis: str  # what as_of is (``as_of_basis``): a snapshot's, a live cluster's, or ""
     exported_bytes: int
     cost: Cost
 

@@ -128,21 +128,17 @@ def cmd_status(cli: Cli) -> int:
         if not latest:
             raise NotFoundError("no run in the ledger yet: start one, or name a RUN_ID")
         return _watch(cli, latest[0]["run_id"])
-    if not args.run_id:
-        view = reader.recent(args.limit)
-        if args.json:
-            cli.json(view)
-        else:
-            cli.out(render.recent_text(view, tz))
-        return EXIT_OK
-    if not args.watch:
-        view = reader.run(args.run_id)
-        if args.json:
-            cli.json(view)
-        else:
-            cli.out(render.status_text(view, tz))
-        return EXIT_OK
-    return _watch(cli, args.run_id)
+    if args.run_id and args.watch:
+        return _watch(cli, args.run_id)
+    if args.run_id:
+        view, text = reader.run(args.run_id), render.status_text
+    else:
+        view, text = reader.recent(args.limit), render.recent_text
+    if args.json:
+        cli.json(view)
+    else:
+        cli.out(text(view, tz))
+    return EXIT_OK
 
 
 def _watch(cli: Cli, run_id: str) -> int:
