@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.core.digest import PROBLEM_ORDER, Digest, Prices, digest, line
+from orchestrator.core.digest import PROBLEM_ORDER, Digest, Prices, digest
 from orchestrator.core.errors import BadRequestError, NotFoundError
 from orchestrator.core.keys import run_time_of
 from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
@@ -67,7 +67,7 @@ def table_view(table: TableRun, now: datetime) -> dict[str, Any]:
         "export_rows": table.export_rows,
         "previous_rows": table.previous_rows,
         "loaded_rows": table.loaded_rows,
-        "change": line(table).change,
+        "change": table.change,
         "schema_changes": list(table.schema_changes),
     }
 

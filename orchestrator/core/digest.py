@@ -46,33 +46,6 @@ class Prices:
 
 
 @dataclass(frozen=True)
-class TableLine:
-    """One table in the digest."""
-
-    key: str
-    state: TableState
-    loaded_rows: int | None
-    export_rows: int | None
-    previous_rows: int | None
-    duration_seconds: float | None
-    schema_changes: tuple[str, ...]
-    size_bytes: int
-    message: str  # why it is not loaded ('' when it is)
-
-    @property
-    def change(self) -> int | None:
-        """Rows loaded minus the previous day's; None when either is unknown."""
-        if self.loaded_rows is None or self.previous_rows is None:
-            return None
-        return self.loaded_rows - self.previous_rows
-
-    @property
-    def is_new(self) -> bool:
-        """Loaded, with no previous count: the destination table had no rows we knew of."""
-        return self.loaded_rows is not None and self.previous_rows is None
-
-
-@dataclass(frozen=True)
 class Cost:
     """The day's estimated cost in USD, and what it is based on."""
 
@@ -88,9 +61,9 @@ class Cost:
 
 @dataclass(frozen=True)
 class Digest:
-    problems: tuple[TableLine, ...]  # not loaded or skipped, in PROBLEM_ORDER then by name
-    loaded: tuple[TableLine, ...]  # SUCCEEDED, most rows first
-    unfinished: tuple[TableLine, ...]  # not final when the digest was made, by name
+    problems: tuple[TableRun, ...]  # not loaded or skipped, in PROBLEM_ORDER then by name
+    loaded: tuple[TableRun, ...]  # SUCCEEDED, most rows first
+    unfinished: tuple[TableRun, ...]  # not final when the digest was made, by name
     as_of: datetime | None
     as_of_basis: str  # what as_of is (``as_of_basis``): a snapshot's, a live cluster's, or ""
     exported_bytes: int
@@ -113,30 +86,15 @@ class Digest:
         return sum(1 for t in self.loaded if t.is_new)
 
     @property
-    def schema_changed(self) -> tuple[TableLine, ...]:
+    def schema_changed(self) -> tuple[TableRun, ...]:
         """Loaded tables whose load applied a schema change (added or widened columns)."""
         return tuple(t for t in self.loaded if t.schema_changes)
 
     @property
-    def biggest_changes(self) -> tuple[TableLine, ...]:
+    def biggest_changes(self) -> tuple[TableRun, ...]:
         """Loaded tables with a known change, the largest (either way) first."""
         known = [t for t in self.loaded if t.change]
         return tuple(sorted(known, key=lambda t: (-abs(t.change or 0), t.key)))
-
-
-def line(table: TableRun) -> TableLine:
-    not_loaded = table.state in _RANK
-    return TableLine(
-        key=table.key,
-        state=table.state,
-        loaded_rows=table.loaded_rows,
-        export_rows=table.export_rows,
-        previous_rows=table.previous_rows,
-        duration_seconds=table.duration_seconds,
-        schema_changes=table.schema_changes,
-        size_bytes=table.size_bytes,
-        message=(table.error_message or table.reason) if not_loaded else "",
-    )
 
 
 def as_of(run: Run) -> datetime | None:
@@ -189,13 +147,14 @@ def cost(run: Run, size_bytes: int, prices: Prices) -> Cost:
 
 
 def digest(run: Run, tables: Sequence[TableRun], prices: Prices | None = None) -> Digest:
-    lines = [line(t) for t in tables]
-    problems = sorted((t for t in lines if t.state in _RANK), key=lambda t: (_RANK[t.state], t.key))
+    problems = sorted(
+        (t for t in tables if t.state in _RANK), key=lambda t: (_RANK[t.state], t.key)
+    )
     loaded = sorted(
-        (t for t in lines if t.state is TableState.SUCCEEDED),
+        (t for t in tables if t.state is TableState.SUCCEEDED),
         key=lambda t: (-(t.loaded_rows or 0), t.key),
     )
-    unfinished = sorted((t for t in lines if not t.state.is_final), key=lambda t: t.key)
+    unfinished = sorted((t for t in tables if not t.state.is_final), key=lambda t: t.key)
     size = exported_bytes(run, tables)
     return Digest(
         problems=tuple(problems),

@@ -279,6 +279,18 @@ class TableRun:
     schema_changes: tuple[str, ...] = ()
 
     @property
+    def change(self) -> int | None:
+        """Rows loaded minus the previous day's; None when either is unknown."""
+        if self.loaded_rows is None or self.previous_rows is None:
+            return None
+        return self.loaded_rows - self.previous_rows
+
+    @property
+    def is_new(self) -> bool:
+        """Loaded, with no previous count: the destination table had no rows we knew of."""
+        return self.loaded_rows is not None and self.previous_rows is None
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from orchestrator.core.digest import Digest, TableLine
+from orchestrator.core.digest import Digest
 from orchestrator.core.model import TableRun
 from orchestrator.present import slack_blocks as kit
 from orchestrator.present.formatting import (
@@ -128,7 +128,7 @@ def cost_context(d: Digest) -> dict[str, Any]:
     return {"type": "context", "elements": [kit.mrkdwn(f"Cost estimate: {d.cost.basis}.")]}
 
 
-def _loaded_line(t: TableLine) -> str:
+def _loaded_line(t: TableRun) -> str:
     took = format_duration(
         None if t.duration_seconds is None else timedelta(seconds=t.duration_seconds)
     )
