@@ -232,8 +232,10 @@ class Day:
     detail: dict[str, Counter[str]] = field(default_factory=dict)  # phase -> "service op" -> n
     # phase -> Firestore RPCs of one invocation -> invocations that made that many
     firestore_per_call: dict[str, Counter[int]] = field(default_factory=dict)
+    # notify's messages, by kind (a DTS run finished, or our event's kind) -> the same
+    firestore_per_message: dict[str, Counter[int]] = field(default_factory=dict)
 
-    def record(self, phase: str, counts: Counter[tuple[str, str]]) -> None:
+    def record(self, phase: str, counts: Counter[tuple[str, str]], message_kind: str = "") -> None:
         per_service = self.phases.setdefault(phase, Counter())
         detail = self.detail.setdefault(phase, Counter())
         for (service, item), n in counts.items():
@@ -242,6 +244,8 @@ class Day:
         self.invocations[phase] += 1
         rpcs = sum(n for (service, _), n in counts.items() if service == "Firestore RPCs")
         self.firestore_per_call.setdefault(phase, Counter())[rpcs] += 1
+        if message_kind:
+            self.firestore_per_message.setdefault(message_kind, Counter())[rpcs] += 1
 
     def per_invocation(self, phase: str, service: str) -> float:
         n = self.invocations.get(phase, 0)
@@ -268,7 +272,7 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
     """One day of ``n`` tables (one skipped by the export, one whose DTS run fails)."""
     from orchestrator import wiring
     from orchestrator.adapters.aws_session import build_session
-    from orchestrator.core.notifications import PubsubMessage
+    from orchestrator.core.notifications import EVENT_ATTRIBUTE, PubsubMessage
 
     install()
     bigquery = peers.start_bigquery()
@@ -326,7 +330,7 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
     def secret_reads() -> int:
         return sum(secrets.calls.values())
 
-    def phase(name: str, action: Callable[[], Any]) -> Any:
+    def phase(name: str, action: Callable[[], Any], message_kind: str = "") -> Any:
         dts_before, slack_before = len(dts.calls), len(slack.payloads)
         secrets_before = secret_reads()
         INSTRUMENTS.take()
@@ -344,7 +348,7 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
             read = secret_reads() - secrets_before
             if read:
                 counts[("Secret Manager reads", "AccessSecretVersion")] += read
-            day.record(name, counts)
+            day.record(name, counts, message_kind)
 
     def handle(data: bytes, attributes: dict[str, str]) -> Any:
         return notify.handle(PubsubMessage(data, attributes, uuid.uuid4().hex, datetime.now(UTC)))
@@ -356,7 +360,8 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
         while len(PUBLISHED) > delivered:
             pending, delivered = PUBLISHED[delivered:], len(PUBLISHED)
             for data, attributes in pending:
-                phase("notify, our events", partial(handle, data, attributes))
+                kind = attributes.get(EVENT_ATTRIBUTE, "our event")
+                phase("notify, our events", partial(handle, data, attributes), kind)
 
     log(f"API calls: a day of {n} tables")
     phase("idle poll", service.poll)
@@ -382,7 +387,9 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
         raise RuntimeError(f"calls: {len(notes)} DTS runs finished, expected {n - 1}")
     for note in notes:
         data = json.dumps(note.payload).encode()
-        phase("notify, DTS run finished", partial(handle, data, note.attributes))
+        phase(
+            "notify, DTS run finished", partial(handle, data, note.attributes), "DTS run finished"
+        )
         deliver_our_events()
     phase("idle poll after close", service.poll)
     final = w.ledger.get_run(run.run_id)
@@ -458,9 +465,12 @@ def measure(
             }
         ),
         "final_states": {n: dict(days[n].detail["final state"]) for n in sizes},
-        # notify, per DTS run-finished message: Firestore RPCs -> messages (every size)
+        # notify, per message of each kind: Firestore RPCs -> messages (every size)
         "notify_firestore_per_message": {
-            n: dict(sorted(days[n].firestore_per_call.get("notify, DTS run finished", {}).items()))
+            n: {
+                kind: dict(sorted(spread.items()))
+                for kind, spread in sorted(days[n].firestore_per_message.items())
+            }
             for n in sizes
         },
         "assumptions": {

@@ -394,8 +394,7 @@ class Preparer:
 
     def closing(self, collection: str) -> tuple[dict[str, str], dict[str, Any], str]:
         """A handed-off run with every table's outcome recorded but the last: the push body of
-        the last one's notification (handling it closes the run and publishes RUN_CLOSED), and
-        the run id."""
+        the last one's notification (handling it publishes TABLES_FINISHED), and the run id."""
         from orchestrator.core.notifications import message_from_push
 
         env, service, clock, run, notes = self.handed_off(collection)
@@ -404,6 +403,21 @@ class Preparer:
             notify.handle(message_from_push(note_body(note)))
         assert service.ledger.count_unfinished(run.run_id) == 1
         return env, note_body(notes[-1]), run.run_id
+
+    def finished(self, collection: str) -> tuple[dict[str, str], dict[str, Any], str]:
+        """A handed-off run with every table's outcome recorded: the push body of the
+        TABLES_FINISHED its last notification published (handling it closes the run and
+        publishes RUN_CLOSED), and the run id."""
+        from orchestrator.adapters.pubsub import encode_message
+        from orchestrator.core.model import EventKind
+        from orchestrator.core.notifications import message_from_push
+
+        env, service, clock, run, notes = self.handed_off(collection)
+        notify = self.notify_service(service, clock)
+        for note in notes:
+            notify.handle(message_from_push(note_body(note)))
+        event = next(e for e in notify.events.events if e.kind is EventKind.TABLES_FINISHED)
+        return env, push_body(*encode_message(event)), run.run_id
 
     def our_event(self, collection: str) -> tuple[dict[str, str], dict[str, Any]]:
         """A run whose export has started, and the push body of its EXPORT_STARTED event as our
@@ -575,14 +589,12 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
 
     def closing_check(rep: int) -> str | None:
         env, _, run_id = closing[rep]
-        run = prep.ledger(env["RDS2BQ_LEDGER_COLLECTION"]).get_run(run_id)
-        if run is not None and not run.is_open:
-            return None
-        return f"the run is {run.state.value if run else 'gone'}, not closed"
+        left = prep.ledger(env["RDS2BQ_LEDGER_COLLECTION"]).count_unfinished(run_id)
+        return None if left == 0 else f"{left} tables unfinished, not 0"
 
     out.append(
         Scenario(
-            "notify, last DTS run succeeded (closes, publishes)",
+            "notify, last DTS run succeeded (announces TABLES_FINISHED)",
             "notify",
             "cloudevent",
             [env for env, _, _ in closing],
@@ -590,6 +602,28 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
             headers=CLOUD_EVENT_HEADERS,
             bodies=[body for _, body, _ in closing],
             check=closing_check,
+        )
+    )
+
+    finished = [prep.finished(c) for c in fresh("finished")]
+
+    def finished_check(rep: int) -> str | None:
+        env, _, run_id = finished[rep]
+        run = prep.ledger(env["RDS2BQ_LEDGER_COLLECTION"]).get_run(run_id)
+        if run is not None and not run.is_open:
+            return None
+        return f"the run is {run.state.value if run else 'gone'}, not closed"
+
+    out.append(
+        Scenario(
+            "notify, TABLES_FINISHED (closes, publishes RUN_CLOSED)",
+            "notify",
+            "cloudevent",
+            [env for env, _, _ in finished],
+            ("firestore", "pubsub"),
+            headers=CLOUD_EVENT_HEADERS,
+            bodies=[body for _, body, _ in finished],
+            check=finished_check,
         )
     )
 

@@ -83,9 +83,6 @@ class LazyMessages(_Lazy):
         real: Messages = self._get()
         return real
 
-    def table_failed(self, run: Run, table: TableRun) -> Mapping[str, Any]:
-        return self._messages().table_failed(run, table)
-
     def for_event(self, event: Event, run: Run, tables: Sequence[TableRun]) -> Mapping[str, Any]:
         return self._messages().for_event(event, run, tables)
 

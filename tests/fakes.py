@@ -6,15 +6,27 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
 
-from orchestrator.app.ports import DestinationTable, ExportedTable, RunOutcome, TransferConfig
+from orchestrator.adapters.pubsub import encode_message
+from orchestrator.app.notify import NotifyService, Outcome
+from orchestrator.app.ports import (
+    DestinationTable,
+    ExportedTable,
+    RecordingEventBus,
+    RunOutcome,
+    TransferConfig,
+)
 from orchestrator.core.errors import (
     NoSnapshotError,
+    NotFoundError,
     PermanentError,
     SourceNotFoundError,
     TransientError,
 )
+from orchestrator.core.events import Event
 from orchestrator.core.model import (
+    EventKind,
     ExportObservation,
     ExportStatus,
     Run,
@@ -23,6 +35,7 @@ from orchestrator.core.model import (
     TableRun,
     Transition,
 )
+from orchestrator.core.notifications import PubsubMessage
 from orchestrator.core.schema import Column
 
 
@@ -84,6 +97,8 @@ class InMemoryLedger:
 
     def transition(self, run_id: str, mutate: Callable[[Run], Transition]) -> Transition:
         with self._lock:
+            if run_id not in self.runs:
+                raise NotFoundError(f"run {run_id} is not in the ledger")
             result = mutate(self.runs[run_id])
             if result.run is not None:
                 self.runs[run_id] = result.run
@@ -120,6 +135,10 @@ class InMemoryLedger:
     def count_unfinished(self, run_id: str) -> int:
         with self._lock:
             return sum(1 for t in self.table_docs.get(run_id, {}).values() if not t.state.is_final)
+
+    def get_table(self, run_id: str, key: str) -> TableRun | None:
+        with self._lock:
+            return self.table_docs.get(run_id, {}).get(key)
 
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         with self._lock:
@@ -364,3 +383,44 @@ class InMemoryTables:
         table's."""
         table = self.tables.get(table_id, DestinationTable())
         self.tables[table_id] = DestinationTable(tuple(columns) or table.columns, rows)
+
+
+class LoopedNotify(NotifyService):
+    """notify as its subscription drives it: what handling a message announces about tables
+    (TABLE_FAILED, TABLES_FINISHED, published on the topic notify itself reads) is delivered back
+    to it at once, as Pub/Sub would. The other events stay in its bus as published. Its event bus
+    must be a ``RecordingEventBus``."""
+
+    LOOPED = (EventKind.TABLE_FAILED, EventKind.TABLES_FINISHED)
+    delivered = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.undelivered: list[PubsubMessage] = []  # failed transiently: redelivered next time
+
+    def handle(self, message: PubsubMessage) -> Outcome:
+        bus = self.events
+        assert isinstance(bus, RecordingEventBus)
+        start = len(bus.events)
+        try:
+            return super().handle(message)
+        finally:
+            while looped := [e for e in bus.events[start:] if e.kind in self.LOOPED]:
+                bus.events[start:] = [e for e in bus.events[start:] if e not in looped]
+                for event in looped:
+                    self.delivered += 1
+                    self.undelivered.append(event_message(event, f"looped-{self.delivered}"))
+            self._redeliver()
+
+    def _redeliver(self) -> None:
+        """Deliver what is waiting, in order; one failing transiently stays for the next call."""
+        while self.undelivered:
+            looped = self.undelivered[0]
+            super().handle(looped)  # raises TransientError as the platform would see it
+            self.undelivered.pop(0)
+
+
+def event_message(event: Event, message_id: str = "e1") -> PubsubMessage:
+    """One of our events as the notification topic delivers it."""
+    data, attributes = encode_message(event)
+    return PubsubMessage(data, attributes, message_id)

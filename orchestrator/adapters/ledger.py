@@ -237,6 +237,11 @@ class FirestoreLedger:
             result = query.count().get(retry=READ_RETRY, timeout=TIMEOUT)
         return int(result[0][0].value)
 
+    def get_table(self, run_id: str, key: str) -> TableRun | None:
+        with _translated("get table"):
+            snap = self._tables(run_id).document(key).get(retry=READ_RETRY, timeout=TIMEOUT)
+        return _from_doc(TableRun, snap.to_dict()) if snap.exists else None
+
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         query = self._tables(run_id).where(filter=FieldFilter("dts_config", "==", dts_config))
         with _translated("find table"):

@@ -421,8 +421,9 @@ class Orchestrator:
         for table in silent:
             if self.runs.settle(run.run_id, table, now, lambda t: self._table_failed(run, t, now)):
                 settled += 1
-        if settled:
-            close_if_done(self.ledger, self.events, run.run_id, now)
+        # Also when none settled: a run whose tables are all final but whose TABLES_FINISHED
+        # could not close it (notify) is closed here (one count while a table is in flight).
+        close_if_done(self.ledger, self.events, run.run_id, now)
         self._transition(
             run.run_id,
             lambda r: Transition(r.with_(reconciled_at=now)) if r.is_open else machine.UNCHANGED,
@@ -437,9 +438,9 @@ class Orchestrator:
         report.add(run, "reconciled", looked_up=len(silent), settled=settled)
 
     def _table_failed(self, run: Run, table: TableRun, now: datetime) -> None:
-        from orchestrator.core import machine
+        from orchestrator.app.transfers import failed_event
 
-        event = machine.table_failed_event(run, table, now)
+        event = failed_event(run.run_id, table, now)
         self._transition(run.run_id, lambda r: Transition(None, (event,)))
 
     # ------------------------------------------------------------------ plumbing

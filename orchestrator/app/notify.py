@@ -1,15 +1,23 @@
 """What the ``notify`` function does with each message on the notification topic.
 
 - A DTS run-finished message updates its table in the ledger (a SUCCEEDED run whose transfer logs
-  say it loaded nothing is recorded EMPTY); a failure or an empty load is posted at once; when
-  the last table of a run finishes, the run is closed and RUN_CLOSED is published (its message is
-  the run's one summary).
-- Our own events (export started, failed, late, tables skipped, hand-off done, run closed) are
-  rendered and posted, so one channel tells the whole story of a day.
+  say it loaded nothing is recorded EMPTY, one whose rows differ from the export's MISMATCHED). A
+  table not loaded is announced (TABLE_FAILED); when no table of the run is left in flight,
+  TABLES_FINISHED is announced.
+- Our own events (export started, failed, late, tables skipped, hand-off done, table failed, run
+  closed) are rendered and posted, so one channel tells the whole story of a day. TABLES_FINISHED
+  is not posted: it closes the run, whose RUN_CLOSED is the run's one summary.
+
+Why a failure and the closing are messages of their own (README, "How it works", "Five Firestore
+operations per message"): each message then costs at most five Firestore operations. A DTS
+message is claim, find, write, count, done; posting its failure there would add a read of the
+run, and closing the run there a read of every table, the run's conditional write and the
+outbox's clearing.
 
 Delivery is at least once, possibly concurrent: every message is claimed once by a key derived
 from its content (a redelivery or a duplicate publish has the same key), and a table's final state
-is recorded by a conditional write, so nothing is posted twice. Transient faults raise (the
+is recorded by a conditional write, so nothing is posted twice. TABLES_FINISHED is not claimed:
+closing is a conditional transition that a second delivery finds done. Transient faults raise (the
 platform retries); permanent ones are logged and acknowledged; old messages are dropped.
 """
 
@@ -34,10 +42,10 @@ from orchestrator.app.ports import (
     TransferRunner,
 )
 from orchestrator.config import Settings
-from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.events import Event, payload
+from orchestrator.core.errors import NotFoundError, PermanentError, TransientError
+from orchestrator.core.events import Event, TableFailed, TablesFinished, payload
 from orchestrator.core.keys import run_id_for
-from orchestrator.core.model import EventKind, RunState, TableState
+from orchestrator.core.model import EventKind, RunState, TableRun, TableState
 from orchestrator.core.notifications import (
     MalformedMessageError,
     PubsubMessage,
@@ -46,12 +54,12 @@ from orchestrator.core.notifications import (
 )
 
 log = logging.getLogger(__name__)
-# Kinds rendered with every table of the run (the others need only the run document).
+# Kinds rendered with every table of the run (TABLE_FAILED reads its table, the others need only
+# the run document).
 _NEEDS_TABLES = (
     EventKind.RUN_CLOSED,
     EventKind.HANDOFF_DONE,
     EventKind.TABLES_SKIPPED,
-    EventKind.TABLE_FAILED,
 )
 
 
@@ -59,7 +67,9 @@ _NEEDS_TABLES = (
 class Outcome:
     """What happened to one message, for the log line and the tests."""
 
-    action: str  # posted | recorded | duplicate | dropped-malformed | dropped-old | unknown-run
+    # posted | recorded | announced | closed | duplicate | dropped-malformed | dropped-old |
+    # unknown-run | failed
+    action: str
     run_id: str = ""
     detail: str = ""
 
@@ -107,17 +117,21 @@ class NotifyService:
                 self.settings.notify_max_age_hours,
             )
             return Outcome("dropped-old")
-        key = _dedupe_key(parsed)
-        if not self.ledger.claim_once(key, now):
+        # Closing needs no claim: it is a conditional transition, and a second one changes nothing.
+        key = None if isinstance(parsed, TablesFinished) else _dedupe_key(parsed)
+        if key is not None and not self.ledger.claim_once(key, now):
             log.info("duplicate message %s ignored", message.message_id)
             return Outcome("duplicate")
         try:
             if isinstance(parsed, TransferRunFinished):
                 outcome = self._transfer_finished(parsed)
+            elif isinstance(parsed, TablesFinished):
+                outcome = self._close(parsed)
             else:
                 outcome = self._event(parsed)
         except TransientError:
-            self.ledger.forget(key)  # let the platform's retry handle it again
+            if key is not None:
+                self.ledger.forget(key)  # let the platform's retry handle it again
             raise
         except PermanentError as exc:
             log.error("message %s could not be handled: %s", message.message_id, exc)
@@ -134,15 +148,16 @@ class NotifyService:
                 type(exc).__name__,
             )
             outcome = Outcome("failed", detail=f"unexpected {type(exc).__name__}")
-        self.ledger.mark_done(key)
+        if key is not None:
+            self.ledger.mark_done(key)
         return outcome
 
     # ------------------------------------------------------------------ DTS runs
 
     def _transfer_finished(self, note: TransferRunFinished) -> Outcome:
         run_id = run_id_for(note.run_time)  # the run time we requested is our run key
-        # The table alone says whether the run is ours; the run document is read only to post.
-        # (Five Firestore operations for a load that succeeded: claim, find, write, count, done.)
+        # The table alone says whether the run is ours. Five Firestore operations whatever the
+        # outcome: claim, find, write, count, done.
         table = self.ledger.find_table(run_id, note.config_name)
         if table is None:
             log.warning(
@@ -164,15 +179,32 @@ class NotifyService:
         if updated is None:
             if table.dts_run != note.run_name or table.state is not state:
                 return Outcome("duplicate", run_id, f"{table.key}: an older attempt")
-            # Recorded by an earlier delivery whose Slack post failed transiently: post now.
+            # Recorded by an earlier delivery that failed before it announced: announce now
+            # (a TABLE_FAILED already posted has the same content, so it is not posted again).
             updated = table
         log.info("run %s: %s %s", run_id, table.key, state.value, extra={"run_id": run_id})
-        if state in transfers.NOT_LOADED:
-            run = self.ledger.get_run(run_id)
-            if run is not None:
-                self._post(self.messages.table_failed(run, updated))
-        transfers.close_if_done(self.ledger, self.events, run_id, self.clock.now())
-        return Outcome("posted" if state in transfers.NOT_LOADED else "recorded", run_id, table.key)
+        now = self.clock.now()
+        failed = state in transfers.NOT_LOADED
+        announced: list[Event] = []
+        if failed:  # posted by its own message
+            announced.append(transfers.failed_event(run_id, updated, now))
+        if self.ledger.count_unfinished(run_id) == 0:
+            announced.append(TablesFinished(run_id, now))
+        if announced:
+            self.events.publish(announced)
+        return Outcome("announced" if failed else "recorded", run_id, table.key)
+
+    def _close(self, note: TablesFinished) -> Outcome:
+        """Close the run: every table read, the run's conditional write, RUN_CLOSED published
+        and cleared from its outbox (five operations)."""
+        try:
+            closed = transfers.close(self.ledger, self.events, note.run_id, self.clock.now())
+        except NotFoundError:
+            log.warning("%s for unknown run %s ignored", note.kind, note.run_id)
+            return Outcome("unknown-run", note.run_id)
+        if closed:
+            return Outcome("closed", note.run_id)
+        return Outcome("recorded", note.run_id, "not closed: closed already, or a table in flight")
 
     # ------------------------------------------------------------------ our events
 
@@ -181,7 +213,12 @@ class NotifyService:
         if run is None:
             log.warning("event %s for unknown run %s ignored", event.kind, event.run_id)
             return Outcome("unknown-run", event.run_id)
-        tables = self.ledger.tables(run.run_id) if event.kind in _NEEDS_TABLES else []
+        tables: list[TableRun] = []
+        if isinstance(event, TableFailed):
+            table = self.ledger.get_table(run.run_id, event.table)
+            tables = [] if table is None else [table]
+        elif event.kind in _NEEDS_TABLES:
+            tables = self.ledger.tables(run.run_id)
         if event.kind is EventKind.RUN_CLOSED and run.state is RunState.FAILED and not tables:
             return Outcome("recorded", run.run_id, "export failure already reported")
         self._post(self.messages.for_event(event, run, tables))

@@ -210,6 +210,10 @@ class Ledger(Protocol):
         """How many of the run's tables are not final yet (PENDING, STARTING, STARTED)."""
         ...
 
+    def get_table(self, run_id: str, key: str) -> TableRun | None:
+        """The run's table ``key`` (one document read)."""
+        ...
+
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         """The run's table whose transfer config is ``dts_config``."""
         ...
@@ -240,8 +244,6 @@ class EventBus(Protocol):
 
 class Messages(Protocol):
     """What is posted to Slack for each thing worth saying (the Slack presenter implements it)."""
-
-    def table_failed(self, run: Run, table: TableRun) -> Mapping[str, Any]: ...
 
     def for_event(
         self, event: Event, run: Run, tables: Sequence[TableRun]

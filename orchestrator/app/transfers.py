@@ -36,6 +36,7 @@ from orchestrator.app.ports import (
 )
 from orchestrator.core import machine
 from orchestrator.core.errors import PermanentError, TransientError
+from orchestrator.core.events import TableFailed
 from orchestrator.core.keys import transfer_key
 from orchestrator.core.model import NOT_LOADED_STATES, TableRun, TableState, parse_table_ref
 from orchestrator.core.notifications import TransferRunFinished
@@ -201,6 +202,12 @@ def record_finished(
     )
 
 
+def failed_event(run_id: str, table: TableRun, now: datetime) -> TableFailed:
+    """A table not loaded, announced at a time of its own (DTS's end of its run): announced again
+    after a fault, it has the same content, and so the same de-duplication key in notify."""
+    return machine.table_failed_event(run_id, table, table.finished_at or now)
+
+
 def close_if_done(ledger: Ledger, events: EventBus, run_id: str, now: datetime) -> None:
     """Close a handed-off run once its last table is final (RUN_CLOSED goes out with it).
 
@@ -209,5 +216,14 @@ def close_if_done(ledger: Ledger, events: EventBus, run_id: str, now: datetime) 
     """
     if ledger.count_unfinished(run_id) > 0:
         return
+    close(ledger, events, run_id, now)
+
+
+def close(ledger: Ledger, events: EventBus, run_id: str, now: datetime) -> bool:
+    """Close the run if it is handed off and every table is final (all of them are read): True
+    when this call closed it. A run closed already, or with a table in flight, is left as is."""
     tables = ledger.tables(run_id)
-    outbox.transition(ledger, events, run_id, lambda r: machine.close_if_done(r, tables, now))
+    closing = outbox.transition(
+        ledger, events, run_id, lambda r: machine.close_if_done(r, tables, now)
+    )
+    return closing.run is not None

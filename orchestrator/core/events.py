@@ -111,6 +111,13 @@ class TableFailed(_Event):
 
 
 @dataclass(frozen=True)
+class TablesFinished(_Event):
+    """Every table of the run is final (notify counted none left): the run can be closed."""
+
+    kind: ClassVar[EventKind] = EventKind.TABLES_FINISHED
+
+
+@dataclass(frozen=True)
 class RunClosed(_Event):
     """The run's final state and counts (its Slack summary reads the ledger for the rest)."""
 
@@ -133,6 +140,7 @@ Event = (
     | TablesSkipped
     | HandoffDone
     | TableFailed
+    | TablesFinished
     | RunClosed
 )
 EVENT_TYPES: dict[EventKind, type[Event]] = {
@@ -144,6 +152,7 @@ EVENT_TYPES: dict[EventKind, type[Event]] = {
         TablesSkipped,
         HandoffDone,
         TableFailed,
+        TablesFinished,
         RunClosed,
     )
 }

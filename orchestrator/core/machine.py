@@ -307,17 +307,17 @@ def handoff_finished(run: Run, owner: str, now: datetime, tables: Sequence[Table
             held=len(held),
         )
     ]
-    events += [table_failed_event(run, t, now) for t in (*held, *failed)]
+    events += [table_failed_event(run.run_id, t, now) for t in (*held, *failed)]
     closing = close_if_done(done, tables, now)
     if closing.run is not None:
         return Transition(closing.run, (*events, *closing.events))
     return Transition(done, tuple(events))
 
 
-def table_failed_event(run: Run, table: TableRun, now: datetime) -> TableFailed:
+def table_failed_event(run_id: str, table: TableRun, at: datetime) -> TableFailed:
     return TableFailed(
-        run.run_id,
-        now,
+        run_id,
+        at,
         table=table.key,
         state=table.state,
         error_code=table.error_code,

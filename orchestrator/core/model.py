@@ -313,6 +313,9 @@ class EventKind(StrEnum):
     TABLES_SKIPPED = "TABLES_SKIPPED"
     HANDOFF_DONE = "HANDOFF_DONE"
     TABLE_FAILED = "TABLE_FAILED"
+    # Every table of a handed-off run is final: close it. notify's own note to itself, never
+    # posted (app/notify.py says why the closing is a message of its own).
+    TABLES_FINISHED = "TABLES_FINISHED"
     RUN_CLOSED = "RUN_CLOSED"
 
 

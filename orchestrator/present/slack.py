@@ -23,6 +23,7 @@ from orchestrator.core.events import (
     HandoffDone,
     RunClosed,
     TableFailed,
+    TablesFinished,
     TablesSkipped,
 )
 from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
@@ -59,9 +60,6 @@ class SlackMessages:
 
     def __init__(self, settings: Settings) -> None:
         self.ctx = SlackContext.from_settings(settings)
-
-    def table_failed(self, run: Run, table: TableRun) -> Payload:
-        return table_failed(self.ctx, run, table)
 
     def for_event(self, event: Event, run: Run, tables: Sequence[TableRun] = ()) -> Payload:
         return for_event(self.ctx, event, run, tables)
@@ -464,6 +462,8 @@ def for_event(
             return table_failed(ctx, run, _table_of(event, tables))
         case RunClosed():
             return run_summary(ctx, run, tables)
+        case TablesFinished():
+            raise ValueError("TABLES_FINISHED closes its run: it is never posted")
 
 
 def _table_of(event: TableFailed, tables: Sequence[TableRun]) -> TableRun:

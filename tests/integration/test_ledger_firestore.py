@@ -141,10 +141,12 @@ def test_count_unfinished(ledger: FirestoreLedger) -> None:
     assert ledger.count_unfinished(run.run_id) == 2
 
 
-def test_find_table_and_remember(ledger: FirestoreLedger) -> None:
+def test_get_table_find_table_and_remember(ledger: FirestoreLedger) -> None:
     run = new_run(("a.x", "a.y"))
     ledger.create_run(run)
     ledger.add_tables(run.run_id, [TableRun("a.x", dts_config="c/x"), TableRun("a.y")])
+    assert ledger.get_table(run.run_id, "a.y") == TableRun("a.y")
+    assert ledger.get_table(run.run_id, "a.none") is None
     found = ledger.find_table(run.run_id, "c/x")
     assert found is not None and found.key == "a.x"
     assert ledger.find_table(run.run_id, "c/none") is None

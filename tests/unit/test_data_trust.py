@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import (
     DestinationTable,
     ExportedTable,
@@ -20,7 +19,7 @@ from orchestrator.core.events import TableFailed
 from orchestrator.core.model import RunState, TableRun, TableState
 from orchestrator.core.schema import Column
 from orchestrator.present.slack import SlackMessages
-from tests.fakes import InMemoryTables
+from tests.fakes import InMemoryTables, LoopedNotify
 from tests.unit.test_notify import dts_message
 from tests.unit.test_service import SLOT, World, names
 
@@ -38,7 +37,7 @@ class TrustWorld(World):
         super().__init__(names(n), bq=bq)
         self.bq = bq
         self.slack = RecordingNotifier()
-        self.notify = NotifyService(
+        self.notify = LoopedNotify(
             self.settings,
             self.ledger,
             self.slack,
@@ -179,7 +178,7 @@ def test_a_load_with_fewer_rows_than_exported_is_a_mismatch_posted_with_both_num
     w.export("shop.t0000", 1_000)
     w.to_handoff()
     w.bq.load("shop__t0000", 990)
-    assert w.finish("shop.t0000") == "posted"
+    assert w.finish("shop.t0000") == "announced"
     table = w.table("shop.t0000")
     assert (table.state, table.loaded_rows, table.export_rows) == (
         TableState.MISMATCHED,

@@ -29,7 +29,7 @@ def test_a_succeeded_run_that_loaded_nothing_is_empty_and_posted_at_once_with_it
     # WHEN DTS notifies SUCCEEDED for it
     outcome = n.finish("shop.t0001", "SUCCEEDED")
     # THEN it is recorded EMPTY with DTS's log line, and posted at once
-    assert outcome.action == "posted"
+    assert outcome.action == "announced"
     table = n.world.ledger.table_docs[RUN]["shop.t0001"]
     assert (table.state, table.error_message) == (TableState.EMPTY, NO_FILES)
     assert len(n.slack.payloads) == 1

@@ -23,6 +23,7 @@ from orchestrator.core.events import (
     RunClosed,
     SkippedTable,
     TableFailed,
+    TablesFinished,
     TablesSkipped,
 )
 from orchestrator.core.model import EventKind, RunState, TableState
@@ -40,6 +41,7 @@ ONE_OF_EACH: list[Event] = [
     TablesSkipped(RUN, AT, (SkippedTable("shop.bad", "slash in name"),), "some warning"),
     HandoffDone(RUN, AT, started=2, failed_to_start=1, skipped=1),
     TableFailed(RUN, AT, "shop.orders", TableState.CANCELLED, 1, "cancelled <&>", DTS_RUN, AT, AT),
+    TablesFinished(RUN, AT),
     RunClosed(
         "20261127150501",
         AT,
@@ -170,6 +172,7 @@ any_event = st.one_of(
         st.none() | times,
         st.none() | times,
     ),
+    st.builds(TablesFinished, run_ids, times),
     st.builds(
         RunClosed,
         run_ids,

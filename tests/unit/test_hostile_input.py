@@ -24,11 +24,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator import wiring
-from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
 from orchestrator.app.rerun_request import RERUN_FIELDS
 from orchestrator.app.status import StatusReader
 from orchestrator.present.slack import SlackMessages
+from tests.fakes import LoopedNotify
 from tests.unit.test_rerun import KEYS, RUN_ID, Ops
 
 MAIN = str(Path(__file__).resolve().parents[2] / "main.py")
@@ -46,7 +46,7 @@ class FakeWiring:
         self.reruns = ops.reruns
         self.status = StatusReader(ops.w.ledger, ops.w.clock)
         self.slack = RecordingNotifier()
-        self.notify_service = NotifyService(
+        self.notify_service = LoopedNotify(
             ops.w.settings,
             ops.w.ledger,
             self.slack,

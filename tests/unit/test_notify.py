@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from orchestrator.adapters.pubsub import encode_message
 from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
 from orchestrator.core.errors import PermanentError, TransientError
@@ -23,12 +22,14 @@ from orchestrator.core.events import (
     RunClosed,
     SkippedTable,
     TableFailed,
+    TablesFinished,
     TablesSkipped,
 )
 from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.notifications import PubsubMessage
 from orchestrator.present.slack import SlackMessages
 from orchestrator.present.slack_blocks import validate_payload
+from tests.fakes import LoopedNotify, event_message
 from tests.unit.test_service import SLOT, World, names
 
 CANARY_KEY = "AKIACANARY9999999999"
@@ -70,11 +71,6 @@ def dts_message(
     )
 
 
-def event_message(event: Event, message_id: str = "e1") -> PubsubMessage:
-    data, attributes = encode_message(event)
-    return PubsubMessage(data, attributes, message_id)
-
-
 class Notify:
     """A handed-off run of ``n`` tables and a notify service beside it."""
 
@@ -87,7 +83,7 @@ class Notify:
         w.service.poll()
         self.slack = RecordingNotifier()
         self.published = RecordingEventBus()
-        self.service = NotifyService(
+        self.service = LoopedNotify(
             w.settings,
             w.ledger,
             self.slack,
@@ -97,6 +93,19 @@ class Notify:
             lambda: w.transfers,
         )
         self.tables = {t.key: t for t in w.ledger.tables("202611271500")}
+
+    def unlooped(self) -> NotifyService:
+        """The same notify, without Pub/Sub delivering back what it announces."""
+        w = self.world
+        return NotifyService(
+            w.settings,
+            w.ledger,
+            self.slack,
+            self.published,
+            w.clock,
+            SlackMessages(w.settings),
+            lambda: w.transfers,
+        )
 
     def finish(self, key: str, state: str, error: str = "", mid: str = "") -> Any:
         table = self.tables[key]
@@ -232,8 +241,9 @@ def test_permanent_slack_refusal_is_logged_and_acknowledged(
     assert any("invalid_payload" in r.getMessage() for r in caplog.records)
 
 
-def test_every_event_kind_renders_its_own_valid_message() -> None:
+def test_every_posted_event_kind_renders_its_own_valid_message() -> None:
     n = Notify(2)
+    posted = set(EventKind) - {EventKind.TABLES_FINISHED}  # closes the run: never posted
     every_kind: list[Event] = [
         ExportStarted("202611271500", SLOT),
         ExportFailed("202611271500", SLOT, status="FAILED", failure_cause="cause"),
@@ -243,13 +253,13 @@ def test_every_event_kind_renders_its_own_valid_message() -> None:
         TableFailed("202611271500", SLOT, table="shop.t0000"),
         RunClosed("202611271500", SLOT, state=RunState.PARTIAL),
     ]
-    assert {e.kind for e in every_kind} == set(EventKind)
+    assert {e.kind for e in every_kind} == posted
     for i, event in enumerate(every_kind):
         n.service.handle(event_message(event, f"k{i}"))
-    assert len(n.slack.payloads) == len(EventKind)
+    assert len(n.slack.payloads) == len(posted)
     assert all(validate_payload(p) == [] for p in n.slack.payloads)
     # one distinct message per kind: none falls through to another kind's rendering
-    assert len({p["text"] for p in n.slack.payloads}) == len(EventKind)
+    assert len({p["text"] for p in n.slack.payloads}) == len(posted)
 
 
 def test_canary_secrets_never_reach_a_log_a_ledger_document_or_slack(
@@ -286,14 +296,86 @@ def test_a_failure_whose_post_failed_transiently_is_posted_on_redelivery() -> No
     # GIVEN Slack answering 503 to the first post of a table failure
     n = Notify(2)
     n.service.notifier = FlakySlack(TransientError("Slack 503"), times=1)
-    # WHEN the message is delivered, fails, and is redelivered by the platform
+    # WHEN the DTS message is recorded, its TABLE_FAILED fails to post and is redelivered by the
+    # platform, and the DTS message itself comes twice more
     with pytest.raises(TransientError):
         n.finish("shop.t0001", "FAILED", "boom", mid="x")
     assert n.world.ledger.table_docs["202611271500"]["shop.t0001"].state is TableState.FAILED
+    assert len(n.service.undelivered) == 1
     n.finish("shop.t0001", "FAILED", "boom", mid="x")
-    n.finish("shop.t0001", "FAILED", "boom", mid="x")
+    n.finish("shop.t0001", "FAILED", "boom", mid="y")
     # THEN the failure is posted exactly once: nothing lost, nothing duplicated
     assert len(n.service.notifier.payloads) == 1
+    assert not n.service.undelivered
+
+
+def test_a_failure_announced_again_after_a_fault_is_posted_once() -> None:
+    # GIVEN a failure recorded by a delivery that failed before it announced it (Pub/Sub down)
+    n = Notify(2)
+    key = "shop.t0001"
+    n.world.ledger.update_table(
+        "202611271500",
+        key,
+        lambda t: t.with_(state=TableState.FAILED, error_message="boom", finished_at=SLOT),
+    )
+    # WHEN the message is delivered twice more: each finds the table recorded and announces it
+    n.finish(key, "FAILED", "boom", mid="a")
+    n.finish(key, "FAILED", "boom", mid="b")
+    # THEN both announcements carry the same content, and the failure is posted once
+    assert len(n.slack.payloads) == 1
+
+
+def test_the_last_table_announces_tables_finished_and_that_message_closes_the_run() -> None:
+    n = Notify(2)
+    raw = n.unlooped()
+    table = n.tables["shop.t0000"]
+    raw.handle(dts_message(table.dts_config, table.dts_run, "SUCCEEDED", "", "m0"))
+    assert n.published.events == []  # a table is still in flight
+    last = n.tables["shop.t0001"]
+    raw.handle(dts_message(last.dts_config, last.dts_run, "SUCCEEDED", "", "m1"))
+    (finished,) = n.published.events
+    assert finished.kind is EventKind.TABLES_FINISHED
+    assert n.world.ledger.runs["202611271500"].state is RunState.TRANSFERRING
+    n.published.events.clear()
+    # its message closes the run (twice delivered, closed once), and posts nothing itself
+    assert raw.handle(event_message(finished, "f1")).action == "closed"
+    assert raw.handle(event_message(finished, "f1")).action == "recorded"
+    assert n.world.ledger.runs["202611271500"].state is RunState.SUCCEEDED
+    assert [e.kind for e in n.published.events] == [EventKind.RUN_CLOSED]
+    assert n.slack.payloads == []
+
+
+def test_a_run_whose_tables_finished_was_never_handled_is_closed_by_the_reconcile() -> None:
+    # GIVEN every table recorded, and the TABLES_FINISHED that followed lost (never delivered)
+    n = Notify(2)
+    raw = n.unlooped()
+    for table in n.tables.values():
+        raw.handle(dts_message(table.dts_config, table.dts_run, "SUCCEEDED", "", table.key))
+    assert n.world.ledger.runs["202611271500"].state is RunState.TRANSFERRING
+    # WHEN the poll's reconcile comes due
+    n.world.service.events = n.published
+    n.world.clock.advance(minutes=n.world.settings.reconcile_after_minutes)
+    n.world.service.poll()
+    # THEN it closes the run, and RUN_CLOSED goes out
+    assert n.world.ledger.runs["202611271500"].state is RunState.SUCCEEDED
+    assert EventKind.RUN_CLOSED in [e.kind for e in n.published.events]
+
+
+def test_tables_finished_for_a_run_with_a_table_in_flight_closes_nothing() -> None:
+    n = Notify(2)
+    early = TablesFinished("202611271500", SLOT)
+    assert n.service.handle(event_message(early)).action == "recorded"
+    assert n.world.ledger.runs["202611271500"].state is RunState.TRANSFERRING
+    assert n.published.events == []
+
+
+def test_tables_finished_for_an_unknown_run_is_logged_and_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    n = Notify(1)
+    outcome = n.service.handle(event_message(TablesFinished("202601010000", SLOT)))
+    assert outcome.action == "unknown-run"
+    assert any("202601010000" in r.getMessage() for r in caplog.records)
 
 
 def test_the_poll_settles_runs_whose_notification_was_lost_and_a_late_one_posts_nothing() -> None:

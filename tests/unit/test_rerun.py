@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from orchestrator.app.notify import NotifyService
 from orchestrator.app.ports import RecordingNotifier
 from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult
 from orchestrator.app.reruns import Reruns
@@ -28,7 +27,7 @@ from orchestrator.core.errors import (
 from orchestrator.core.model import EventKind, ExportStatus, RunState, TableState, Transition
 from orchestrator.core.retry import Backoff
 from orchestrator.present.slack import SlackMessages
-from tests.fakes import FakeExporter
+from tests.fakes import FakeExporter, LoopedNotify
 from tests.unit.test_notify import dts_message
 from tests.unit.test_service import SLOT, TASK, World, names
 
@@ -53,7 +52,7 @@ class Ops:
         self.w = w = World(keys, **env)
         w.exporter = self.exporter = Exporter()
         self.slack = RecordingNotifier()
-        self.notify = NotifyService(
+        self.notify = LoopedNotify(
             w.settings,
             w.ledger,
             self.slack,
