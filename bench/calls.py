@@ -399,6 +399,16 @@ def play_day(peers: Any, slack: Any, secrets: Any, n: int, run_times: Any, log: 
     return day
 
 
+def extrapolate(points: dict[int, float], x: int) -> float:
+    """The day's calls at ``x`` tables: the larger of the parabola through the three sizes (a cost
+    that grows faster than the tables shows in it) and the line through the two largest (a
+    concave parabola, such as S3's calls once the export is listed whole, would fall below what
+    the largest day made, even to 0)."""
+    (x1, y1), (x2, y2) = sorted(points.items())[-2:]
+    line = y2 + (y2 - y1) * (x - x2) / (x2 - x1)
+    return max(0.0, line, fit_quadratic(points, x))
+
+
 def fit_quadratic(points: dict[int, float], x: int) -> float:
     """The value at ``x`` of the parabola through three (n, value) points (Lagrange)."""
     (x0, y0), (x1, y1), (x2, y2) = sorted(points.items())
@@ -425,8 +435,7 @@ def measure(
     extrapolated = {}
     if len(sizes) == 3:
         extrapolated = {
-            s: max(0.0, fit_quadratic({n: totals[n][s] for n in sizes}, extrapolate_to))
-            for s in SERVICES
+            s: extrapolate({n: totals[n][s] for n in sizes}, extrapolate_to) for s in SERVICES
         }
     detail = days[detail_size]
     return {

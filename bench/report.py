@@ -516,7 +516,10 @@ def calls_tables(calls: dict[str, Any]) -> tuple[str, str]:
         rows.append(row)
     headers = ["calls per day", *(f"{n_fmt(x)} tables" for x in sizes)]
     if calls["extrapolated"]:
-        headers.append(f"{n_fmt(calls['extrapolate_to'])} tables (**extrapolated**, quadratic fit)")
+        headers.append(
+            f"{n_fmt(calls['extrapolate_to'])} tables (**extrapolated**: the larger of a quadratic "
+            "and a linear fit)"
+        )
     return per_phase, table(headers, rows)
 
 
