@@ -83,21 +83,14 @@ class Notify:
         w.service.poll()
         self.slack = RecordingNotifier()
         self.published = RecordingEventBus()
-        self.service = LoopedNotify(
-            w.settings,
-            w.ledger,
-            self.slack,
-            self.published,
-            w.clock,
-            SlackMessages(w.settings),
-            lambda: w.transfers,
-        )
+        self.service = self.notify(LoopedNotify)
         self.tables = {t.key: t for t in w.ledger.tables("202611271500")}
 
-    def unlooped(self) -> NotifyService:
-        """The same notify, without Pub/Sub delivering back what it announces."""
+    def notify(self, kind: type[NotifyService] = NotifyService) -> NotifyService:
+        """A notify over this world (by default without Pub/Sub delivering back what it
+        announces)."""
         w = self.world
-        return NotifyService(
+        return kind(
             w.settings,
             w.ledger,
             self.slack,
@@ -327,7 +320,7 @@ def test_a_failure_announced_again_after_a_fault_is_posted_once() -> None:
 
 def test_the_last_table_announces_tables_finished_and_that_message_closes_the_run() -> None:
     n = Notify(2)
-    raw = n.unlooped()
+    raw = n.notify()
     table = n.tables["shop.t0000"]
     raw.handle(dts_message(table.dts_config, table.dts_run, "SUCCEEDED", "", "m0"))
     assert n.published.events == []  # a table is still in flight
@@ -348,7 +341,7 @@ def test_the_last_table_announces_tables_finished_and_that_message_closes_the_ru
 def test_a_run_whose_tables_finished_was_never_handled_is_closed_by_the_reconcile() -> None:
     # GIVEN every table recorded, and the TABLES_FINISHED that followed lost (never delivered)
     n = Notify(2)
-    raw = n.unlooped()
+    raw = n.notify()
     for table in n.tables.values():
         raw.handle(dts_message(table.dts_config, table.dts_run, "SUCCEEDED", "", table.key))
     assert n.world.ledger.runs["202611271500"].state is RunState.TRANSFERRING
