@@ -256,6 +256,18 @@ def _retransfer_summary(
         FAILURES_BUDGET,
         f"(see `{ctx.status_command(run.run_id)}`)",
     )
+    # The tables this re-transfer left as they were and that are still not loaded (an empty
+    # load whose export holds no file, one not asked for): the run is not whole without them.
+    reloaded_keys = {t.key for t in reloaded}
+    left = [t for t in tables if t.state in NOT_LOADED_STATES and t.key not in reloaded_keys]
+    if left:
+        blocks += kit.list_sections(
+            f"*Still not loaded, not in this re-transfer ({len(left)})*",
+            [_failure_line(ctx, t) for t in left],
+            failures_shown,
+            FAILURES_BUDGET,
+            f"(see `{ctx.status_command(run.run_id)}`)",
+        )
     blocks.append(_context(ctx, run, shown=("run", "export")))
     names = ", ".join(t.key for t in reloaded[:3]) + (", …" if len(reloaded) > 3 else "")
     text = (

@@ -563,6 +563,22 @@ def test_a_retransfer_that_failed_again_says_so_with_dts_message() -> None:
     assert "*shop.orders* (attempt 2): FAILED: `Parquet column 'amount' is DECIMAL`" in text
 
 
+def test_a_retransfer_summary_names_the_tables_it_left_not_loaded() -> None:
+    # GIVEN a re-transfer of shop.orders that left shop.coupons EMPTY (its export holds no file)
+    run, tables = retransferred_run(TableState.SUCCEEDED)
+    coupons = TableRun(
+        "shop.coupons",
+        TableState.EMPTY,
+        error_message="No new files found matching s3://b/x/shop.coupons/*.parquet",
+    )
+    text = render_text(slack.run_summary(CTX, run, [*tables, coupons]))
+    # THEN the summary says which table still keeps the run from being whole, and why
+    assert "*Still not loaded, not in this re-transfer (1)*" in text
+    assert "*shop.coupons* EMPTY" in text and "No new files found matching" in text
+    # and a re-transfer that left nothing behind has no such section
+    assert "Still not loaded" not in render_text(slack.run_summary(CTX, run, tables))
+
+
 def test_the_retransfer_summary_through_notify() -> None:
     from tests.unit.test_rerun import KEYS, RUN_ID, Ops
 
@@ -590,7 +606,10 @@ def test_the_retransfer_summary_through_notify() -> None:
         f"🔁 Re-transfer of run {RUN_ID}: reloaded, run PARTIAL"
     ]
     assert f"• *{KEYS[1]}* (attempt 2): SUCCEEDED" in second[0]
-    assert KEYS[2] not in second[0]
+    # the other failed table was not reloaded: it is not in the list of what was, but named as
+    # still not loaded
+    reloaded, _, left = second[0].partition("Still not loaded, not in this re-transfer (1)")
+    assert KEYS[2] not in reloaded and f"*{KEYS[2]}* FAILED" in left
 
 
 def test_a_re_export_summary_names_the_run_it_stands_in_for() -> None:
