@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from orchestrator.app.missed_day import MissedDayWatch
     from orchestrator.app.notify import NotifyService
     from orchestrator.app.ports import (
-        AwsProbePort,
         ConfigStore,
         DestinationTables,
         EventBus,
@@ -32,10 +31,10 @@ if TYPE_CHECKING:
         Messages,
         Notifier,
         Secrets,
-        TopicProbePort,
         TransferRunner,
     )
     from orchestrator.app.preflight import Preflight
+    from orchestrator.app.probe_ports import AwsProbePort, TopicProbePort
     from orchestrator.app.reruns import Reruns
     from orchestrator.app.status import StatusReader
     from orchestrator.app.transfers import TransferRuns
