@@ -74,6 +74,14 @@ class LazySecrets(_Lazy):
         return str(self._get().get(name))
 
 
+class LazyNotifier(_Lazy):
+    """The Slack webhook adapter, imported on the first post: a notify that only records a DTS
+    run never loads it."""
+
+    def post(self, payload: Mapping[str, Any]) -> None:
+        self._get().post(payload)
+
+
 class LazyMessages(_Lazy):
     """The Slack presenter, imported on the first message: a poll or a notify that posts nothing
     never loads it."""
@@ -185,9 +193,12 @@ class Wiring:
 
     @cached_property
     def notifier(self) -> Notifier:
-        from orchestrator.adapters.slack_webhook import SlackWebhookNotifier
+        def build() -> Notifier:
+            from orchestrator.adapters.slack_webhook import SlackWebhookNotifier
 
-        return SlackWebhookNotifier.from_settings(self.settings, self.secrets)
+            return SlackWebhookNotifier.from_settings(self.settings, self.secrets)
+
+        return LazyNotifier(build)
 
     @cached_property
     def messages(self) -> Messages:
