@@ -203,7 +203,7 @@ def install() -> None:
 
     original_publish = PublisherClient._gapic_publish
 
-    from orchestrator.core.notifications import EVENT_ATTRIBUTE
+    from orchestrator.core.events import EVENT_ATTRIBUTE
 
     def counted_publish(self: Any, *args: Any, **kwargs: Any) -> Any:
         reply = original_publish(self, *args, **kwargs)

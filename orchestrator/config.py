@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator.core.digest import Prices
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.model import TableRef, parse_table_ref
+from orchestrator.core.prices import Prices
 from orchestrator.core.schedule import DailySchedule
 
 PREFIX = "RDS2BQ_"

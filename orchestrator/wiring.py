@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from orchestrator.app.missed_day import MissedDayWatch
     from orchestrator.app.notify import NotifyService
     from orchestrator.app.ports import (
-        AwsProbePort,
         ConfigStore,
         DestinationTables,
         EventBus,
@@ -32,10 +31,10 @@ if TYPE_CHECKING:
         Messages,
         Notifier,
         Secrets,
-        TopicProbePort,
         TransferRunner,
     )
     from orchestrator.app.preflight import Preflight
+    from orchestrator.app.probe_ports import AwsProbePort, TopicProbePort
     from orchestrator.app.reruns import Reruns
     from orchestrator.app.status import StatusReader
     from orchestrator.app.transfers import TransferRuns
@@ -73,6 +72,14 @@ class LazyEventBus(_Lazy):
 class LazySecrets(_Lazy):
     def get(self, name: str) -> str:
         return str(self._get().get(name))
+
+
+class LazyNotifier(_Lazy):
+    """The Slack webhook adapter, imported on the first post: a notify that only records a DTS
+    run never loads it."""
+
+    def post(self, payload: Mapping[str, Any]) -> None:
+        self._get().post(payload)
 
 
 class LazyMessages(_Lazy):
@@ -183,9 +190,12 @@ class Wiring:
 
     @cached_property
     def notifier(self) -> Notifier:
-        from orchestrator.adapters.slack_webhook import SlackWebhookNotifier
+        def build() -> Notifier:
+            from orchestrator.adapters.slack_webhook import SlackWebhookNotifier
 
-        return SlackWebhookNotifier.from_settings(self.settings, self.secrets)
+            return SlackWebhookNotifier.from_settings(self.settings, self.secrets)
+
+        return LazyNotifier(build)
 
     @cached_property
     def messages(self) -> Messages:

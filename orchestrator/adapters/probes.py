@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator.adapters.aws import translate
 from orchestrator.adapters.google_errors import TRANSIENT, message
-from orchestrator.app.ports import KmsKey, Role, SourceEngine, Topic
+from orchestrator.app.probe_ports import KmsKey, Role, SourceEngine, Topic
 from orchestrator.core.errors import (
     AccessDeniedError,
     NotFoundError,

@@ -22,8 +22,7 @@ from google.api_core import exceptions as gexc
 
 from orchestrator.core import events as event_json
 from orchestrator.core.errors import PermanentError, TransientError
-from orchestrator.core.events import Event
-from orchestrator.core.notifications import EVENT_ATTRIBUTE, MAX_DATA_BYTES, RUN_ID_ATTRIBUTE
+from orchestrator.core.events import EVENT_ATTRIBUTE, MAX_DATA_BYTES, RUN_ID_ATTRIBUTE, Event
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings

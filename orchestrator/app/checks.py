@@ -14,15 +14,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.app.ports import (
-    AwsProbePort,
     ConfigStore,
     DestinationTables,
     Exporter,
     Ledger,
     Notifier,
     Secrets,
-    TopicProbePort,
 )
+from orchestrator.app.probe_ports import AwsProbePort, TopicProbePort
 from orchestrator.config import Settings
 from orchestrator.core.errors import (
     Rds2bqError,

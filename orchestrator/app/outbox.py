@@ -21,9 +21,8 @@ from collections.abc import Callable, Sequence
 from orchestrator.app.ports import EventBus, Ledger
 from orchestrator.core import events as event_json
 from orchestrator.core.errors import MalformedMessageError, TransientError
-from orchestrator.core.events import Event
+from orchestrator.core.events import EVENT_ATTRIBUTE, Event
 from orchestrator.core.model import EventKind, Run, Transition
-from orchestrator.core.notifications import EVENT_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 

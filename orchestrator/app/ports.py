@@ -1,6 +1,7 @@
 """The ports the service drives. Adapters implement them; tests use in-memory fakes of them.
 
-No vendor SDK is imported here or by anything that imports only this module.
+No vendor SDK is imported here or by anything that imports only this module. Doctor's probes have
+their own ports (``probe_ports``): no function path loads them.
 """
 
 from __future__ import annotations
@@ -102,13 +103,6 @@ def primary_config(configs: Iterable[TransferConfig]) -> TransferConfig:
     """Of several configs for one table, the one we use: the first by name, so that the fan-out
     and sync always agree (the others are duplicates, left over from an interrupted create)."""
     return min(configs, key=lambda c: c.name)
-
-
-@dataclass(frozen=True)
-class StartedTransfer:
-    table_key: str
-    run_name: str = ""  # projects/.../transferConfigs/ID/runs/RUN
-    error: str = ""  # a permanent failure to start, with DTS's reason
 
 
 @dataclass(frozen=True)
@@ -350,71 +344,3 @@ class DestinationTable:
 
     columns: tuple[Column, ...] = ()  # empty: created without a schema, none loaded yet
     rows: int = 0
-
-
-# --------------------------------------------------------------------------- doctor's probes
-
-
-@dataclass(frozen=True)
-class KmsKey:
-    arn: str
-    state: str  # Enabled | Disabled | PendingDeletion | PendingImport | Unavailable
-    usage: str  # ENCRYPT_DECRYPT ...
-    spec: str  # SYMMETRIC_DEFAULT ...
-
-
-@dataclass(frozen=True)
-class Role:
-    arn: str
-    trust_policy: dict[str, Any]
-
-    @property
-    def trusted_services(self) -> frozenset[str]:
-        services: set[str] = set()
-        for statement in _statements(self.trust_policy):
-            if statement.get("Effect") != "Allow":
-                continue
-            principal = statement.get("Principal", {})
-            if isinstance(principal, dict):
-                services.update(_as_list(principal.get("Service")))
-        return frozenset(services)
-
-
-@dataclass(frozen=True)
-class SourceEngine:
-    engine: str
-    status: str
-
-
-@dataclass(frozen=True)
-class Topic:
-    path: str
-    schema: str  # '' when the topic has no schema (DTS requires none)
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        return [statements]
-    return [s for s in statements if isinstance(s, dict)]
-
-
-class AwsProbePort(Protocol):
-    def caller_arn(self) -> str: ...
-    def source_engine(self, kind: str, source_id: str) -> SourceEngine: ...
-    def bucket_region(self, bucket: str) -> str: ...
-    def kms_key(self, key_id: str) -> KmsKey: ...
-    def role(self, role_arn: str) -> Role: ...
-
-
-class TopicProbePort(Protocol):
-    def topic(self, path: str) -> Topic: ...
-    def publishers(self, path: str) -> list[str] | None: ...

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.core.digest import PROBLEM_ORDER, Digest, Prices, digest
+from orchestrator.core.digest import PROBLEM_ORDER, Digest, digest
 from orchestrator.core.errors import BadRequestError, NotFoundError
 from orchestrator.core.keys import run_time_of
 from orchestrator.core.model import NOT_LOADED_STATES, Run, RunState, TableRun, TableState
+from orchestrator.core.prices import Prices
 
 if TYPE_CHECKING:
     # Types only: status reads the ledger and need not import the ports.

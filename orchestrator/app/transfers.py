@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from orchestrator.app import outbox
 from orchestrator.app.ports import (
@@ -39,8 +40,11 @@ from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.events import TableFailed
 from orchestrator.core.keys import transfer_key
 from orchestrator.core.model import NOT_LOADED_STATES, TableRun, TableState, parse_table_ref
-from orchestrator.core.notifications import TransferRunFinished
 from orchestrator.core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+
+if TYPE_CHECKING:
+    # A type only: the hand-off and reruns, which start runs, need no message parser.
+    from orchestrator.core.notifications import TransferRunFinished
 
 log = logging.getLogger(__name__)
 

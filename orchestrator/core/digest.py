@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from orchestrator.core.model import Run, TableRun, TableState
+from orchestrator.core.prices import Prices
 
 # The order problems are listed in: the data-trust findings first (the load "worked" but the data
 # is wrong or absent), then DTS's own failures, then what the export left out.
@@ -35,14 +36,6 @@ PROBLEM_ORDER = (
 )
 _RANK = {state: rank for rank, state in enumerate(PROBLEM_ORDER)}
 GB = 1e9  # RDS reports ExtractedGB in decimal GB, and AWS prices per GB
-
-
-@dataclass(frozen=True)
-class Prices:
-    """USD per GB: an RDS export (of the snapshot's size) and data transfer out to the internet."""
-
-    export_per_gb: float = 0.010
-    egress_per_gb: float = 0.09
 
 
 @dataclass(frozen=True)

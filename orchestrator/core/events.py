@@ -31,6 +31,15 @@ from orchestrator.core.keys import run_time_of
 from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.timestamps import format_timestamp, parse_wire_time
 
+# An event's Pub/Sub message: its data is ``to_json``, its attributes these two (the Pub/Sub adapter
+# writes them, ``core.notifications`` reads them; here so that a path that only publishes needs
+# no parser).
+EVENT_ATTRIBUTE = "rds2bqEvent"
+RUN_ID_ATTRIBUTE = "runId"  # duplicated from the data so subscriptions and logs can filter on it
+# The largest message data notify decodes (DTS messages are a few KB; anything this large is not
+# one of ours): refused on arrival, before decoding, and by the publisher before sending.
+MAX_DATA_BYTES = 1_000_000
+
 
 @dataclass(frozen=True)
 class _Event:

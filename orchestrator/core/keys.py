@@ -57,12 +57,22 @@ def run_time_of(run_id: str) -> datetime:
         f"{_clip(run_id)} is not a run id (YYYYMMDDHHMM for a daily run, "
         "YYYYMMDDHHMMSS for a re-export; UTC)"
     )
-    # ASCII digits only: str.isdigit and \d accept other scripts' digits, strptime does not.
+    # ASCII digits only: str.isdigit, \d and int() accept other scripts' digits.
     if not (isinstance(run_id, str) and re.fullmatch(r"[0-9]{12}(?:[0-9]{2})?", run_id)):
         raise ValueError(problem)
-    fmt = RUN_ID_FORMAT if len(run_id) == 12 else RERUN_ID_FORMAT
+    # The fixed-width fields of RUN_ID_FORMAT / RERUN_ID_FORMAT (year, then two digits each), as
+    # strptime would read them: without it, no path loads _strptime (cold start, bench/).
+    digits = run_id.ljust(14, "0")  # a daily run's second is 00
     try:
-        parsed = datetime.strptime(run_id, fmt).replace(tzinfo=UTC)
+        parsed = datetime(
+            int(digits[:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            int(digits[12:14]),
+            tzinfo=UTC,
+        )
     except ValueError:
         raise ValueError(problem) from None
     if len(run_id) == 14 and parsed.second == 0:

@@ -28,16 +28,11 @@ from typing import Any
 
 from orchestrator.core import events, jsontext
 from orchestrator.core.errors import MalformedMessageError as MalformedMessageError
-from orchestrator.core.events import Event
+from orchestrator.core.events import EVENT_ATTRIBUTE, MAX_DATA_BYTES, Event
 from orchestrator.core.model import DTS_FINAL_STATES, TableState
 from orchestrator.core.redaction import redact
 from orchestrator.core.timestamps import parse_wire_time
 
-# DTS messages are a few KB; anything this large is not one of ours and is refused before decoding.
-MAX_DATA_BYTES = 1_000_000
-
-EVENT_ATTRIBUTE = "rds2bqEvent"
-RUN_ID_ATTRIBUTE = "runId"  # duplicated from the data so subscriptions and logs can filter on it
 DTS_EVENT_TYPE = "TRANSFER_RUN_FINISHED"
 DTS_PAYLOAD_FORMAT = "JSON_API_V1"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from orchestrator.core.digest import Prices
+from orchestrator.core.prices import Prices
 from orchestrator.present import slack_blocks as kit
 
 if TYPE_CHECKING:

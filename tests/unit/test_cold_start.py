@@ -113,19 +113,26 @@ def test_each_path_loads_only_the_sdks_it_uses(path: str, tmp_path: Path) -> Non
 
 # Our own modules that cost the most to import (their dataclasses and protocols), and the paths
 # that must not load them: an idle poll advances no run (no state machine, no event, no port),
-# status reads the ledger, and neither poll nor notify renders a Slack message unless it posts one.
+# status reads the ledger (and renders the digest), neither poll nor notify renders a Slack
+# message or a digest, or loads the webhook client, unless it posts one, only notify parses
+# messages (the hand-off publishes one), and doctor's probe ports are doctor's alone.
 OWN = {
     "events": "orchestrator.core.events",
     "machine": "orchestrator.core.machine",
     "slack presenter": "orchestrator.present.slack",
+    "slack webhook": "orchestrator.adapters.slack_webhook",
     "ports": "orchestrator.app.ports",
+    "digest": "orchestrator.core.digest",
+    "message parser": "orchestrator.core.notifications",
+    "probe ports": "orchestrator.app.probe_ports",
 }
 OWN_PATHS = {
     "idle poll": ("w.service; w.ledger", []),
-    "status": ("w.status; w.ledger", []),
-    "notify": ("w.notify_service; w.ledger", ["events", "machine", "ports"]),
+    "status": ("w.status; w.ledger", ["digest"]),
+    "notify": ("w.notify_service; w.ledger", ["events", "machine", "message parser", "ports"]),
     "hand-off poll": (
-        "w.service; w.ledger; w.transfers(); w.service.runs",
+        # its fan-out, and the bus it publishes HANDOFF_DONE on
+        "w.service; w.ledger; w.transfers(); w.service.runs; w.events._get()",
         ["events", "machine", "ports"],
     ),
 }

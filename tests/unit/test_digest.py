@@ -10,9 +10,10 @@ import pytest
 
 from orchestrator.app.status import run_view
 from orchestrator.config import load_settings
-from orchestrator.core.digest import Prices, digest
+from orchestrator.core.digest import digest
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.model import Run, RunState, TableRun, TableState
+from orchestrator.core.prices import Prices
 from orchestrator.core.schema import hold_fix
 from orchestrator.faces.http import to_json
 from orchestrator.present import slack

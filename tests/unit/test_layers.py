@@ -34,6 +34,8 @@ ALLOWED = {
     "wiring": {"core", "app", "present", "config", "logs", "adapters", "faces"},
     "__main__": {"faces"},
 }
+# The ports adapters implement: the services' and doctor's probes'.
+PORTS = ("orchestrator.app.ports", "orchestrator.app.probe_ports")
 THIRD_PARTY = {"adapters": None, "main": {"functions_framework"}}  # None: any
 
 
@@ -76,7 +78,7 @@ def _first_party_layer(imported: str, modules: dict[str, Path]) -> str | None:
     if not imported.startswith("orchestrator.") and imported != "main":
         return None
     layer = _layer(imported)
-    return "app.ports" if imported == "orchestrator.app.ports" else layer
+    return "app.ports" if imported in PORTS else layer
 
 
 def test_each_layer_imports_only_what_it_may() -> None:

@@ -15,10 +15,9 @@ import pytest
 
 from orchestrator.adapters.pubsub import encode_message
 from orchestrator.core.errors import PermanentError
-from orchestrator.core.events import Event, ExportStarted, RunClosed, TableFailed
+from orchestrator.core.events import MAX_DATA_BYTES, Event, ExportStarted, RunClosed, TableFailed
 from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.notifications import (
-    MAX_DATA_BYTES,
     DtsRunState,
     MalformedMessageError,
     PubsubMessage,
