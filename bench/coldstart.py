@@ -456,8 +456,9 @@ class Preparer:
         and the failed table's record."""
         from bench.common import FixedOffsetClock
         from devstack.aws import realistic_layout
+        from orchestrator.adapters.pubsub import encode_message
         from orchestrator.core.keys import display_name_for
-        from orchestrator.core.model import RunState, TableState
+        from orchestrator.core.model import EventKind, RunState, TableState
         from orchestrator.core.notifications import message_from_push
 
         env = self.env(collection)
@@ -481,6 +482,10 @@ class Preparer:
         notify = self.notify_service(service, clock)
         for note in [n for n in self.dts.notifications if n.payload.get("name") in runs]:
             notify.handle(message_from_push(note_body(note)))
+        # the last one announced TABLES_FINISHED: its message closes the run
+        finished = [e for e in notify.events.events if e.kind is EventKind.TABLES_FINISHED]
+        for event in finished:
+            notify.handle(message_from_push(push_body(*encode_message(event))))
         closed = service.ledger.get_run(run.run_id)
         after = {t.key: t for t in service.ledger.tables(run.run_id)}
         assert closed is not None and closed.state is not RunState.TRANSFERRING, closed
