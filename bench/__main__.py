@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cold-reps", type=int, default=7, help="runs per cold-start path")
     parser.add_argument(
+        "--lag-reps",
+        type=int,
+        default=3,
+        help="interleaved pairs (without, with the preflight) per hand-off lag size: best of each",
+    )
+    parser.add_argument(
         "--sweep",
         default="",
         help="extra fan-out concurrencies to try at 1,000 tables (informational), e.g. 32,64",
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     latency=LATENCY_S,
                     concurrency=CONCURRENCY,
                     bigquery=peers.start_bigquery(),
+                    reps=args.lag_reps,
                     log=log,
                 )
         if "coldstart" in wanted:
@@ -111,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         peers.stop()
     elapsed = time.monotonic() - started
     repetitions = (
-        "fan-out and lag: 1 run per size (fresh process each); loop baseline: 1 run of "
-        f"{LOOP_SIZE} tables; cold start: {args.cold_reps} runs per path, of its (a) (each right "
+        "fan-out: 1 run per size (fresh process each); lag: best of "
+        f"{args.lag_reps} interleaved pairs per size, without and with the preflight (fresh "
+        f"process each); loop baseline: 1 run of {LOOP_SIZE} tables; cold start: "
+        f"{args.cold_reps} runs per path, of its (a) (each right "
         "after it), of the SDK packages per set and of (b) (best, module by module) after one "
         "warm-up; API calls: 1 day per size"
     )

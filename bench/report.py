@@ -128,12 +128,24 @@ def headline(results: dict[str, Any]) -> str:
                 continue
             extra = r["total_s"] - base["total_s"]
             biggest_size = int(n_key) == max(int(k) for k in lag["sizes"])
+            runs = lag.get("runs", {}).get(n_key, {})
+            reps = lag.get("reps", 1)
+            every = (
+                f" (best of {reps} interleaved pairs; with: "
+                + " / ".join(s(x) for x in runs.get("with", []))
+                + ", without: "
+                + " / ".join(s(x) for x in runs.get("without", []))
+                + ")"
+                if reps > 1 and runs
+                else ""
+            )
             rows.append(
                 [
                     f"2 preflight (footers, schemas, rows), {n_fmt(n_key)} tables: the same poll "
                     "with it",
                     s(r["total_s"]),
-                    f"without it (the hand-off before issue 15), same run: {s(base['total_s'])}",
+                    f"without it (the hand-off before issue 15), same run: {s(base['total_s'])}"
+                    + every,
                     f"{extra:+.1f} s ({100 * extra / base['total_s']:+.0f}%)",
                     f"<= +{TARGET_PREFLIGHT_SHARE:.0%} at 2,000" if biggest_size else "-",
                     verdict(extra <= TARGET_PREFLIGHT_SHARE * base["total_s"])
