@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -302,19 +303,33 @@ def test_a_failure_whose_post_failed_transiently_is_posted_on_redelivery() -> No
     assert not n.service.undelivered
 
 
+class TimesOutOnce(RecordingEventBus):
+    """Publishes, then answers the first call as a timed-out one would: the events went out, and
+    the caller cannot know it."""
+
+    timed_out = False
+
+    def publish(self, events: Sequence[Event]) -> None:
+        super().publish(events)
+        if not self.timed_out:
+            self.timed_out = True
+            raise TransientError("Pub/Sub publish timed out")
+
+
 def test_a_failure_announced_again_after_a_fault_is_posted_once() -> None:
-    # GIVEN a failure recorded by a delivery that failed before it announced it (Pub/Sub down)
+    # GIVEN a failure whose announcement went out but whose publish call timed out
     n = Notify(2)
+    n.service.events = TimesOutOnce()
     key = "shop.t0001"
-    n.world.ledger.update_table(
-        "202611271500",
-        key,
-        lambda t: t.with_(state=TableState.FAILED, error_message="boom", finished_at=SLOT),
-    )
-    # WHEN the message is delivered twice more: each finds the table recorded and announces it
+    with pytest.raises(TransientError):
+        n.finish(key, "FAILED", "boom", mid="a")
+    assert len(n.slack.payloads) == 1  # the announcement that did go out is posted
+    # WHEN the platform redelivers the message minutes later: it finds the table recorded and
+    # announces the failure again
+    n.world.clock.advance(minutes=7)
     n.finish(key, "FAILED", "boom", mid="a")
-    n.finish(key, "FAILED", "boom", mid="b")
-    # THEN both announcements carry the same content, and the failure is posted once
+    # THEN both announcements carry the same content (the time is DTS's end of the run, not the
+    # delivery's), and the failure is still posted once
     assert len(n.slack.payloads) == 1
 
 
