@@ -248,7 +248,7 @@ class Wiring:
     def preflight(self) -> Preflight:
         from orchestrator.app.preflight import Preflight
 
-        return Preflight(self.exporter, self.destinations)
+        return Preflight(self.exporter, self.destinations, self.ledger)
 
     @cached_property
     def missed_days(self) -> MissedDayWatch:

@@ -140,6 +140,11 @@ class InMemoryLedger:
         with self._lock:
             return self.table_docs.get(run_id, {}).get(key)
 
+    def get_tables(self, run_id: str, keys: Sequence[str]) -> dict[str, TableRun]:
+        with self._lock:
+            docs = self.table_docs.get(run_id, {})
+            return {k: docs[k] for k in keys if k in docs}
+
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         with self._lock:
             for table in self.table_docs.get(run_id, {}).values():
@@ -310,7 +315,9 @@ class FakeTransfers:
             if self.fail_after is not None and total >= self.fail_after:
                 raise TransientError("UNAVAILABLE (injected after N starts)")
             runs = self.started.setdefault((config_name, run_time), [])
-            name = f"{config_name}/runs/r{len(runs)}"
+            # numbered per config, as DTS names each run of a config apart, whatever its run time
+            made = sum(len(v) for (c, _), v in self.started.items() if c == config_name)
+            name = f"{config_name}/runs/r{made}"
             runs.append(name)
             return name
 
@@ -344,6 +351,7 @@ class InMemoryTables:
         self.tables: dict[str, DestinationTable] = {t: DestinationTable() for t in existing}
         self.added: list[tuple[str, tuple[Column, ...]]] = []
         self.describe_calls = 0
+        self.described: list[str] = []  # every table id a describe call asked for
         self.fail: Exception | None = None
 
     @property
@@ -363,6 +371,7 @@ class InMemoryTables:
 
     def describe(self, table_ids: Sequence[str]) -> dict[str, DestinationTable]:
         self.describe_calls += 1
+        self.described += table_ids
         if self.fail is not None:
             raise self.fail
         return {t: self.tables[t] for t in table_ids if t in self.tables}

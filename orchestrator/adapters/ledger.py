@@ -18,7 +18,7 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -241,6 +241,19 @@ class FirestoreLedger:
         with _translated("get table"):
             snap = self._tables(run_id).document(key).get(retry=READ_RETRY, timeout=TIMEOUT)
         return _from_doc(TableRun, snap.to_dict()) if snap.exists else None
+
+    def get_tables(self, run_id: str, keys: Sequence[str]) -> dict[str, TableRun]:
+        if not keys:
+            return {}
+        col = self._tables(run_id)
+        with _translated("get tables"):
+            snaps = list(
+                self._client.get_all(
+                    [col.document(k) for k in keys], retry=READ_RETRY, timeout=TIMEOUT
+                )
+            )
+        found = (_from_doc(TableRun, s.to_dict()) for s in snaps if s.exists)
+        return {t.key: t for t in found}
 
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         query = self._tables(run_id).where(filter=FieldFilter("dts_config", "==", dts_config))

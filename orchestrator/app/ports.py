@@ -208,6 +208,10 @@ class Ledger(Protocol):
         """The run's table ``key`` (one document read)."""
         ...
 
+    def get_tables(self, run_id: str, keys: Sequence[str]) -> dict[str, TableRun]:
+        """The run's tables of ``keys`` that exist, by key (one batched read)."""
+        ...
+
     def find_table(self, run_id: str, dts_config: str) -> TableRun | None:
         """The run's table whose transfer config is ``dts_config``."""
         ...

@@ -277,6 +277,9 @@ class TableRun:
     previous_rows: int | None = None
     loaded_rows: int | None = None
     schema_changes: tuple[str, ...] = ()
+    # The exported columns' core.schema.fingerprint ('': not read): the next run's preflight
+    # trusts this run's load for a table whose columns did not change (app.preflight).
+    export_schema: str = ""
 
     @property
     def change(self) -> int | None:

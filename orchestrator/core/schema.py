@@ -19,6 +19,7 @@ docs/platform.md, "Schemas and DECIMAL columns".
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -152,6 +153,17 @@ def plan(exported: Sequence[Column], destination: Sequence[Column]) -> SchemaPla
     # Left over: columns the export no longer has (none when the table has no schema yet).
     conflicts += [f"column {old.name} {old.type} is no longer exported" for old in have.values()]
     return SchemaPlan(tuple(added), tuple(widened), tuple(conflicts))
+
+
+def fingerprint(columns: Sequence[Column]) -> str:
+    """A short digest of an export's columns, their names and types (order aside, as ``plan``
+    takes them): two exports with the same fingerprint plan the same against one destination
+    ('': no columns). The preflight keeps it on the table's ledger document, so that the next
+    day's export can tell whether its columns changed (``app.preflight``)."""
+    if not columns:
+        return ""
+    text = "\n".join(sorted(f"{c.name}\t{c.type}\t{c.source_type}" for c in columns))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def hold_fix(table: str, run_id: str) -> str:

@@ -154,6 +154,20 @@ def test_get_table_find_table_and_remember(ledger: FirestoreLedger) -> None:
     assert ledger.remember("rerun-1", "v2", RUN_TIME) == ("v1", False)
 
 
+def test_get_tables_reads_the_named_tables_in_one_batch(ledger: FirestoreLedger) -> None:
+    keys = [f"a.t{i:04d}" for i in range(150)]
+    run = new_run(tuple(keys))
+    ledger.create_run(run)
+    loaded = TableRun("a.t0007", TableState.SUCCEEDED, loaded_rows=12, export_schema="f00d")
+    ledger.add_tables(run.run_id, [loaded, *(TableRun(k) for k in keys if k != "a.t0007")])
+    wanted = [*keys[:120], "a.none"]
+    got = ledger.get_tables(run.run_id, wanted)
+    assert sorted(got) == keys[:120]  # the one that does not exist is left out
+    assert got["a.t0007"] == loaded
+    assert ledger.get_tables(run.run_id, []) == {}
+    assert ledger.get_tables("209901010000", ["a.t0000"]) == {}
+
+
 def test_missing_documents_are_errors_where_they_were(ledger: FirestoreLedger) -> None:
     with pytest.raises(NotFoundError):
         ledger.transition("209901010000", lambda r: Transition(r))

@@ -4,6 +4,7 @@ comparison after each load, over in-memory fakes of the ports."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from orchestrator.app.ports import (
@@ -16,6 +17,7 @@ from orchestrator.app.ports import (
 from orchestrator.app.preflight import Preflight
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.events import TableFailed
+from orchestrator.core.keys import run_time_of
 from orchestrator.core.model import RunState, TableRun, TableState
 from orchestrator.core.schema import Column
 from orchestrator.present.slack import SlackMessages
@@ -24,6 +26,7 @@ from tests.unit.test_notify import dts_message
 from tests.unit.test_service import SLOT, World, names
 
 RUN = "202611271500"
+NEXT_DAY = "202611281500"
 ID, NAME = Column("id", "INT64", "int64"), Column("name", "STRING", "string")
 
 
@@ -51,21 +54,35 @@ class TrustWorld(World):
     def export(self, key: str, rows: int, *columns: Column) -> None:
         self.exporter.exported[export_dir(key)] = ExportedTable(rows, columns or (ID, NAME), 1)
 
-    def to_handoff(self) -> None:
-        self.service.start_export(SLOT)
-        self.complete([t.key for t in self.settings.tables])
+    def to_handoff(self, day: int = 0) -> None:
+        """Day ``day``'s run (0: the first, RUN), from its start to its hand-off."""
+        slot = SLOT + timedelta(days=day)
+        if day:
+            self.clock.current = slot + timedelta(seconds=20)
+        self.service.start_export(slot)
+        task = f"rds2bq-prod-{slot:%Y%m%d%H%M%S}"
+        self.complete([t.key for t in self.settings.tables], task=task)
         self.service.poll()
         self.clock.advance(minutes=5)
         self.service.poll()
 
-    def table(self, key: str) -> TableRun:
-        return self.ledger.table_docs[RUN][key]
+    def table(self, key: str, run_id: str = RUN) -> TableRun:
+        return self.ledger.table_docs[run_id][key]
 
-    def finish(self, key: str, state: str = "SUCCEEDED") -> str:
-        table = self.table(key)
-        return self.notify.handle(
-            dts_message(table.dts_config, table.dts_run, state, "", key)
-        ).action
+    def finish(self, key: str, state: str = "SUCCEEDED", run_id: str = RUN) -> str:
+        table = self.table(key, run_id)
+        message_id = key if run_id == RUN else f"{run_id}/{key}"
+        message = dts_message(
+            table.dts_config, table.dts_run, state, "", message_id, run_time_of(run_id)
+        )
+        return self.notify.handle(message).action
+
+    def loaded(self, rows: int, run_id: str = RUN) -> None:
+        """Every started table of ``run_id`` loads ``rows`` rows, and notify hears of it."""
+        for table in self.ledger.tables(run_id):
+            if table.state is TableState.STARTED:
+                self.bq.load(bq_id(table.key), rows)
+                self.finish(table.key, run_id=run_id)
 
 
 def export_dir(key: str) -> str:
@@ -259,7 +276,7 @@ def test_a_large_hand_off_is_checked_chunk_by_chunk_and_each_table_started_once(
     w.export("shop.t0003", 100, ID, NAME, Column("note", "STRING", "string"))
     w.export("shop.t0120", 100, ID)
     flaky = FlakyFooters(w.exporter, "shop.t0100")
-    w.service.preflight = Preflight(lambda: flaky, lambda: w.bq)
+    w.service.preflight = Preflight(lambda: flaky, lambda: w.bq, w.ledger)
     # WHEN the export completes and the hand-off runs
     w.to_handoff()
     # THEN the chunks before the fault are started, the rest wait for the next poll
@@ -274,3 +291,91 @@ def test_a_large_hand_off_is_checked_chunk_by_chunk_and_each_table_started_once(
     assert w.table("shop.t0120").state is TableState.HELD and not w.table("shop.t0120").dts_run
     assert w.table("shop.t0003").schema_changes == ("added column note STRING",)
     assert all(t.export_rows is not None for t in w.ledger.tables(RUN))
+
+
+# --------------------------------------------------------------------------- the next day
+
+
+def test_an_ordinary_day_describes_no_destination_and_counts_from_the_last_load() -> None:
+    # GIVEN a day whose every load succeeded with the rows its export wrote
+    w = TrustWorld(3)
+    for key in names(3):
+        w.export(key, 100)
+    w.to_handoff()
+    w.loaded(100)
+    assert {t.state for t in w.ledger.tables(RUN)} == {TableState.SUCCEEDED}
+    w.bq.described.clear()
+    # WHEN the next day exports the same columns, one table with more rows
+    w.export("shop.t0001", 130)
+    w.to_handoff(day=1)
+    # THEN no destination is described: the rows before each load are the last load's
+    assert w.bq.described == []
+    today = {t.key: t for t in w.ledger.tables(NEXT_DAY)}
+    assert {t.state for t in today.values()} == {TableState.STARTED}
+    assert [(today[k].export_rows, today[k].previous_rows) for k in names(3)] == [
+        (100, 100),
+        (130, 100),
+        (100, 100),
+    ]
+    assert today["shop.t0000"].export_schema == w.table("shop.t0000").export_schema != ""
+    # ... and the digest's change against the previous day follows from them
+    w.loaded(130, NEXT_DAY)
+    assert w.table("shop.t0001", NEXT_DAY).change == 30
+
+
+def test_a_table_whose_columns_changed_overnight_is_described_and_planned() -> None:
+    w = TrustWorld(3)
+    for key in names(3):
+        w.export(key, 100)
+    w.to_handoff()
+    w.loaded(100)
+    w.bq.described.clear()
+    # the next day, shop.t0001 gains a column and shop.t0002's `name` became an integer
+    note = Column("note", "STRING", "string")
+    w.export("shop.t0001", 100, ID, NAME, note)
+    w.export("shop.t0002", 100, ID, Column("name", "INT64", "int64"))
+    w.to_handoff(day=1)
+    # only those two destinations are looked at, and each is handled as on any day
+    assert sorted(w.bq.described) == ["shop__t0001", "shop__t0002"]
+    assert w.bq.added == [("shop__t0001", (note,))]
+    assert w.table("shop.t0001", NEXT_DAY).schema_changes == ("added column note STRING",)
+    held = w.table("shop.t0002", NEXT_DAY)
+    assert held.state is TableState.HELD and "STRING -> INT64" in held.reason
+    assert w.table("shop.t0000", NEXT_DAY).state is TableState.STARTED
+
+
+def test_a_table_the_previous_run_did_not_load_is_described() -> None:
+    # GIVEN a day where one load failed, one loaded fewer rows than exported, one succeeded
+    w = TrustWorld(3)
+    for key in names(3):
+        w.export(key, 100)
+    w.to_handoff()
+    w.finish("shop.t0000", "FAILED")
+    w.bq.load("shop__t0001", 99)
+    assert w.finish("shop.t0001") == "announced"  # MISMATCHED
+    w.bq.load("shop__t0002", 100)
+    w.finish("shop.t0002")
+    w.bq.described.clear()
+    # WHEN the next day hands off
+    w.to_handoff(day=1)
+    # THEN the two the previous run did not load as exported are described
+    assert sorted(w.bq.described) == ["shop__t0000", "shop__t0001"]
+    assert w.table("shop.t0001", NEXT_DAY).previous_rows == 99  # the destination's own count
+
+
+def test_a_fault_reading_the_previous_run_describes_every_destination() -> None:
+    w = TrustWorld(2)
+    for key in names(2):
+        w.export(key, 100)
+    w.to_handoff()
+    w.loaded(100)
+    w.bq.described.clear()
+
+    def unavailable(run_id: str, keys: Any) -> Any:
+        raise TransientError("Firestore 503")
+
+    w.ledger.get_tables = unavailable  # type: ignore[method-assign]
+    w.to_handoff(day=1)
+    assert sorted(w.bq.described) == ["shop__t0000", "shop__t0001"]
+    assert {t.state for t in w.ledger.tables(NEXT_DAY)} == {TableState.STARTED}
+    assert w.table("shop.t0000", NEXT_DAY).previous_rows == 100

@@ -117,3 +117,14 @@ def test_the_fix_names_the_rerun_that_accepts_the_change() -> None:
     fix = hold_fix("shop.orders", "202611271500")
     assert "python -m orchestrator rerun 202611271500 --table shop.orders" in fix
     assert "revert" in fix
+
+
+def test_a_fingerprint_follows_the_columns_and_not_their_order() -> None:
+    from orchestrator.core.schema import fingerprint
+
+    a, b = Column("id", "INT64", "int64"), Column("name", "STRING", "string")
+    assert fingerprint((a, b)) == fingerprint((b, a)) != ""
+    assert fingerprint(()) == ""
+    assert fingerprint((a, b)) != fingerprint((a,))
+    assert fingerprint((a, b)) != fingerprint((a, Column("name", "INT64", "int64")))
+    assert fingerprint((a,)) != fingerprint((Column("id", "INT64", "decimal128(20, 0)"),))

@@ -62,7 +62,7 @@ class World:
             self.events,
             self.clock,
             lambda: self.runs,
-            preflight=None if bq is None else Preflight(self._exporter, lambda: bq),
+            preflight=None if bq is None else Preflight(self._exporter, lambda: bq, self.ledger),
         )
 
     def _exporter(self) -> FakeExporter:
@@ -72,15 +72,17 @@ class World:
     def kinds(self) -> list[EventKind]:
         return [e.kind for e in self.events.events]
 
-    def complete(self, exported: list[str], skipped: dict[str, str] | None = None) -> None:
-        self.exporter.tables_info[TASK] = [
+    def complete(
+        self, exported: list[str], skipped: dict[str, str] | None = None, task: str = TASK
+    ) -> None:
+        self.exporter.tables_info[task] = [
             TableExportStatus(f"shop.shop.{k.split('.')[1]}", "COMPLETE") for k in exported
         ] + [
             TableExportStatus(f"shop.shop.{k.split('.')[1]}", "SKIPPED", reason=r)
             for k, r in (skipped or {}).items()
         ]
         self.exporter.set_status(
-            TASK, ExportStatus.COMPLETE, percent=100, task_end_time=self.clock.now()
+            task, ExportStatus.COMPLETE, percent=100, task_end_time=self.clock.now()
         )
 
 
