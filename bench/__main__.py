@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         "--lag-reps",
         type=int,
         default=3,
-        help="interleaved pairs (without, with the preflight) per hand-off lag size: best of each",
+        help="interleaved rounds per hand-off lag size (without the preflight, a first day, an "
+        "ordinary day): best of each",
+    )
+    parser.add_argument(
+        "--lag-sizes",
+        default=",".join(str(n) for n in LAG_SIZES),
+        help="table counts of the hand-off lag (the target is read at 2,000)",
     )
     parser.add_argument(
         "--sweep",
@@ -56,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
     sweep = tuple(int(c) for c in args.sweep.split(",") if c.strip())
+    lag_sizes = tuple(int(n) for n in args.lag_sizes.split(",") if n.strip())
     rtts = tuple(float(r) for r in args.ledger_rtt_ms.split(",") if r.strip())
     extra = [(c, 0.0) for c in sweep] + [(c, r) for r in rtts for c in (CONCURRENCY, *sweep)]
 
@@ -70,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         run_times = RunTimes()
         if "fanout" in wanted or "lag" in wanted:
             perf = peers.start_dts(max_workers=max(128, *sweep) if sweep else 128)
-            sizes = sorted({*FANOUT_SIZES, LOOP_SIZE, *LAG_SIZES})
+            sizes = sorted(
+                {*(lag_sizes if "lag" in wanted else ())}
+                | ({*FANOUT_SIZES, LOOP_SIZE} if "fanout" in wanted else set())
+            )
             files: dict[int, str] = {}
             for n in sizes:
                 files[n] = str(write_tables_file(peers.work_dir, table_keys(n), str(n)))
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     perf,
                     files,
                     run_times,
-                    sizes=LAG_SIZES,
+                    sizes=lag_sizes,
                     latency=LATENCY_S,
                     concurrency=CONCURRENCY,
                     bigquery=peers.start_bigquery(),
@@ -119,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     repetitions = (
         "fan-out: 1 run per size (fresh process each); lag: best of "
-        f"{args.lag_reps} interleaved pairs per size, without and with the preflight (fresh "
-        f"process each); loop baseline: 1 run of {LOOP_SIZE} tables; cold start: "
+        f"{args.lag_reps} interleaved rounds per size: without the preflight, with it on a "
+        "first day and on an ordinary day (fresh process each); loop baseline: 1 run of "
+        f"{LOOP_SIZE} tables; cold start: "
         f"{args.cold_reps} runs per path, of its (a) (each right "
         "after it), of the SDK packages per set and of (b) (best, module by module) after one "
         "warm-up; API calls: 1 day per size"

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bench.common import (
@@ -45,7 +45,7 @@ from bench.peers import complete_export, create_destinations
 # --------------------------------------------------------------------------- child side
 
 
-def _child(run_time: datetime, preflight: bool) -> dict[str, Any]:
+def _child(run_time: datetime, preflight: bool, yesterday: str) -> dict[str, Any]:
     from orchestrator import wiring
     from orchestrator.app.ports import RecordingEventBus
     from orchestrator.core.model import TableState
@@ -54,6 +54,8 @@ def _child(run_time: datetime, preflight: bool) -> dict[str, Any]:
     settings = load(os.environ)
     spans = Intervals()
     ledger = InMemoryLedger()
+    if yesterday:
+        _loaded_yesterday(ledger, settings, run_time, json.loads(yesterday))
     w = wiring.Wiring(settings)
     w.__dict__["ledger"] = Timed(ledger, spans, "ledger")  # the cached_property, pre-filled
     w.__dict__["events"] = RecordingEventBus()
@@ -68,7 +70,23 @@ def _child(run_time: datetime, preflight: bool) -> dict[str, Any]:
 
     w.transfers = transfers  # type: ignore[method-assign]
     real_destinations = w.destinations
-    w.destinations = lambda: Timed(real_destinations(), spans, "bq")  # type: ignore[method-assign]
+    described: list[str] = []
+
+    class Counted:  # which tables the preflight described (an ordinary day: none)
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def describe(self, ids: Any) -> Any:
+            described.extend(ids)
+            return self.inner.describe(ids)
+
+    def destinations() -> Any:
+        return Timed(Counted(real_destinations()), spans, "bq")
+
+    w.destinations = destinations  # type: ignore[method-assign]
     if not preflight:
         w.__dict__["preflight"] = None  # the hand-off as it was before the preflight (issue 15)
     service = w.service
@@ -90,6 +108,8 @@ def _child(run_time: datetime, preflight: bool) -> dict[str, Any]:
         "describe_export_s": spans.total("aws.describe_export"),
         "tables_info_s": spans.total("aws.read_tables_info"),
         "preflight": preflight,
+        "ordinary_day": bool(yesterday),
+        "described": len(described),
         # windows (first start to last end): the preflight's chunks overlap each other
         "footers_s": spans.window("aws.read_exported_tables"),
         "describe_s": spans.window("bq.describe"),
@@ -103,16 +123,66 @@ def _child(run_time: datetime, preflight: bool) -> dict[str, Any]:
     }
 
 
+def _loaded_yesterday(
+    ledger: Any, settings: Any, run_time: datetime, footer: dict[str, Any]
+) -> None:
+    """The ledger as an ordinary day finds it: the day before's run closed, every table of it
+    SUCCEEDED with the rows and the columns' fingerprint today's export has (``footer``)."""
+    from orchestrator.core.keys import run_id_for
+    from orchestrator.core.model import Run, RunState, TableRun, TableState
+
+    day_before = run_time - timedelta(days=1)
+    keys = tuple(t.key for t in settings.tables)
+    run = Run(
+        run_id_for(day_before),
+        day_before,
+        "daily",
+        "rds2bq-bench-yesterday",
+        keys,
+        state=RunState.SUCCEEDED,
+        handed_off_at=day_before + timedelta(hours=1),
+        closed_at=day_before + timedelta(hours=2),
+    )
+    ledger.create_run(run)
+    ledger.add_tables(
+        run.run_id,
+        [
+            TableRun(
+                k,
+                TableState.SUCCEEDED,
+                loaded_rows=footer["rows"],
+                export_rows=footer["rows"],
+                export_schema=footer["export_schema"],
+            )
+            for k in keys
+        ],
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.lag")
     parser.add_argument("--run-time", required=True)
     parser.add_argument("--no-preflight", action="store_true", help="the hand-off without it")
+    parser.add_argument(
+        "--yesterday",
+        default="",
+        help="an ordinary day: JSON {rows, export_schema} of every table's load the day before",
+    )
     args = parser.parse_args(argv)
     run_time = datetime.fromisoformat(args.run_time.replace("Z", "+00:00"))
-    emit(_child(run_time, preflight=not args.no_preflight))
+    emit(_child(run_time, preflight=not args.no_preflight, yesterday=args.yesterday))
 
 
 # --------------------------------------------------------------------------- harness side
+
+
+# The arms of each size, in the order each interleaved round runs them: (its name in ``runs``,
+# the results key it keeps its best run under, preflight on, an ordinary day).
+ARMS = (
+    ("without", "baseline", False, False),  # the hand-off before issue 15
+    ("first day", "sizes", True, False),  # no previous run: every destination described
+    ("ordinary day", "ordinary", True, True),  # yesterday's loads vouch for every table
+)
 
 
 def measure(
@@ -128,10 +198,15 @@ def measure(
     reps: int = 1,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Per size, the poll that sees COMPLETE and hands off, in ``reps`` interleaved pairs: without
-    the preflight (``baseline``: the hand-off before issue 15) and with it (``sizes``:
-    production). Each arm keeps its best run (the least disturbed by the shared machine); every
-    run's lag is kept in ``runs``."""
+    """Per size, the poll that sees COMPLETE and hands off, in ``reps`` interleaved rounds of
+    ``ARMS``: without the preflight (``baseline``), with it on a first day (``sizes``: every
+    destination described) and on an ordinary day (``ordinary``: the day before loaded every
+    table with today's columns, so none is described). Each arm keeps its best run (the least
+    disturbed by the shared machine); every run's lag is kept in ``runs``."""
+    from bench.peers import bench_footer
+
+    footer = bench_footer()
+    yesterday = json.dumps({"rows": footer.rows, "export_schema": footer.export_schema})
     standin.faults.latency = latency
     results: dict[str, Any] = {
         "latency_s": latency,
@@ -139,6 +214,7 @@ def measure(
         "reps": reps,
         "sizes": {},
         "baseline": {},
+        "ordinary": {},
         "runs": {},
     }
     try:
@@ -156,15 +232,23 @@ def measure(
             }
             settings = load(env)
             create_destinations(settings, bigquery.endpoint)
-            runs: dict[str, list[float]] = {"without": [], "with": []}
+            runs: dict[str, list[float]] = {arm: [] for arm, *_ in ARMS}
             for rep in range(reps):
-                for preflight in (False, True):
-                    arm = "with" if preflight else "without"
-                    log(f"hand-off lag: {n} tables, {arm} preflight ({rep + 1} of {reps})")
-                    result = _one(peers, standin, env, settings, run_times, n, preflight)
+                for arm, kept, preflight, ordinary in ARMS:
+                    log(f"hand-off lag: {n} tables, {arm} ({rep + 1} of {reps})")
+                    result = _one(
+                        peers,
+                        standin,
+                        env,
+                        settings,
+                        run_times,
+                        n,
+                        preflight,
+                        yesterday if ordinary else "",
+                    )
                     result["ideal_s"] = math.ceil(n / concurrency) * latency
                     runs[arm].append(result["total_s"])
-                    best = results["sizes" if preflight else "baseline"]
+                    best = results[kept]
                     if n not in best or result["total_s"] < best[n]["total_s"]:
                         best[n] = result
             results["runs"][n] = runs
@@ -181,12 +265,16 @@ def _one(
     run_times: Any,
     n: int,
     preflight: bool,
+    yesterday: str,
 ) -> dict[str, Any]:
     run_time = run_times.take()
     argv = ["-m", "bench.lag", "--run-time", iso(run_time)]
     if not preflight:
         argv.append("--no-preflight")
-    child = Conversation(argv, env, f"lag {n}{'' if preflight else ' (no preflight)'}")
+    if yesterday:
+        argv += ["--yesterday", yesterday]
+    arm = " (no preflight)" if not preflight else " (ordinary day)" if yesterday else ""
+    child = Conversation(argv, env, f"lag {n}{arm}")
     try:
         task_id = child.ready()["task_id"]
         metadata = complete_export(peers.control, task_id, settings.tables)
@@ -198,6 +286,8 @@ def _one(
         raise RuntimeError(f"lag {n}: {result['started']} tables started: {result}")
     if preflight and result["rows_counted"] != n:
         raise RuntimeError(f"lag {n}: the preflight counted {result['rows_counted']} tables")
+    if preflight and result["described"] != (0 if yesterday else n):
+        raise RuntimeError(f"lag {n}: the preflight described {result['described']} tables")
     result["tables_info_bytes"] = metadata
     return result
 

@@ -225,6 +225,26 @@ def create_destinations(settings: Any, endpoint: str) -> int:
     return len(tables.create(ids, {i: columns for i in ids}))
 
 
+@dataclass(frozen=True)
+class BenchFooter:
+    """What the preflight reads from each bench table's one data file."""
+
+    rows: int
+    export_schema: str  # core.schema.fingerprint of its columns
+
+
+def bench_footer() -> BenchFooter:
+    """The footer of the data file ``complete_export`` writes for every table, read as the
+    preflight reads it (``parquet_footers``)."""
+    from devstack.parquet import data_files
+    from orchestrator.adapters.parquet_footers import read_footer
+    from orchestrator.core.schema import fingerprint
+
+    body = data_files(bench_table(), 1)[0]
+    read = read_footer(lambda first, last: body[first : last + 1], len(body), "bench")
+    return BenchFooter(read.rows, fingerprint(read.columns))
+
+
 def complete_export(
     control: Any,
     task_id: str,
