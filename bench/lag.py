@@ -118,6 +118,13 @@ def _child(run_time: datetime, preflight: bool, yesterday: str) -> dict[str, Any
         "dts_client_s": spans.total("build.transfers"),
         "list_configs_s": spans.total("dts.configs_by_table"),
         "pool_s": spans.window("dts.start_run"),
+        # from the poll's start to its first StartManualTransferRuns (the first chunk's checks)
+        "first_start_s": min((b for b, _ in spans.spans.get("dts.start_run", [])), default=start)
+        - start,
+        # from the last start's answer to the poll's end (the ledger's last writes, the release)
+        "after_starts_s": start
+        + total
+        - max((e for _, e in spans.spans.get("dts.start_run", [])), default=start + total),
         "ledger_s": sum(spans.total(k) for k in spans.spans if k.startswith("ledger.")),
         "peak_rss_mib": peak_rss_mib(),
     }

@@ -105,11 +105,10 @@ class Preflight:
             return list(tables)
         refs = {t.key: parse_table_ref(t.key) for t in pending}
         dirs = sorted({r.export_dir for r in refs.values()})
-        destinations = self.destinations()
         try:
             # S3 beside the ledger and BigQuery: the preflight takes the longer of the two.
             with ThreadPoolExecutor(1, thread_name_prefix="preflight") as pool:
-                looked_up = pool.submit(self._look_up, run, refs, destinations)
+                looked_up = pool.submit(self._look_up, run, refs)
                 exported = self.exporter().read_exported_tables(run.export_task_id, dirs)
                 vouched, existing = looked_up.result()
             schemas = {d: fingerprint(e.columns) for d, e in exported.items()}
@@ -120,7 +119,8 @@ class Preflight:
                 if t.export_schema != schemas.get(refs[k].export_dir, "")
             }
             if changed:
-                existing.update(destinations.describe(sorted({refs[k].bq_table for k in changed})))
+                tables_changed = sorted({refs[k].bq_table for k in changed})
+                existing.update(self.destinations().describe(tables_changed))
         except PermanentError as exc:
             log.error(
                 "run %s: preflight skipped, the tables load unchecked: %s",
@@ -147,7 +147,7 @@ class Preflight:
                 checked[table.key] = table
                 continue
             schema = plan(wrote.columns, destination.columns)
-            checked[table.key] = self._apply(run, table, ref.bq_table, schema, destinations)
+            checked[table.key] = self._apply(run, table, ref.bq_table, schema)
         held = sum(1 for t in checked.values() if t.state is TableState.HELD)
         log.info(
             "run %s: preflight of %d tables (%d vouched for by the previous run's loads): "
@@ -162,13 +162,14 @@ class Preflight:
         return [checked.get(t.key, t) for t in tables]
 
     def _look_up(
-        self, run: Run, refs: dict[str, TableRef], destinations: DestinationTables
+        self, run: Run, refs: dict[str, TableRef]
     ) -> tuple[dict[str, TableRun], dict[str, DestinationTable]]:
         """The tables the previous run's loads vouch for (by key), and the destinations of the
-        others, described."""
+        others, described. An ordinary day describes none, and so never builds the BigQuery
+        client in the poll."""
         vouched = self._vouched(run, list(refs))
         others = sorted({r.bq_table for k, r in refs.items() if k not in vouched})
-        return vouched, (destinations.describe(others) if others else {})
+        return vouched, (self.destinations().describe(others) if others else {})
 
     def _vouched(self, run: Run, keys: list[str]) -> dict[str, TableRun]:
         """Of ``keys``, the previous run's tables that SUCCEEDED with their rows counted and
@@ -206,12 +207,7 @@ class Preflight:
             return self._previous[1]
 
     def _apply(
-        self,
-        run: Run,
-        table: TableRun,
-        destination_id: str,
-        schema: SchemaPlan,
-        destinations: DestinationTables,
+        self, run: Run, table: TableRun, destination_id: str, schema: SchemaPlan
     ) -> TableRun:
         from orchestrator.core.schema import hold_fix
 
@@ -225,7 +221,7 @@ class Preflight:
             )
         if schema.added:
             try:
-                destinations.add_columns(destination_id, schema.added)
+                self.destinations().add_columns(destination_id, schema.added)
             except PermanentError as exc:
                 # The truncating load adds them anyway; say that it could not be done first.
                 log.warning(
