@@ -296,15 +296,22 @@ def test_a_large_hand_off_is_checked_chunk_by_chunk_and_each_table_started_once(
 # --------------------------------------------------------------------------- the next day
 
 
+def a_day_loaded(n: int, rows: int = 100) -> TrustWorld:
+    """``n`` tables exported with ``rows`` rows each, all loaded with them on the first day; the
+    describes of that day forgotten."""
+    w = TrustWorld(n)
+    for key in names(n):
+        w.export(key, rows)
+    w.to_handoff()
+    w.loaded(rows)
+    w.bq.described.clear()
+    return w
+
+
 def test_an_ordinary_day_describes_no_destination_and_counts_from_the_last_load() -> None:
     # GIVEN a day whose every load succeeded with the rows its export wrote
-    w = TrustWorld(3)
-    for key in names(3):
-        w.export(key, 100)
-    w.to_handoff()
-    w.loaded(100)
+    w = a_day_loaded(3)
     assert {t.state for t in w.ledger.tables(RUN)} == {TableState.SUCCEEDED}
-    w.bq.described.clear()
     built: list[InMemoryTables] = []
     assert w.service.preflight is not None
     w.service.preflight.destinations = lambda: built.append(w.bq) or w.bq
@@ -328,12 +335,7 @@ def test_an_ordinary_day_describes_no_destination_and_counts_from_the_last_load(
 
 
 def test_a_table_whose_columns_changed_overnight_is_described_and_planned() -> None:
-    w = TrustWorld(3)
-    for key in names(3):
-        w.export(key, 100)
-    w.to_handoff()
-    w.loaded(100)
-    w.bq.described.clear()
+    w = a_day_loaded(3)
     # the next day, shop.t0001 gains a column and shop.t0002's `name` became an integer
     note = Column("note", "STRING", "string")
     w.export("shop.t0001", 100, ID, NAME, note)
@@ -368,12 +370,7 @@ def test_a_table_the_previous_run_did_not_load_is_described() -> None:
 
 
 def test_a_fault_reading_the_previous_run_describes_every_destination() -> None:
-    w = TrustWorld(2)
-    for key in names(2):
-        w.export(key, 100)
-    w.to_handoff()
-    w.loaded(100)
-    w.bq.described.clear()
+    w = a_day_loaded(2)
 
     def unavailable(run_id: str, keys: Any) -> Any:
         raise TransientError("Firestore 503")
