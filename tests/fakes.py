@@ -284,6 +284,7 @@ class FakeTransfers:
     empty: dict[str, str] = field(default_factory=dict)
     logs_read: list[str] = field(default_factory=list)  # run names, one per ListTransferLogs
     logs_faults: list[Exception] = field(default_factory=list)  # raised by the next log reads
+    configs_fault: Exception | None = None  # raised by every configs_by_table while set
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -302,6 +303,8 @@ class FakeTransfers:
         return cls(configs=configs)
 
     def configs_by_table(self) -> dict[str, TransferConfig]:
+        if self.configs_fault is not None:
+            raise self.configs_fault
         return dict(self.configs)
 
     def start_run(self, config_name: str, run_time: datetime) -> str:

@@ -380,3 +380,40 @@ def test_a_fault_reading_the_previous_run_describes_every_destination() -> None:
     assert sorted(w.bq.described) == ["shop__t0000", "shop__t0001"]
     assert {t.state for t in w.ledger.tables(NEXT_DAY)} == {TableState.STARTED}
     assert w.table("shop.t0000", NEXT_DAY).previous_rows == 100
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_a_table_without_a_transfer_config_is_refused_even_when_held() -> None:
+    # GIVEN three tables, two without a config: one of them also changed its columns
+    w = TrustWorld(3)
+    w.export("shop.t0001", 100, ID)  # `name` is no longer exported: the preflight holds it
+    del w.transfers.configs["shop.t0001"], w.transfers.configs["shop.t0002"]
+    # WHEN the run is handed off (the configs are listed while the preflight checks)
+    w.to_handoff()
+    # THEN both are refused for want of a config, and the third is started
+    for key in ("shop.t0001", "shop.t0002"):
+        table = w.table(key)
+        assert table.state is TableState.FAILED and not table.dts_run
+        assert "no transfer config for " + key in table.reason
+    assert w.table("shop.t0000").state is TableState.STARTED
+    assert list(w.transfers.starts_per_config().values()) == [1]
+
+
+def test_a_fault_listing_the_configs_starts_nothing_and_the_poll_retries() -> None:
+    w = TrustWorld(2)
+    w.transfers.configs_fault = TransientError("DTS 503")
+    w.service.start_export(SLOT)
+    w.complete([t.key for t in w.settings.tables])
+    w.service.poll()
+    w.clock.advance(minutes=5)
+    assert w.service.poll().runs[0]["action"] == "retry-later"
+    assert w.transfers.starts_per_config() == {}
+    assert {t.state for t in w.ledger.tables(RUN)} == {TableState.PENDING}
+    assert w.service.poll().runs[0]["action"] == "handoff-held-elsewhere"  # its lease holds
+    # once DTS answers and the lease has run out, the next poll hands off, each table once
+    w.transfers.configs_fault = None
+    w.clock.advance(seconds=w.settings.lease_seconds + 1)
+    assert w.service.poll().runs[0]["action"] == "handed-off"
+    assert sorted(w.transfers.starts_per_config().values()) == [1, 1]
