@@ -651,10 +651,8 @@ def document(results: dict[str, Any], info: dict[str, str], settings: dict[str, 
             "hands off); in production add up to one poll interval plus the margin (5 + 5 minutes "
             "by default). "
             "The ideal counts only the starts: listing the configs is one more round trip per "
-            '1,000 configs (beside the preflight\'s first checks, which it overlaps: "rest" '
-            "subtracts it all the same), and the instance imports "
-            "google-cloud-bigquery-datatransfer and builds its DTS client on its first hand-off "
-            '(column "DTS client").',
+            "1,000 configs, and the instance imports google-cloud-bigquery-datatransfer and builds "
+            'its DTS client on its first hand-off (column "DTS client").',
             "",
             lag_breakdown(results["lag"]),
         ]

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -209,11 +209,8 @@ class Orchestrator:
         run = claim.run
         log.info("run %s: hand-off claimed", run.run_id, extra={"run_id": run.run_id})
         tables = {t.key: t for t in self.ledger.tables(run.run_id)}
-        # The configs are listed (a round trip per 1,000) while the preflight checks the first
-        # tables: the first loads wait for the longer of the two, not their sum.
-        with ThreadPoolExecutor(1, thread_name_prefix="configs") as side:
-            configs = side.submit(lambda: self.transfers().configs_by_table())
-            complete = self._fan_out(run, tables, configs)
+        configs = self.transfers().configs_by_table()
+        complete = self._fan_out(run, tables, configs)
         if not complete:
             self._transition(
                 run.run_id, lambda r: machine.release_handoff(r, owner, self.clock.now())
@@ -231,16 +228,15 @@ class Orchestrator:
         )
 
     def _fan_out(
-        self, run: Run, tables: dict[str, TableRun], configs: Future[dict[str, TransferConfig]]
+        self, run: Run, tables: dict[str, TableRun], configs: dict[str, TransferConfig]
     ) -> bool:
         """Start one DTS run per exported table not yet started; True when none is left over.
 
         The preflight (``app.preflight``) checks the tables a chunk at a time, and a chunk's DTS
         calls begin as soon as it is checked: the checks run ahead of the starts instead of all
-        before them. A checked table is marked STARTING (with its config, from ``configs``, being
-        listed meanwhile) before its call: if this invocation dies, the next holder asks DTS
-        whether such a table's run exists before starting it again. A table the preflight holds
-        is recorded HELD and never started; one without a config is refused.
+        before them. A checked table is marked STARTING (with its config) before its call: if
+        this invocation dies, the next holder asks DTS whether such a table's run exists before
+        starting it again. A table the preflight holds is recorded HELD and never started.
         """
         from orchestrator.core import machine
 
@@ -268,12 +264,21 @@ class Orchestrator:
                     extra={"run_id": run.run_id},
                 )
                 continue
+            config = configs.get(key)
             if unloadable:
                 # A load would read an empty folder and still end SUCCEEDED (docs/platform.md):
                 # say so.
                 refused.append(machine.table_start_failed(table, unloadable, now))
+            elif config is None:
+                refused.append(
+                    machine.table_start_failed(
+                        table,
+                        f"no transfer config for {key}: run `python -m orchestrator sync`",
+                        now,
+                    )
+                )
             else:
-                to_check.append(table)
+                to_check.append(table.with_(dts_config=config.name))
         tables.update({t.key: t for t in refused})
         self.ledger.put_tables(run.run_id, refused)
         log.info(
@@ -294,7 +299,6 @@ class Orchestrator:
             futures = [pool.submit(self._start_one, runs, run, t, True) for t in resumed]
             try:
                 for chunk in self._checked(run, to_check):
-                    by_table = configs.result()  # the first chunk waits for the listing
                     # Paced: the next chunk is taken once the loads waiting for a worker are
                     # fewer than two rounds of them, so the checks run beside the starts
                     # rather than all at once ahead of them.
@@ -302,7 +306,10 @@ class Orchestrator:
                     while len(waiting) > 2 * self.settings.fanout_concurrency:
                         wait(waiting, return_when=FIRST_COMPLETED)
                         waiting = [f for f in waiting if not f.done()]
-                    ready = [self._ready(t, by_table.get(t.key), now) for t in chunk]
+                    ready = [
+                        t.with_(state=TableState.STARTING) if t.state is TableState.PENDING else t
+                        for t in chunk
+                    ]
                     self.ledger.put_tables(run.run_id, ready)
                     tables.update({t.key: t for t in ready})
                     futures += [
@@ -311,8 +318,6 @@ class Orchestrator:
                         if t.state is TableState.STARTING
                     ]
             except TransientError as exc:
-                if configs.done() and configs.exception() is exc:
-                    raise  # DTS could not list the configs: the poll retries the hand-off
                 # The tables not checked yet stay PENDING: the next poll checks and starts them.
                 log.warning(
                     "run %s: preflight: transient fault, the next poll goes on: %s",
@@ -334,20 +339,6 @@ class Orchestrator:
         return all(
             t.state not in (TableState.STARTING, TableState.PENDING) for t in tables.values()
         )
-
-    @staticmethod
-    def _ready(table: TableRun, config: TransferConfig | None, now: datetime) -> TableRun:
-        """A checked table as its start finds it: STARTING on its config, or refused for want
-        of one, or (held by the preflight) as it is."""
-        from orchestrator.core import machine
-
-        if config is None:
-            return machine.table_start_failed(
-                table, f"no transfer config for {table.key}: run `python -m orchestrator sync`", now
-            )
-        if table.state is not TableState.PENDING:
-            return table.with_(dts_config=config.name)
-        return table.with_(dts_config=config.name, state=TableState.STARTING)
 
     def _checked(self, run: Run, tables: list[TableRun]) -> Iterator[list[TableRun]]:
         """The tables to start, checked by the preflight a chunk at a time (as they are without
