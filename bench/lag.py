@@ -108,7 +108,6 @@ def _child(run_time: datetime, preflight: bool, yesterday: str) -> dict[str, Any
         "describe_export_s": spans.total("aws.describe_export"),
         "tables_info_s": spans.total("aws.read_tables_info"),
         "preflight": preflight,
-        "ordinary_day": bool(yesterday),
         "described": len(described),
         # windows (first start to last end): the preflight's chunks overlap each other
         "footers_s": spans.window("aws.read_exported_tables"),
@@ -121,10 +120,6 @@ def _child(run_time: datetime, preflight: bool, yesterday: str) -> dict[str, Any
         # from the poll's start to its first StartManualTransferRuns (the first chunk's checks)
         "first_start_s": min((b for b, _ in spans.spans.get("dts.start_run", [])), default=start)
         - start,
-        # from the last start's answer to the poll's end (the ledger's last writes, the release)
-        "after_starts_s": start
-        + total
-        - max((e for _, e in spans.spans.get("dts.start_run", [])), default=start + total),
         "ledger_s": sum(spans.total(k) for k in spans.spans if k.startswith("ledger.")),
         "peak_rss_mib": peak_rss_mib(),
     }

@@ -140,8 +140,7 @@ def headline(results: dict[str, Any]) -> str:
                 extra = r["total_s"] - base["total_s"]
                 at_target = int(n_key) == biggest_size
                 runs = runs_of.get(n_key, {})
-                # "with": the first-day arm's name in results written before the ordinary day
-                mine = runs.get(arm, runs.get("with", []) if key == "sizes" else [])
+                mine = runs.get(arm, [])
                 every = (
                     f" (best of {reps} interleaved rounds; with: "
                     + " / ".join(s(x) for x in mine)

@@ -385,12 +385,12 @@ def test_a_fault_reading_the_previous_run_describes_every_destination() -> None:
 # --------------------------------------------------------------------------- configs
 
 
-def test_a_table_without_a_transfer_config_is_refused_even_when_held() -> None:
+def test_a_table_without_a_transfer_config_is_refused_before_its_schema_is_checked() -> None:
     # GIVEN three tables, two without a config: one of them also changed its columns
     w = TrustWorld(3)
-    w.export("shop.t0001", 100, ID)  # `name` is no longer exported: the preflight holds it
+    w.export("shop.t0001", 100, ID)  # `name` is no longer exported: a check would hold it
     del w.transfers.configs["shop.t0001"], w.transfers.configs["shop.t0002"]
-    # WHEN the run is handed off (the configs are listed while the preflight checks)
+    # WHEN the run is handed off
     w.to_handoff()
     # THEN both are refused for want of a config, and the third is started
     for key in ("shop.t0001", "shop.t0002"):
