@@ -300,7 +300,7 @@ class Preparer:
     def service(self, env: dict[str, str], exporter: Any, clock: Any) -> Any:
         from orchestrator.adapters.dts import build_transfer_runner
         from orchestrator.app.daily import Orchestrator
-        from orchestrator.app.ports import RecordingEventBus
+        from tests.fakes import RecordingEventBus
 
         settings = load(env)
         transfers = build_transfer_runner(settings)
@@ -318,7 +318,7 @@ class Preparer:
         a recording notifier and event bus (nothing of the preparation reaches Slack or
         Pub/Sub)."""
         from orchestrator import wiring
-        from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
+        from tests.fakes import RecordingEventBus, RecordingNotifier
 
         w = wiring.Wiring(service.settings)
         w.__dict__.update(  # the cached properties, pre-filled

@@ -62,9 +62,8 @@ class Delayed:
 def _handoff(run_time: datetime) -> dict[str, Any]:
     from orchestrator.adapters.dts import build_transfer_runner
     from orchestrator.app.daily import Orchestrator
-    from orchestrator.app.ports import RecordingEventBus
     from orchestrator.core.model import ExportStatus, RunState, TableExportStatus, TableState
-    from tests.fakes import FakeExporter, FixedClock, InMemoryLedger
+    from tests.fakes import FakeExporter, FixedClock, InMemoryLedger, RecordingEventBus
 
     settings = load(os.environ)
     spans = Intervals()

@@ -47,9 +47,8 @@ from bench.peers import complete_export, create_destinations
 
 def _child(run_time: datetime, preflight: bool, yesterday: str) -> dict[str, Any]:
     from orchestrator import wiring
-    from orchestrator.app.ports import RecordingEventBus
     from orchestrator.core.model import TableState
-    from tests.fakes import InMemoryLedger
+    from tests.fakes import InMemoryLedger, RecordingEventBus
 
     settings = load(os.environ)
     spans = Intervals()

@@ -13,7 +13,6 @@ from orchestrator.app.notify import NotifyService, Outcome
 from orchestrator.app.ports import (
     DestinationTable,
     ExportedTable,
-    RecordingEventBus,
     RunOutcome,
     TransferConfig,
 )
@@ -37,6 +36,26 @@ from orchestrator.core.model import (
 )
 from orchestrator.core.notifications import PubsubMessage
 from orchestrator.core.schema import Column
+
+
+@dataclass
+class RecordingEventBus:
+    """An EventBus that keeps what it was given."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self.events.extend(events)
+
+
+@dataclass
+class RecordingNotifier:
+    """A Notifier that keeps the payloads it was given to post."""
+
+    payloads: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def post(self, payload: Mapping[str, Any]) -> None:
+        self.payloads.append(payload)
 
 
 @dataclass

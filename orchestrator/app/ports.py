@@ -266,26 +266,6 @@ class Secrets(Protocol):
     def get(self, name: str) -> str: ...
 
 
-@dataclass
-class RecordingEventBus:
-    """An EventBus that keeps what it was given (tests, dry runs, the CLI without a topic)."""
-
-    events: list[Event] = field(default_factory=list)
-
-    def publish(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
-
-
-@dataclass
-class RecordingNotifier:
-    """A Notifier that keeps the payloads (tests, ``--dry-run``)."""
-
-    payloads: list[Mapping[str, Any]] = field(default_factory=list)
-
-    def post(self, payload: Mapping[str, Any]) -> None:
-        self.payloads.append(payload)
-
-
 # --------------------------------------------------------------------------- sync
 
 

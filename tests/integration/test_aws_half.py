@@ -13,9 +13,8 @@ from orchestrator.adapters.aws import build_exporter
 from orchestrator.adapters.aws_session import build_session
 from orchestrator.adapters.ledger import FirestoreLedger
 from orchestrator.app.daily import Orchestrator
-from orchestrator.app.ports import RecordingEventBus
 from orchestrator.core.model import EventKind, RunState, TableState
-from tests.fakes import FakeTransfers, FixedClock
+from tests.fakes import FakeTransfers, FixedClock, RecordingEventBus
 from tests.stack import firestore_client, settings_for
 
 pytestmark = pytest.mark.integration

@@ -19,13 +19,12 @@ from orchestrator.adapters.dts import build_transfer_runner
 from orchestrator.adapters.ledger import FirestoreLedger
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.app.daily import Orchestrator
-from orchestrator.app.ports import RecordingEventBus
 from orchestrator.app.sync import sync
 from orchestrator.app.transfers import TransferRuns
 from orchestrator.core.model import ExportStatus, TableExportStatus, TableState
 from orchestrator.core.retry import Backoff
 from tests.conftest import GCP_PROJECT
-from tests.fakes import FakeExporter, FixedClock
+from tests.fakes import FakeExporter, FixedClock, RecordingEventBus
 from tests.integration.conftest import make_settings
 from tests.stack import firestore_client
 

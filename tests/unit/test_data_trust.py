@@ -7,13 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from orchestrator.app.ports import (
-    DestinationTable,
-    ExportedTable,
-    RecordingEventBus,
-    RecordingNotifier,
-    RunOutcome,
-)
+from orchestrator.app.ports import DestinationTable, ExportedTable, RunOutcome
 from orchestrator.app.preflight import Preflight
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.events import TableFailed
@@ -21,7 +15,7 @@ from orchestrator.core.keys import run_time_of
 from orchestrator.core.model import RunState, TableRun, TableState
 from orchestrator.core.schema import Column
 from orchestrator.present.slack import SlackMessages
-from tests.fakes import InMemoryTables, LoopedNotify
+from tests.fakes import InMemoryTables, LoopedNotify, RecordingEventBus, RecordingNotifier
 from tests.unit.test_notify import dts_message
 from tests.unit.test_service import SLOT, World, names
 

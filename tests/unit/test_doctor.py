@@ -13,12 +13,12 @@ from orchestrator.adapters.probes import unverified_claims
 from orchestrator.adapters.secrets import EnvSecrets
 from orchestrator.app import doctor
 from orchestrator.app.doctor import Context, Outcome
-from orchestrator.app.ports import RecordingNotifier, TransferConfig
+from orchestrator.app.ports import TransferConfig
 from orchestrator.app.probe_ports import KmsKey, Role, SourceEngine, Topic
 from orchestrator.app.sync import desired_configs
 from orchestrator.core.errors import AccessDeniedError, NotFoundError
 from orchestrator.present import slack_notices
-from tests.fakes import FakeExporter, InMemoryLedger
+from tests.fakes import FakeExporter, InMemoryLedger, RecordingNotifier
 from tests.unit.test_service import World
 
 AZP = "104387654321098765432"

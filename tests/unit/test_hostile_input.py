@@ -24,11 +24,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator import wiring
-from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
 from orchestrator.app.rerun_request import RERUN_FIELDS
 from orchestrator.app.status import StatusReader
 from orchestrator.present.slack import SlackMessages
-from tests.fakes import LoopedNotify
+from tests.fakes import LoopedNotify, RecordingEventBus, RecordingNotifier
 from tests.unit.test_rerun import KEYS, RUN_ID, Ops
 
 MAIN = str(Path(__file__).resolve().parents[2] / "main.py")

@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.app.missed_day import WINDOW, MissedDayWatch
-from orchestrator.app.ports import RecordingNotifier
 from orchestrator.config import Settings, load_settings
 from orchestrator.core import machine
 from orchestrator.core.errors import ConfigError, TransientError
 from orchestrator.present.slack import SlackMessages
 from orchestrator.present.slack_blocks import validate_payload
-from tests.fakes import FixedClock, InMemoryLedger
+from tests.fakes import FixedClock, InMemoryLedger, RecordingNotifier
 from tests.unit.test_config import VALID
 
 # 01:00 in Tokyo on 2026-11-28 is 16:00 UTC on the 27th: the slot's run id is its UTC minute

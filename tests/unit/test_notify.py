@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from orchestrator.app.notify import NotifyService
-from orchestrator.app.ports import RecordingEventBus, RecordingNotifier
 from orchestrator.core.errors import PermanentError, TransientError
 from orchestrator.core.events import (
     Event,
@@ -30,7 +29,7 @@ from orchestrator.core.model import EventKind, RunState, TableState
 from orchestrator.core.notifications import PubsubMessage
 from orchestrator.present.slack import SlackMessages
 from orchestrator.present.slack_blocks import validate_payload
-from tests.fakes import LoopedNotify, event_message
+from tests.fakes import LoopedNotify, RecordingEventBus, RecordingNotifier, event_message
 from tests.unit.test_service import SLOT, World, names
 
 CANARY_KEY = "AKIACANARY9999999999"

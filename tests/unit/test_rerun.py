@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from orchestrator.app.ports import RecordingNotifier
 from orchestrator.app.rerun_request import Mode, RerunRequest, RerunResult
 from orchestrator.app.reruns import Reruns
 from orchestrator.app.transfers import TransferRuns
@@ -27,7 +26,7 @@ from orchestrator.core.errors import (
 from orchestrator.core.model import EventKind, ExportStatus, RunState, TableState, Transition
 from orchestrator.core.retry import Backoff
 from orchestrator.present.slack import SlackMessages
-from tests.fakes import FakeExporter, LoopedNotify
+from tests.fakes import FakeExporter, LoopedNotify, RecordingNotifier
 from tests.unit.test_notify import dts_message
 from tests.unit.test_service import SLOT, TASK, World, names
 

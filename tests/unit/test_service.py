@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.app.daily import Orchestrator
-from orchestrator.app.ports import RecordingEventBus
 from orchestrator.app.preflight import Preflight
 from orchestrator.app.transfers import TransferRuns
 from orchestrator.config import load_settings
@@ -28,7 +27,14 @@ from orchestrator.core.model import (
     TableState,
 )
 from orchestrator.core.retry import Backoff
-from tests.fakes import FakeExporter, FakeTransfers, FixedClock, InMemoryLedger, InMemoryTables
+from tests.fakes import (
+    FakeExporter,
+    FakeTransfers,
+    FixedClock,
+    InMemoryLedger,
+    InMemoryTables,
+    RecordingEventBus,
+)
 from tests.unit.test_config import VALID
 
 SLOT = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 00:00 Asia/Tokyo on the 28th

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.app.exports import MAX_CONCURRENT_EXPORTS, require_export_slot
-from orchestrator.app.ports import RecordingEventBus, RunOutcome
+from orchestrator.app.ports import RunOutcome
 from orchestrator.app.transfers import (
     TransferRuns,
     close_if_done,
@@ -28,7 +28,7 @@ from orchestrator.core.model import (
 )
 from orchestrator.core.notifications import DtsRunState, TransferRunFinished
 from orchestrator.core.retry import Backoff
-from tests.fakes import FakeExporter, FakeTransfers, InMemoryLedger
+from tests.fakes import FakeExporter, FakeTransfers, InMemoryLedger, RecordingEventBus
 
 RUN_TIME = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 NOW = RUN_TIME + timedelta(hours=2)
