@@ -175,7 +175,10 @@ class NotifyService:
                 self.transfers(), self.destinations, table, note.run_name, outcome
             )
         state = outcome.table_state or note.state.table_state
-        updated = transfers.record_finished(self.ledger, run_id, table.key, note.run_name, outcome)
+        now = self.clock.now()
+        updated = transfers.record_finished(
+            self.ledger, run_id, table.key, note.run_name, outcome, now
+        )
         if updated is None:
             if table.dts_run != note.run_name or table.state is not state:
                 return Outcome("duplicate", run_id, f"{table.key}: an older attempt")
@@ -183,7 +186,6 @@ class NotifyService:
             # (a TABLE_FAILED already posted has the same content, so it is not posted again).
             updated = table
         log.info("run %s: %s %s", run_id, table.key, state.value, extra={"run_id": run_id})
-        now = self.clock.now()
         failed = state in transfers.NOT_LOADED
         announced: list[Event] = []
         if failed:  # posted by its own message

@@ -120,7 +120,7 @@ class TransferRuns:
             return False  # its notification is being (or was) handled
         try:
             outcome = verified(self.transfers(), self.destinations, table, table.dts_run, outcome)
-            updated = record_finished(self.ledger, run_id, table.key, table.dts_run, outcome)
+            updated = record_finished(self.ledger, run_id, table.key, table.dts_run, outcome, now)
             if updated is not None and updated.state in NOT_LOADED:
                 on_failed(updated)
         except TransientError:
@@ -183,10 +183,19 @@ def finished_key(run_name: str, outcome: RunOutcome) -> str:
 
 
 def record_finished(
-    ledger: Ledger, run_id: str, table_key: str, run_name: str, outcome: RunOutcome
+    ledger: Ledger,
+    run_id: str,
+    table_key: str,
+    run_name: str,
+    outcome: RunOutcome,
+    now: datetime,
 ) -> TableRun | None:
     """Record in the ledger that DTS run ``run_name`` of a table finished as ``outcome`` says.
-    None when there is nothing new: a duplicate, or an older attempt than the ledger follows."""
+    None when there is nothing new: a duplicate, or an older attempt than the ledger follows.
+
+    A run DTS gives no end time is recorded as finished ``now``, when we learned of it: the
+    failure announced for it carries that recorded time, and so, announced again by a later
+    delivery, the same content and de-duplication key (``failed_event``)."""
     state = outcome.table_state
     if state is None:
         raise ValueError(f"DTS run {run_name} has not finished: it is {outcome.state}")
@@ -200,15 +209,16 @@ def record_finished(
             outcome.error_code,
             outcome.problem,
             outcome.started_at,
-            outcome.finished_at,
+            outcome.finished_at or now,
             loaded_rows=outcome.loaded_rows,
         ),
     )
 
 
 def failed_event(run_id: str, table: TableRun, now: datetime) -> TableFailed:
-    """A table not loaded, announced at a time of its own (DTS's end of its run): announced again
-    after a fault, it has the same content, and so the same de-duplication key in notify."""
+    """A table not loaded, announced at a time of its own (the end of its run, as recorded:
+    ``record_finished``): announced again after a fault, it has the same content, and so the same
+    de-duplication key in notify. ``now`` only for a table recorded without one."""
     return machine.table_failed_event(run_id, table, table.finished_at or now)
 
 

@@ -44,8 +44,9 @@ def dts_message(
     message_id: str = "m1",
     run_time: datetime = SLOT,
     published: datetime | None = None,
+    ended: bool = True,
 ) -> PubsubMessage:
-    data = {
+    data: dict[str, Any] = {
         "name": run_name,
         "runTime": run_time.isoformat().replace("+00:00", "Z"),
         "scheduleTime": run_time.isoformat().replace("+00:00", "Z"),
@@ -63,6 +64,8 @@ def dts_message(
     }
     if error:
         data["errorStatus"] = {"code": 9, "message": error}
+    if not ended:
+        del data["endTime"]  # DTS leaves it out of some failures
     return PubsubMessage(
         json.dumps(data).encode(),
         {"eventType": "TRANSFER_RUN_FINISHED", "payloadFormat": "JSON_API_V1"},
@@ -100,10 +103,13 @@ class Notify:
             lambda: w.transfers,
         )
 
-    def finish(self, key: str, state: str, error: str = "", mid: str = "") -> Any:
+    def finish(
+        self, key: str, state: str, error: str = "", mid: str = "", *, ended: bool = True
+    ) -> Any:
         table = self.tables[key]
+        message_id = mid or f"m-{key}-{state}"
         return self.service.handle(
-            dts_message(table.dts_config, table.dts_run, state, error, mid or f"m-{key}-{state}")
+            dts_message(table.dts_config, table.dts_run, state, error, message_id, ended=ended)
         )
 
     def deliver_published(self) -> None:
@@ -329,6 +335,25 @@ def test_a_failure_announced_again_after_a_fault_is_posted_once() -> None:
     n.finish(key, "FAILED", "boom", mid="a")
     # THEN both announcements carry the same content (the time is DTS's end of the run, not the
     # delivery's), and the failure is still posted once
+    assert len(n.slack.payloads) == 1
+
+
+def test_a_failure_without_an_end_time_announced_again_after_a_fault_is_posted_once() -> None:
+    # GIVEN a failure DTS notified without an end time, whose announcement went out but whose
+    # publish call timed out
+    n = Notify(2)
+    n.service.events = TimesOutOnce()
+    key = "shop.t0001"
+    with pytest.raises(TransientError):
+        n.finish(key, "FAILED", "boom", mid="a", ended=False)
+    assert len(n.slack.payloads) == 1
+    # WHEN the platform redelivers the message minutes later
+    n.world.clock.advance(minutes=7)
+    n.finish(key, "FAILED", "boom", mid="a", ended=False)
+    # THEN the table keeps the moment the failure was first recorded as its end, the second
+    # announcement carries it too, and the failure is still posted once
+    first_seen = n.world.clock.now() - timedelta(minutes=7)
+    assert n.world.ledger.table_docs["202611271500"][key].finished_at == first_seen
     assert len(n.slack.payloads) == 1
 
 

@@ -188,7 +188,9 @@ def test_a_transient_fault_while_recording_gives_the_key_back() -> None:
 def test_an_older_attempt_records_nothing() -> None:
     w = World()
     table = w.handed_off()
-    older = record_finished(w.ledger, RUN_ID, table.key, f"{CONFIG}/runs/old", RunOutcome("FAILED"))
+    older = record_finished(
+        w.ledger, RUN_ID, table.key, f"{CONFIG}/runs/old", RunOutcome("FAILED"), NOW
+    )
     assert older is None
     assert w.ledger.table_docs[RUN_ID]["shop.orders"].state is TableState.STARTED
 
@@ -199,7 +201,7 @@ def test_the_last_table_recorded_closes_the_run_once() -> None:
     bus = RecordingEventBus()
     close_if_done(w.ledger, bus, RUN_ID, NOW)
     assert w.ledger.runs[RUN_ID].state is RunState.TRANSFERRING and not bus.events
-    record_finished(w.ledger, RUN_ID, table.key, table.dts_run, RunOutcome("SUCCEEDED"))
+    record_finished(w.ledger, RUN_ID, table.key, table.dts_run, RunOutcome("SUCCEEDED"), NOW)
     close_if_done(w.ledger, bus, RUN_ID, NOW)
     close_if_done(w.ledger, bus, RUN_ID, NOW)
     assert w.ledger.runs[RUN_ID].state is RunState.SUCCEEDED
