@@ -209,7 +209,15 @@ class Orchestrator:
         run = claim.run
         log.info("run %s: hand-off claimed", run.run_id, extra={"run_id": run.run_id})
         tables = {t.key: t for t in self.ledger.tables(run.run_id)}
-        configs = self.transfers().configs_by_table()
+        try:
+            configs = self.transfers().configs_by_table()
+        except TransientError:
+            # Nothing is started yet: the lease goes back, so the next poll tries again at once
+            # instead of after the lease runs out.
+            self._transition(
+                run.run_id, lambda r: machine.release_handoff(r, owner, self.clock.now())
+            )
+            raise
         complete = self._fan_out(run, tables, configs)
         if not complete:
             self._transition(

@@ -405,9 +405,11 @@ def test_a_fault_listing_the_configs_starts_nothing_and_the_poll_retries() -> No
     assert w.service.poll().runs[0]["action"] == "retry-later"
     assert w.transfers.starts_per_config() == {}
     assert {t.state for t in w.ledger.tables(RUN)} == {TableState.PENDING}
-    assert w.service.poll().runs[0]["action"] == "handoff-held-elsewhere"  # its lease holds
-    # once DTS answers and the lease has run out, the next poll hands off, each table once
+    # the lease was given back: the next poll tries again, not waiting for it to run out
+    w.clock.advance(minutes=5)
+    assert w.service.poll().runs[0]["action"] == "retry-later"
+    # once DTS answers, the next poll hands off, each table once
     w.transfers.configs_fault = None
-    w.clock.advance(seconds=w.settings.lease_seconds + 1)
+    w.clock.advance(minutes=5)
     assert w.service.poll().runs[0]["action"] == "handed-off"
     assert sorted(w.transfers.starts_per_config().values()) == [1, 1]
