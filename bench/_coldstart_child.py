@@ -15,8 +15,9 @@ and its per-request code, before it loads ``main.py``). Between ``@@START`` and 
 
 Network waits are not imports and do not count. After ``@@END`` the child reports which SDKs are
 loaded, every module loaded between the markers (in the order ``sys.modules`` got them), the time
-the cyclic garbage collector ran between the markers (it is billed to whichever import is running)
-and its peak RSS (``VmHWM``).
+the cyclic garbage collector ran between the markers, by the import it ran in (``-X importtime``
+bills a collection to whichever module is being imported; '' for those outside any import), and
+its peak RSS (``VmHWM``).
 
 This file is a script, not a module of the ``bench`` package, so that nothing of the harness is
 imported into the measured process.
@@ -66,12 +67,15 @@ def peak_rss_mib() -> float:
 
 
 class GcTimer:
-    """Time spent in the cyclic garbage collector, and its full (generation 2) passes."""
+    """Time spent in the cyclic garbage collector, and its full (generation 2) passes: each with
+    the imports under way when it ran (``full_passes``: innermost first, to find the module
+    ``-X importtime`` bills it to)."""
 
     def __init__(self) -> None:
         self.ms = 0.0
         self.full = 0
         self.full_ms = 0.0
+        self.full_passes: list[tuple[list[str], float]] = []
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -83,6 +87,24 @@ class GcTimer:
         if info.get("generation") == 2:
             self.full += 1
             self.full_ms += took
+            self.full_passes.append((importing(), took))
+
+
+def importing() -> list[str]:
+    """The modules being imported, innermost first (none outside any import): the names
+    importlib's ``_find_and_load`` frames were given. ``-X importtime`` times the imports that go
+    through ``__import__`` and bills each module its own time less its nested imports': a pass
+    is in the self-time of the innermost module it logs (``importlib.import_module`` loads
+    without a log line, inside the import that called it). Walked for the few full passes only:
+    the walk's own time is billed like the pass's."""
+    names: list[str] = []
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_find_and_load" and "importlib" in code.co_filename:
+            names.append(str(frame.f_locals.get("name", "")))
+        frame = frame.f_back
+    return names
 
 
 def main() -> None:
@@ -146,6 +168,7 @@ def main() -> None:
         "gc_ms": timer.ms,
         "gc_full": timer.full,
         "gc_full_ms": timer.full_ms,
+        "gc_full_passes": timer.full_passes,
     }
     print("RESULT " + json.dumps(result), flush=True)
 

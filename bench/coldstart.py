@@ -711,13 +711,35 @@ def run_one(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     top = sorted(imports, key=lambda m: m[1], reverse=True)[:5]
     result["top_self"] = [(m, us / 1000) for m, us in top]
     result["imports"] = imports  # dropped from the results once compared
+    billed = full_passes_billed(imports, result["gc_full_passes"])
+    result["gc_full_in_imports_ms"] = sum(billed.values()) / 1000
+    result["gc_full_billed"] = sorted(billed.items(), key=lambda m: -m[1])
+    result["imports_less_full_gc"] = [(m, max(0, us - billed.get(m, 0))) for m, us in imports]
     return result
 
 
-def per_module_best(runs: list[dict[str, Any]]) -> dict[str, int]:
+def full_passes_billed(
+    imports: Sequence[tuple[str, int]], passes: Sequence[tuple[Sequence[str], float]]
+) -> dict[str, int]:
+    """The full GC passes that ran inside an import, in µs by the module whose self-time holds
+    them: the innermost import under way that ``-X importtime`` logs (the child's
+    ``importing``). A pass outside every logged import (during the call, or in main.py's own
+    body) is in no self-time, and not here."""
+    logged = {m for m, _ in imports}
+    billed: dict[str, int] = {}
+    for stack, ms in passes:
+        module = next((m for m in stack if m in logged), None)
+        if module is not None:
+            billed[module] = billed.get(module, 0) + round(ms * 1000)
+    return billed
+
+
+def per_module_best(runs: list[dict[str, Any]], view: str = "imports") -> dict[str, int]:
+    """Each module's smallest self-time in any of the runs (``view``: "imports", or
+    "imports_less_full_gc", the same less the full GC passes billed to them)."""
     best: dict[str, int] = {}
     for run in runs:
-        for module, us in run["imports"]:
+        for module, us in run[view]:
             best[module] = min(us, best.get(module, us))
     return best
 
@@ -741,6 +763,7 @@ def decompose(path: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[s
     return {
         "ours_ms": sum(t for _, t in ours),
         "ours_modules": len(ours),
+        "ours_top": top(ours),
         "path_only_ms": sum(t for _, t in path_only),
         "path_only_modules": len(path_only),
         "path_only_top": top(path_only),
@@ -751,16 +774,24 @@ def decompose(path: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[s
     }
 
 
-def per_module_best_ms(runs: list[dict[str, Any]]) -> float:
+def per_module_best_ms(runs: list[dict[str, Any]], view: str = "imports") -> float:
     """The sum, over every module the runs imported, of its smallest self-time in any of them:
     the best of N taken module by module. On a shared machine a run is rarely free of
     interference from start to end, but each module has one undisturbed run among N; a spike
     (the process descheduled, another process's burst) is filtered wherever it lands."""
-    best: dict[str, int] = {}
-    for run in runs:
-        for module, us in run["imports"]:
-            best[module] = min(us, best.get(module, us))
-    return sum(best.values()) / 1000
+    return sum(per_module_best(runs, view).values()) / 1000
+
+
+def _full_gc_in_imports(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The full GC passes billed to imports, over the runs: the least time, and where they ran
+    in the run with the most (module, ms)."""
+    if not runs:
+        return {"min_ms": 0.0, "where": []}
+    worst = max(runs, key=lambda r: r["gc_full_in_imports_ms"])
+    return {
+        "min_ms": min(r["gc_full_in_imports_ms"] for r in runs),
+        "where": [(m, us / 1000) for m, us in worst["gc_full_billed"]],
+    }
 
 
 def imports_spec(
@@ -902,11 +933,19 @@ def _measure(
         filtered = per_module_best_ms(samples[s.name])
         filtered_a = per_module_best_ms(replay) if replay else 0.0
         filtered_packages = per_module_best_ms(alone[modules]) if modules else 0.0
+        less_gc = per_module_best_ms(samples[s.name], "imports_less_full_gc")
+        less_gc_a = per_module_best_ms(replay, "imports_less_full_gc") if replay else 0.0
         out_paths[s.name] = {
             **decompose(samples[s.name], replay),
             "filtered_ms": filtered,
             "alone_filtered_ms": filtered_a,
             "own_filtered_ms": filtered - filtered_a,
+            # the same, each side less the full GC passes that ran inside its imports
+            "less_full_gc_ms": less_gc,
+            "alone_less_full_gc_ms": less_gc_a,
+            "own_less_full_gc_ms": less_gc - less_gc_a,
+            "gc_full_in_imports": _full_gc_in_imports(samples[s.name]),
+            "alone_gc_full_in_imports": _full_gc_in_imports(replay),
             "replay_modules": max((r["replayed"] for r in replay), default=0),
             "replay_failed": sorted({m for r in replay for m in r["failed_imports"]}),
             "packages": packages,
@@ -929,7 +968,7 @@ def _measure(
     covered = {s.target for s in paths}
     credentials_ms = decompose(extra["firestore + credentials"], extra["firestore"])["path_only_ms"]
     everything_filtered = per_module_best_ms(baseline)
-    bulky = ("imports", "new_modules")
+    bulky = ("imports", "new_modules", "imports_less_full_gc", "gc_full_passes")
     everything_summary = summary(baseline)
     for runs in [baseline, *samples.values(), *replays.values(), *alone.values(), *extra.values()]:
         for run in runs:

@@ -95,15 +95,18 @@ def _child(run_time: datetime, preflight: bool, yesterday: str) -> dict[str, Any
     wait_for_go()
     gc.collect()
     spans.spans.clear()
+    cpu = time.process_time()
     start = time.perf_counter()
     report = service.poll()
     total = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     tables = ledger.tables(run.run_id)
     return {
         "tables": len(settings.tables),
         "started": sum(1 for t in tables if t.state is TableState.STARTED and t.dts_run),
         "actions": [r["action"] for r in report.runs],
         "total_s": total,
+        "cpu_s": cpu,  # the poll's process, every thread
         "describe_export_s": spans.total("aws.describe_export"),
         "tables_info_s": spans.total("aws.read_tables_info"),
         "preflight": preflight,
@@ -279,7 +282,9 @@ def _one(
     try:
         task_id = child.ready()["task_id"]
         metadata = complete_export(peers.control, task_id, settings.tables)
+        peers_cpu = time.process_time()  # the peers serve the poll from this process's threads
         result = child.go()
+        result["peers_cpu_s"] = time.process_time() - peers_cpu
     finally:
         child.close()
     check_once(standin, run_time, n, f"hand-off lag of {n} tables")

@@ -2,7 +2,8 @@
 once went unseen until a bench run): its figures on their smallest sizes, once each. Timings are
 not judged here (they are the bench's, beside their baselines); what every run must hold is:
 each hand-off started every table once, each arm of the preflight described the tables its day
-should, every path loaded only its SDKs, notify stayed within five Firestore operations a
+should and had its processor time read, every path loaded only its SDKs and had the full GC passes
+in its imports found, notify stayed within five Firestore operations a
 message, and an idle poll made no AWS call."""
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def test_the_bench_runs_and_its_counts_hold(tmp_path: Path) -> None:
     assert [r["started"] for r in (without, first, ordinary)] == [10, 10, 10]
     assert (first["described"], ordinary["described"]) == (10, 0)
     assert first["rows_counted"] == ordinary["rows_counted"] == 10
+    # the processor time of the poll's process and of the peers that served it
+    assert all(r["cpu_s"] > 0 and r["peers_cpu_s"] > 0 for r in (without, first, ordinary))
 
     paths = results["coldstart"]["paths"]
     assert len(paths) >= 10
@@ -57,6 +60,14 @@ def test_the_bench_runs_and_its_counts_hold(tmp_path: Path) -> None:
     assert all(p["sdks_ok"] is not False for p in paths.values()), {
         name: (p["loaded"], p["expected"]) for name, p in paths.items()
     }
+
+    # the full GC passes that ran inside imports are found, and taken out of both sides
+    for p in paths.values():
+        billed = p["gc_full_in_imports"]
+        assert 0 <= billed["min_ms"] <= p["gc_full_min_ms"] + 0.01  # µs rounding
+        assert p["less_full_gc_ms"] <= p["filtered_ms"] + 1e-6
+        assert all(not m.startswith(("main", "__main__")) for m, _ in billed["where"])
+    assert any(p["gc_full_in_imports"]["where"] for p in paths.values())
 
     calls = results["calls"]
     assert calls["idle_aws_calls"] == 0
