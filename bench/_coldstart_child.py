@@ -29,6 +29,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -90,6 +91,21 @@ class GcTimer:
             self.full_passes.append((importing(), took))
 
 
+class ThreadedImports:
+    """The modules imported outside the main thread (an audit hook on the "import" event, which
+    ``__import__`` raises as it loads a module): a path whose workers import while other threads
+    run sees those imports' self-times, which are wall-clock, stretched by the threads it
+    shares the interpreter with."""
+
+    def __init__(self) -> None:
+        self.main = threading.get_ident()
+        self.modules: list[str] = []
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "import" and threading.get_ident() != self.main:
+            self.modules.append(str(args[0]))
+
+
 def importing() -> list[str]:
     """The modules being imported, innermost first (none outside any import): the names
     importlib's ``_find_and_load`` frames were given. ``-X importtime`` times the imports that go
@@ -122,6 +138,8 @@ def main() -> None:
     before = set(sys.modules)
     timer = GcTimer()
     gc.callbacks.append(timer)
+    threaded = ThreadedImports()
+    sys.addaudithook(threaded)
     marker("@@START")
     if spec["kind"] == "imports":
         if spec.get("source"):
@@ -169,6 +187,7 @@ def main() -> None:
         "gc_full": timer.full,
         "gc_full_ms": timer.full_ms,
         "gc_full_passes": timer.full_passes,
+        "threaded_imports": sorted(set(threaded.modules)),
     }
     print("RESULT " + json.dumps(result), flush=True)
 

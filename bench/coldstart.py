@@ -760,6 +760,7 @@ def decompose(path: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[s
     ]
     alone_only = [(m, us / 1000) for m, us in theirs.items() if m not in mine]
     common = [(m, (us - theirs[m]) / 1000) for m, us in mine.items() if m in theirs]
+    threaded = {m for run in path for m in run.get("threaded_imports", ())}
     return {
         "ours_ms": sum(t for _, t in ours),
         "ours_modules": len(ours),
@@ -770,6 +771,9 @@ def decompose(path: list[dict[str, Any]], alone: list[dict[str, Any]]) -> dict[s
         "alone_only_ms": sum(t for _, t in alone_only),
         "alone_only_top": top(alone_only),
         "common_ms": sum(t for _, t in common),
+        # of which the modules the path imported in a worker thread, beside the others running
+        "common_threaded_ms": sum(t for m, t in common if m in threaded),
+        "common_threaded_modules": sum(1 for m, _ in common if m in threaded),
         "common_top": top(common, 2),
     }
 

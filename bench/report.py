@@ -450,7 +450,8 @@ def coldstart_breakdown(cold: dict[str, Any]) -> tuple[str, str]:
                 + named(p["alone_only_top"])
                 + f"); both import {p['common_ms']:+.0f} (largest: "
                 + named(p["common_top"])
-                + ")",
+                + f"; in worker threads: {p.get('common_threaded_ms', 0.0):+.0f}, "
+                f"{p.get('common_threaded_modules', 0)} modules)",
                 f"{p['filtered_ms'] / everything['filtered_ms']:.0%}",
                 sdk_list(p["loaded"]) + (" (+ ID token)" if p["sdks"].get("id token") else ""),
                 expected,

@@ -68,6 +68,9 @@ def test_the_bench_runs_and_its_counts_hold(tmp_path: Path) -> None:
         assert p["less_full_gc_ms"] <= p["filtered_ms"] + 1e-6
         assert all(not m.startswith(("main", "__main__")) for m, _ in billed["where"])
     assert any(p["gc_full_in_imports"]["where"] for p in paths.values())
+    # the hand-off imports in its workers (the preflight's pyarrow and BigQuery client)
+    (handoff,) = [p for name, p in paths.items() if name.startswith("poll, hand-off")]
+    assert handoff["common_threaded_modules"] > 0
 
     calls = results["calls"]
     assert calls["idle_aws_calls"] == 0
