@@ -15,9 +15,9 @@ and its per-request code, before it loads ``main.py``). Between ``@@START`` and 
 
 Network waits are not imports and do not count. After ``@@END`` the child reports which SDKs are
 loaded, every module loaded between the markers (in the order ``sys.modules`` got them), the time
-the cyclic garbage collector ran between the markers, by the import it ran in (``-X importtime``
-bills a collection to whichever module is being imported; '' for those outside any import), and
-its peak RSS (``VmHWM``).
+the cyclic garbage collector ran between the markers, each full pass with the imports under way
+when it ran (``-X importtime`` bills a pass to the module being imported), the modules imported
+outside the main thread, and its peak RSS (``VmHWM``).
 
 This file is a script, not a module of the ``bench`` package, so that nothing of the harness is
 imported into the measured process.

@@ -208,21 +208,19 @@ class Orchestrator:
             return
         run = claim.run
         log.info("run %s: hand-off claimed", run.run_id, extra={"run_id": run.run_id})
-        tables = {t.key: t for t in self.ledger.tables(run.run_id)}
+        run_id = run.run_id
+
+        def release() -> None:  # the lease back early: the next poll goes on at once
+            self._transition(run_id, lambda r: machine.release_handoff(r, owner, self.clock.now()))
+
+        tables = {t.key: t for t in self.ledger.tables(run_id)}
         try:
             configs = self.transfers().configs_by_table()
         except TransientError:
-            # Nothing is started yet: the lease goes back, so the next poll tries again at once
-            # instead of after the lease runs out.
-            self._transition(
-                run.run_id, lambda r: machine.release_handoff(r, owner, self.clock.now())
-            )
+            release()  # nothing is started yet
             raise
-        complete = self._fan_out(run, tables, configs)
-        if not complete:
-            self._transition(
-                run.run_id, lambda r: machine.release_handoff(r, owner, self.clock.now())
-            )
+        if not self._fan_out(run, tables, configs):
+            release()  # tables left over
             report.add(run, "handoff-incomplete")
             return
         final = list(tables.values())
