@@ -1,23 +1,23 @@
-"""One cold interpreter under ``python -X importtime``: an entry point's path, or a set of imports.
+"""One cold interpreter: an entry point's path, or a set of imports, its imports timed.
 
-Run by ``bench.coldstart`` as ``python -X importtime bench/_coldstart_child.py SPEC_JSON``. Before
-the ``@@START`` marker only the standard library and functions_framework are loaded, and the
-framework has served two stub requests (the Cloud Functions runtime has loaded functions_framework,
-and its per-request code, before it loads ``main.py``). Between ``@@START`` and ``@@END``:
+Run by ``bench.coldstart`` as ``python bench/_coldstart_child.py SPEC_JSON``. Before the import
+clock starts (``ImportClock``), only the standard library and functions_framework are loaded, and
+the framework has served two stub requests (the Cloud Functions runtime has loaded
+functions_framework, and its per-request code, before it loads ``main.py``). While it runs:
 
 - ``kind: "path"``: the function is loaded from ``main.py`` with ``functions_framework.create_app``
   and (unless ``call`` is false) called once through the framework's test client, so every import
-  its path makes, at module level or lazily, is logged between the markers;
+  its path makes, at module level or lazily, in any thread, is timed;
 - ``kind: "imports"``: ``main.py`` is loaded if ``source`` is given (the eager baseline), then each
   module of ``modules`` is imported, in order (the SDKs alone, or every SDK). With ``tolerant``, a
   module that cannot be imported by its name is skipped and reported (column (a) replays every
   third-party module a path loaded, and a few are registered under a name no file has).
 
-Network waits are not imports and do not count. After ``@@END`` the child reports which SDKs are
-loaded, every module loaded between the markers (in the order ``sys.modules`` got them), the time
-the cyclic garbage collector ran between the markers, each full pass with the imports under way
-when it ran (``-X importtime`` bills a pass to the module being imported), the modules imported
-outside the main thread, and its peak RSS (``VmHWM``).
+Network waits are not imports, and the clock counts processor time: they do not count. Then the
+child reports each import's own processor time (``imports``), which SDKs are loaded, every module
+loaded meanwhile (in the order ``sys.modules`` got them), the time the cyclic garbage collector
+ran, each full pass with the imports under way when it ran (it is in the self-time of the
+innermost one), the modules imported outside the main thread, and its peak RSS (``VmHWM``).
 
 This file is a script, not a module of the ``bench`` package, so that nothing of the harness is
 imported into the measured process.
@@ -26,11 +26,13 @@ imported into the measured process.
 from __future__ import annotations
 
 import gc
+import importlib._bootstrap as bootstrap
 import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 # What the bench calls an SDK, and the module whose presence in sys.modules says it was loaded.
@@ -53,12 +55,6 @@ CLOUD_EVENT_HEADERS = {
 }
 
 
-def marker(text: str) -> None:
-    sys.stderr.flush()
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
 def peak_rss_mib() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -70,7 +66,7 @@ def peak_rss_mib() -> float:
 class GcTimer:
     """Time spent in the cyclic garbage collector, and its full (generation 2) passes: each with
     the imports under way when it ran (``full_passes``: innermost first, to find the module
-    ``-X importtime`` bills it to)."""
+    whose self-time holds it)."""
 
     def __init__(self) -> None:
         self.ms = 0.0
@@ -91,28 +87,58 @@ class GcTimer:
             self.full_passes.append((importing(), took))
 
 
-class ThreadedImports:
-    """The modules imported outside the main thread (an audit hook on the "import" event, which
-    ``__import__`` raises as it loads a module): a path whose workers import while other threads
-    run sees those imports' self-times, which are wall-clock, stretched by the threads it
-    shares the interpreter with."""
+class ImportClock:
+    """The processor time each import took in the thread that made it, less its nested imports'
+    (a wrapper around importlib's ``_find_and_load``, which every import statement,
+    ``__import__`` and ``importlib.import_module`` go through for a module not loaded yet).
 
-    def __init__(self) -> None:
+    Not ``-X importtime``: its self-times are wall-clock, so an import in a thread that shares the
+    interpreter with running threads is billed their time too, and its nesting counters
+    (``import_level``, ``accumulated`` in CPython's ``Python/import.c``) are one per interpreter,
+    not per thread, so imports running at once in two threads corrupt each other's self-times
+    (docs: bench/README.md, "How figure 3 measures"). ``time.thread_time_ns`` counts this thread's
+    processor time only: a thread waiting for the GIL, or for another thread to finish loading
+    the same module, is billed nothing."""
+
+    def __init__(self, clock: Callable[[], int] = time.thread_time_ns) -> None:
+        self.clock = clock
         self.main = threading.get_ident()
-        self.modules: list[str] = []
+        self.imports: list[tuple[str, int, bool]] = []  # (module, self µs, in the main thread)
+        self._nested = threading.local()
+        self._original: Callable[..., Any] | None = None
 
-    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "import" and threading.get_ident() != self.main:
-            self.modules.append(str(args[0]))
+    def timed(self, load: Callable[..., Any], name: str, *args: Any) -> Any:
+        if name in sys.modules:
+            # Loaded, or being loaded by another thread that this one will wait for (its CPU
+            # time is that thread's): ``importlib.import_module`` comes here for either.
+            return load(name, *args)
+        stack: list[int] = self._nested.__dict__.setdefault("stack", [])
+        stack.append(0)
+        started = self.clock()
+        try:
+            return load(name, *args)
+        finally:
+            took = self.clock() - started
+            nested = stack.pop()
+            if stack:
+                stack[-1] += took
+            self.imports.append(
+                (name, max(0, took - nested) // 1000, threading.get_ident() == self.main)
+            )
+
+    def start(self) -> None:
+        original = self._original = bootstrap._find_and_load
+        bootstrap._find_and_load = lambda name, *args: self.timed(original, name, *args)
+
+    def stop(self) -> None:
+        bootstrap._find_and_load = self._original
 
 
 def importing() -> list[str]:
     """The modules being imported, innermost first (none outside any import): the names
-    importlib's ``_find_and_load`` frames were given. ``-X importtime`` times the imports that go
-    through ``__import__`` and bills each module its own time less its nested imports': a pass
-    is in the self-time of the innermost module it logs (``importlib.import_module`` loads
-    without a log line, inside the import that called it). Walked for the few full passes only:
-    the walk's own time is billed like the pass's."""
+    importlib's ``_find_and_load`` frames were given. ``ImportClock`` bills each module its own
+    time less its nested imports', so a pass is in the self-time of the innermost one. Walked
+    for the few full passes only: the walk's own time is billed like the pass's."""
     names: list[str] = []
     frame = sys._getframe(1)
     while frame is not None:
@@ -138,16 +164,13 @@ def main() -> None:
     before = set(sys.modules)
     timer = GcTimer()
     gc.callbacks.append(timer)
-    threaded = ThreadedImports()
-    sys.addaudithook(threaded)
-    marker("@@START")
+    clock = ImportClock()
+    clock.start()
     if spec["kind"] == "imports":
         if spec.get("source"):
             create_app(spec["target"], spec["source"], "http")
         for name in spec["modules"]:
-            # ``__import__``, as an import statement does: ``-X importtime`` logs only imports
-            # that go through it, and ``importlib.import_module`` does not (the module it names,
-            # and any parent package it loads, would be missing from the log).
+            # ``__import__``, as an import statement does (and the path's imports do).
             if spec.get("tolerant"):
                 try:
                     __import__(name)
@@ -174,7 +197,7 @@ def main() -> None:
                 headers=spec.get("headers") or {},
             )
             status, body = response.status_code, response.get_data(as_text=True)[:4000]
-    marker("@@END")
+    clock.stop()
     gc.callbacks.remove(timer)
     result = {
         "status": status,
@@ -187,7 +210,8 @@ def main() -> None:
         "gc_full": timer.full,
         "gc_full_ms": timer.full_ms,
         "gc_full_passes": timer.full_passes,
-        "threaded_imports": sorted(set(threaded.modules)),
+        "imports": [[name, us] for name, us, _ in clock.imports],
+        "threaded_imports": sorted({name for name, _, main in clock.imports if not main}),
     }
     print("RESULT " + json.dumps(result), flush=True)
 

@@ -8,9 +8,11 @@ stand-ins (REST, the SDK clients' ``transport="rest"``), the Slack stand-in. Cre
 production path where a path reaches them: ``K_SERVICE`` is set as on Cloud Functions and
 ``GCE_METADATA_HOST``/``GCE_METADATA_IP`` point google-auth at a metadata-server stand-in
 (``devstack.google_standins.MetadataStandIn``), and AWS is reached keyless: an ID token from it
-(google-auth), exchanged with moto's STS (``AssumeRoleWithWebIdentity``). ``python -X importtime``
-logs every import; the figure is the sum of the self-times of every module imported between
-loading ``main.py`` and the reply, so network waits do not count. The code is a byte-compiled copy
+(google-auth), exchanged with moto's STS (``AssumeRoleWithWebIdentity``). The child times every
+import in the thread that makes it, in processor time (``_coldstart_child.ImportClock``, not
+``-X importtime``: bench/README.md, "Why processor time"); the figure is the sum of the
+self-times of every module imported between loading ``main.py`` and the reply, so network waits
+do not count. The code is a byte-compiled copy
 of what is deployed (``compileall``, as the Cloud Functions buildpack does).
 
 Beside each path, measured in the same run (each the best of N fresh interpreters, module by
@@ -33,7 +35,6 @@ from __future__ import annotations
 import ast
 import base64
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -131,7 +132,6 @@ FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rds2bq", ("orchestrator", "main")),
 )
 SDK_COLUMNS = ("firestore", "pubsub", "dts", "secretmanager", "bigquery", "boto3", "id token")
-_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)\s*$")
 
 
 def family(module: str) -> str:
@@ -139,22 +139,6 @@ def family(module: str) -> str:
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return name
     return "stdlib/other"
-
-
-def parse_importtime(stderr: str) -> list[tuple[str, int]]:
-    """(module, self-time in µs) of every import between the markers."""
-    found: list[tuple[str, int]] = []
-    inside = False
-    for line in stderr.splitlines():
-        if line == "@@START":
-            inside = True
-        elif line == "@@END":
-            return found
-        elif inside:
-            match = _LINE.match(line)
-            if match:
-                found.append((match.group(4), int(match.group(1))))
-    raise RuntimeError("the cold-start child printed no @@START/@@END markers:\n" + stderr[-3000:])
 
 
 def deploy(directory: Path) -> Path:
@@ -691,7 +675,7 @@ def scenarios(prep: Preparer, slack: Any, reps: int, prefix: str) -> list[Scenar
 def run_one(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     deployed = str(Path(spec["source"] or spec["deployed"]).parent)
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", CHILD, json.dumps(spec)],
+        [sys.executable, CHILD, json.dumps(spec)],
         cwd=deployed,
         env={**child_env(env), "PYTHONPATH": deployed},
         capture_output=True,
@@ -701,7 +685,7 @@ def run_one(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"cold-start child failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result = parse_result(done.stdout, "cold-start child")
-    imports = parse_importtime(done.stderr)
+    imports = merged(result.pop("imports"))
     families: dict[str, float] = {}
     for module, self_us in imports:
         families[family(module)] = families.get(family(module), 0.0) + self_us / 1000
@@ -718,13 +702,23 @@ def run_one(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+def merged(imports: Sequence[Sequence[Any]]) -> list[tuple[str, int]]:
+    """(module, self-time in µs), in the order the child's clock met them, one entry per module:
+    a module two threads asked for at once is billed the time both spent on it (the one that
+    loaded it, and the other's before it saw it loading)."""
+    total: dict[str, int] = {}
+    for module, us in imports:
+        total[module] = total.get(module, 0) + int(us)
+    return list(total.items())
+
+
 def full_passes_billed(
     imports: Sequence[tuple[str, int]], passes: Sequence[tuple[Sequence[str], float]]
 ) -> dict[str, int]:
     """The full GC passes that ran inside an import, in µs by the module whose self-time holds
-    them: the innermost import under way that ``-X importtime`` logs (the child's
-    ``importing``). A pass outside every logged import (during the call, or in main.py's own
-    body) is in no self-time, and not here."""
+    them: the innermost import under way that the clock timed (the child's ``importing``). A
+    pass outside every timed import (during the call, or in main.py's own body) is in no
+    self-time, and not here."""
     logged = {m for m, _ in imports}
     billed: dict[str, int] = {}
     for stack, ms in passes:
