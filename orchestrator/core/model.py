@@ -1,7 +1,7 @@
-"""Pure data: tables, run keys, states, runs, table runs, export observations, event kinds.
+"""Pure data: tables, states, runs, table runs, export observations, event kinds.
 
 Everything stored or templated is UTC. A run is identified by its run time (UTC, second
-resolution); its id and its export task id are derived from it (see "run keys" below).
+resolution); its id and its export task id are derived from it (``core.keys``).
 """
 
 from __future__ import annotations
@@ -77,12 +77,9 @@ def parse_table_ref(text: str) -> TableRef:
     return TableRef(parts[0], parts[1], parts[2])
 
 
-# --------------------------------------------------------------------------- run keys
+# --------------------------------------------------------------------------- states
 
 
-# The times an outside caller or message may name. Anything before is no run of ours; near
-# datetime's own limits, showing a time in the configured zone (or converting an offset time to
-# UTC) overflows. Checked where times enter: HTTP decoding and message parsing.
 class RunState(StrEnum):
     EXPORT_STARTING = "EXPORT_STARTING"
     EXPORTING = "EXPORTING"

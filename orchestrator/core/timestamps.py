@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
+# The times an outside caller or message may name. Anything before is no run of ours; near
+# datetime's own limits, showing a time in the configured zone (or converting an offset time to
+# UTC) overflows. Checked where times enter: HTTP decoding and message parsing.
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 
