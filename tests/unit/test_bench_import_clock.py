@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bench._coldstart_child import ImportClock
+from bench.coldstart import merged
 
 
 class ThreadClocks:
@@ -128,3 +129,8 @@ def test_start_and_stop_put_the_clock_on_every_import_and_take_it_off(
     assert [name for name, _, _ in clock.imports] == ["clock_probe_nested", "clock_probe_first"]
     for name in ("clock_probe_first", "clock_probe_nested", "clock_probe_after"):
         sys.modules.pop(name, None)
+
+
+def test_a_module_two_threads_asked_for_is_one_entry_with_their_time_summed() -> None:
+    # the loading thread's time, and the other's before it saw the module loading
+    assert merged([["a", 5], ["pkg", 900], ["a", 2], ["pkg", 40]]) == [("a", 7), ("pkg", 940)]
