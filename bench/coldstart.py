@@ -376,15 +376,22 @@ class Preparer:
         first = service.ledger.tables(run.run_id)[0]
         return env, note_body(notes[0]), first.key
 
-    def closing(self, collection: str) -> tuple[dict[str, str], dict[str, Any], str]:
-        """A handed-off run with every table's outcome recorded but the last: the push body of
-        the last one's notification (handling it publishes TABLES_FINISHED), and the run id."""
+    def recorded(self, collection: str, *, but_the_last: bool) -> tuple[Any, ...]:
+        """A handed-off run whose tables' outcomes notify has recorded (all, or all but the
+        last): its environment, the run, the notify service that recorded them, and every
+        table's notification."""
         from orchestrator.core.notifications import message_from_push
 
         env, service, clock, run, notes = self.handed_off(collection)
         notify = self.notify_service(service, clock)
-        for note in notes[:-1]:
+        for note in notes[:-1] if but_the_last else notes:
             notify.handle(message_from_push(note_body(note)))
+        return env, service, run, notify, notes
+
+    def closing(self, collection: str) -> tuple[dict[str, str], dict[str, Any], str]:
+        """A handed-off run with every table's outcome recorded but the last: the push body of
+        the last one's notification (handling it publishes TABLES_FINISHED), and the run id."""
+        env, service, run, _, notes = self.recorded(collection, but_the_last=True)
         assert service.ledger.count_unfinished(run.run_id) == 1
         return env, note_body(notes[-1]), run.run_id
 
@@ -394,12 +401,8 @@ class Preparer:
         publishes RUN_CLOSED), and the run id."""
         from orchestrator.adapters.pubsub import encode_message
         from orchestrator.core.model import EventKind
-        from orchestrator.core.notifications import message_from_push
 
-        env, service, clock, run, notes = self.handed_off(collection)
-        notify = self.notify_service(service, clock)
-        for note in notes:
-            notify.handle(message_from_push(note_body(note)))
+        env, _, run, notify, _ = self.recorded(collection, but_the_last=False)
         event = next(e for e in notify.events.events if e.kind is EventKind.TABLES_FINISHED)
         return env, push_body(*encode_message(event)), run.run_id
 
