@@ -96,7 +96,7 @@ class ImportClock:
     interpreter with running threads is billed their time too, and its nesting counters
     (``import_level``, ``accumulated`` in CPython's ``Python/import.c``) are one per interpreter,
     not per thread, so imports running at once in two threads corrupt each other's self-times
-    (docs: bench/README.md, "How figure 3 measures"). ``time.thread_time_ns`` counts this thread's
+    (bench/README.md, "Why processor time"). ``time.thread_time_ns`` counts this thread's
     processor time only: a thread waiting for the GIL, or for another thread to finish loading
     the same module, is billed nothing."""
 

@@ -12,8 +12,8 @@ production path where a path reaches them: ``K_SERVICE`` is set as on Cloud Func
 import in the thread that makes it, in processor time (``_coldstart_child.ImportClock``, not
 ``-X importtime``: bench/README.md, "Why processor time"); the figure is the sum of the
 self-times of every module imported between loading ``main.py`` and the reply, so network waits
-do not count. The code is a byte-compiled copy
-of what is deployed (``compileall``, as the Cloud Functions buildpack does).
+do not count. The code is a byte-compiled copy of what is deployed (``compileall``, as the Cloud
+Functions buildpack does).
 
 Beside each path, measured in the same run (each the best of N fresh interpreters, module by
 module):
