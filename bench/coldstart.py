@@ -722,10 +722,10 @@ def full_passes_billed(
     them: the innermost import under way that the clock timed (the child's ``importing``). A
     pass outside every timed import (during the call, or in main.py's own body) is in no
     self-time, and not here."""
-    logged = {m for m, _ in imports}
+    timed = {m for m, _ in imports}
     billed: dict[str, int] = {}
     for stack, ms in passes:
-        module = next((m for m in stack if m in logged), None)
+        module = next((m for m in stack if m in timed), None)
         if module is not None:
             billed[module] = billed.get(module, 0) + round(ms * 1000)
     return billed
