@@ -54,6 +54,7 @@ WRITE_RETRY = retries.Retry(
 # A conditional write that lost a race: the document changed (or vanished, or appeared) since it
 # was read. Read again and retry.
 _LOST_RACE = (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted, gexc.Conflict)
+_JITTER = random.Random()  # the pause after a lost race; never the global generator (core.retry)
 
 
 def _translated(what: str) -> AbstractContextManager[None]:
@@ -336,5 +337,5 @@ class FirestoreLedger:
                         option = self._client.write_option(last_update_time=snap.update_time)
                         ref.update(doc, option=option, retry=WRITE_RETRY, timeout=TIMEOUT)
                     return result
-            time.sleep(random.uniform(0, min(0.2, 0.01 * 2**attempt)))
+            time.sleep(_JITTER.uniform(0, min(0.2, 0.01 * 2**attempt)))
         raise TransientError(f"Firestore {what}: still contended after {self._max_attempts} tries")

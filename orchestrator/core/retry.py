@@ -12,6 +12,10 @@ from orchestrator.core.errors import TransientError
 
 T = TypeVar("T")
 
+# Our own generator: jitter neither draws from nor disturbs the global one, which tests and
+# libraries may seed (Hypothesis reseeds it for every example and flags draws made beside its own).
+_JITTER = random.Random()
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -20,7 +24,7 @@ class Backoff:
     cap_seconds: float = 8.0
     budget_seconds: float = 60.0  # total time spent sleeping, whatever the attempts left
 
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+    def delay(self, attempt: int, rng: Callable[[], float] = _JITTER.random) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
         return float(rng()) * min(self.cap_seconds, self.base_seconds * 2.0**attempt)
 
