@@ -177,7 +177,9 @@ def _fields(columns: Sequence[Column]) -> list[bigquery.SchemaField]:
 
 def _widen_pool(client: bigquery.Client, size: int) -> None:
     """Give the client's session (a requests.Session, built on first use) ``size`` pooled
-    connections per host, for calls made from ``size`` threads at once."""
+    connections per host, for calls made from ``size`` threads at once. The client offers no
+    public setting; this is its maintainers' answer (docs/platform.md, "BigQuery's connection
+    pool")."""
     session = getattr(client, "_http", None)
     if isinstance(session, requests.Session):
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
