@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         "first day and on an ordinary day (fresh process each); loop baseline: 1 run of "
         f"{LOOP_SIZE} tables; cold start: "
         f"{args.cold_reps} runs per path, of its (a) (each right "
-        "after it), of the SDK packages per set and of (b) (best, module by module) after one "
-        "warm-up; API calls: 1 day per size"
+        "after it), of the SDK packages per set and of (b) (best, module by module; each round "
+        "at another stack depth) after one warm-up; API calls: 1 day per size"
     )
     document = report.document(
         results, report.machine_info(), {"elapsed_s": elapsed, "repetitions": repetitions}

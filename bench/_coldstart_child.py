@@ -13,6 +13,9 @@ functions_framework, and its per-request code, before it loads ``main.py``). Whi
   module that cannot be imported by its name is skipped and reported (column (a) replays every
   third-party module a path loaded, and a few are registered under a name no file has).
 
+Everything timed runs ``depth`` frames deeper than the child's own code (``at_depth``), threads
+started meanwhile too: each repetition of the bench asks for another depth.
+
 Network waits are not imports, and the clock counts processor time: they do not count. Then the
 child reports each import's own processor time (``imports``), which SDKs are loaded, every module
 loaded meanwhile (in the order ``sys.modules`` got them), the time the cyclic garbage collector
@@ -150,23 +153,17 @@ def importing() -> list[str]:
     return names
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
-    import functions_framework
+def at_depth(frames: int, fn: Callable[[], Any]) -> Any:
+    """``fn()``, called ``frames`` Python frames deeper than this call. Each repetition of a
+    cold start runs at another depth: on Python 3.11 and 3.12 a loop whose calls cross a boundary
+    between two chunks of the interpreter's frame stack maps and unmaps a chunk on every call
+    (python/cpython#142183), so where the boundaries fall, which the depth decides, can make one
+    import cost several times its usual time (bench/README.md, "Stack depth")."""
+    return fn() if frames <= 0 else at_depth(frames - 1, fn)
 
-    create_app: Any = functions_framework.create_app  # untyped upstream
-    stub = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_platform_stub.py")
-    create_app("http_stub", stub, "http").test_client().post("/", json={})
-    create_app("event_stub", stub, "cloudevent").test_client().post(
-        "/", json={"message": {}}, headers=CLOUD_EVENT_HEADERS
-    )
-    status, body = 0, ""
-    failed: list[str] = []
-    before = set(sys.modules)
-    timer = GcTimer()
-    gc.callbacks.append(timer)
-    clock = ImportClock()
-    clock.start()
+
+def measured(spec: dict[str, Any], create_app: Any, failed: list[str]) -> tuple[int, str]:
+    """What the clock times: load and call the path, or make the imports; (status, reply)."""
     if spec["kind"] == "imports":
         if spec.get("source"):
             create_app(spec["target"], spec["source"], "http")
@@ -188,17 +185,43 @@ def main() -> None:
                 __import__(name)
             except Exception:
                 failed.append(name)
-    else:
-        app = create_app(spec["target"], spec["source"], spec["signature"])
-        if spec.get("call", True):
-            response = app.test_client().open(
-                "/",
-                method=spec.get("method", "POST"),
-                json=spec.get("json"),
-                headers=spec.get("headers") or {},
-            )
-            status, body = response.status_code, response.get_data(as_text=True)[:4000]
+        return 0, ""
+    app = create_app(spec["target"], spec["source"], spec["signature"])
+    if not spec.get("call", True):
+        return 0, ""
+    response = app.test_client().open(
+        "/",
+        method=spec.get("method", "POST"),
+        json=spec.get("json"),
+        headers=spec.get("headers") or {},
+    )
+    return response.status_code, response.get_data(as_text=True)[:4000]
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    import functions_framework
+
+    create_app: Any = functions_framework.create_app  # untyped upstream
+    stub = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_platform_stub.py")
+    create_app("http_stub", stub, "http").test_client().post("/", json={})
+    create_app("event_stub", stub, "cloudevent").test_client().post(
+        "/", json={"message": {}}, headers=CLOUD_EVENT_HEADERS
+    )
+    failed: list[str] = []
+    before = set(sys.modules)
+    timer = GcTimer()
+    gc.callbacks.append(timer)
+    clock = ImportClock()
+
+    depth = int(spec.get("depth", 0))
+    run_thread = threading.Thread.run
+    # Threads started meanwhile (the hand-off's workers) run their target as deep, too.
+    threading.Thread.run = lambda thread: at_depth(depth, lambda: run_thread(thread))  # type: ignore[method-assign]
+    clock.start()
+    status, body = at_depth(depth, lambda: measured(spec, create_app, failed))
     clock.stop()
+    threading.Thread.run = run_thread  # type: ignore[method-assign]
     gc.callbacks.remove(timer)
     result = {
         "status": status,

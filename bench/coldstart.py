@@ -80,6 +80,18 @@ PRODUCTION_CREDENTIALS = (
     "grpc._plugin_wrapping",
 )
 COLD_TABLES = DEFAULT_TABLES  # the demo's day: a dozen tables
+# Repetition r runs everything its children time depths(reps)[r] frames deeper (the child's
+# ``at_depth``, whose frames take about 120 bytes): spread over a little more than one 16 KiB
+# chunk of the interpreter's frame stack, so that a chunk boundary that makes one import thrash
+# in one repetition misses it in most others (bench/README.md, "Stack depth"). Repetition 0 runs
+# at the code's own depth.
+DEPTH_SPAN = 144
+
+
+def depths(reps: int) -> list[int]:
+    return [rep * DEPTH_SPAN // reps for rep in range(reps)]
+
+
 # Where an imported module's time is booked (first match wins; "google" after the SDKs).
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("botocore", ("boto3", "botocore", "s3transfer", "jmespath", "dateutil")),
@@ -796,10 +808,12 @@ def _full_gc_in_imports(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def imports_spec(
-    main: str, modules: Sequence[str], *, with_main: bool, tolerant: bool = False
+    main: str, modules: Sequence[str], *, with_main: bool, tolerant: bool = False, depth: int = 0
 ) -> dict[str, Any]:
-    """A child that imports ``modules`` (after main.py if ``with_main``) and calls nothing."""
+    """A child that imports ``modules`` (after main.py if ``with_main``) and calls nothing,
+    ``depth`` frames deeper than its own."""
     return {
+        "depth": depth,
         "kind": "imports",
         "target": "poll",
         "source": main if with_main else "",
@@ -889,13 +903,13 @@ def _measure(
     baseline: list[dict[str, Any]] = []
     alone: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # the SDK packages, by set
     extra: dict[str, list[dict[str, Any]]] = {"firestore": [], "firestore + credentials": []}
-    for rep in range(reps):
-        log(f"cold start: round {rep + 1} of {reps}")
-        baseline.append(run_one(everything, idle_env))
+    for rep, depth in enumerate(depths(reps)):
+        log(f"cold start: round {rep + 1} of {reps} ({depth} frames deeper)")
+        baseline.append(run_one({**everything, "depth": depth}, idle_env))
         for s in paths:
             if s.before is not None:
                 s.before(rep)
-            result = run_one(s.spec(rep), s.envs[rep])
+            result = run_one({**s.spec(rep), "depth": depth}, s.envs[rep])
             if s.call and (
                 result["status"] != 200 or (s.expect and s.expect not in result["body"])
             ):
@@ -909,17 +923,16 @@ def _measure(
             samples[s.name].append(result)
             # column (a), right after: the third-party modules this very run loaded, replayed
             if replay := replay_modules(result["new_modules"]):
-                spec = imports_spec(main, replay, with_main=False, tolerant=True)
+                spec = imports_spec(main, replay, with_main=False, tolerant=True, depth=depth)
                 replays[s.name].append({**run_one(spec, idle_env), "replayed": len(replay)})
         wanted = {tuple(r[-1]["sdk_modules"]) for r in samples.values()}
         for modules in sorted(wanted):
             if modules:
-                spec = imports_spec(main, modules, with_main=False)
+                spec = imports_spec(main, modules, with_main=False, depth=depth)
                 alone.setdefault(modules, []).append(run_one(spec, idle_env))
-        extra["firestore"].append(
-            run_one(imports_spec(main, ["google.cloud.firestore"], with_main=False), idle_env)
-        )
-        extra["firestore + credentials"].append(run_one(credentials, idle_env))
+        firestore = imports_spec(main, ["google.cloud.firestore"], with_main=False, depth=depth)
+        extra["firestore"].append(run_one(firestore, idle_env))
+        extra["firestore + credentials"].append(run_one({**credentials, "depth": depth}, idle_env))
 
     out_paths: dict[str, Any] = {}
     for s in paths:
@@ -983,6 +996,7 @@ def _measure(
                 (entry.get(column) or {}).pop(key, None)
     return {
         "reps": reps,
+        "depths": depths(reps),
         "target_own_ms": TARGET_OWN_MS,
         "everything": {**everything_summary, "filtered_ms": everything_filtered},
         "everything_modules": list(EVERYTHING),
