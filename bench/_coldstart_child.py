@@ -35,7 +35,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 # What the bench calls an SDK, and the module whose presence in sys.modules says it was loaded.
@@ -162,6 +163,18 @@ def at_depth(frames: int, fn: Callable[[], Any]) -> Any:
     return fn() if frames <= 0 else at_depth(frames - 1, fn)
 
 
+@contextmanager
+def threads_at_depth(frames: int) -> Iterator[None]:
+    """Threads started meanwhile (the hand-off's workers) run their target ``frames`` frames
+    deeper too, as ``at_depth`` runs the main thread's."""
+    run = threading.Thread.run
+    threading.Thread.run = lambda thread: at_depth(frames, lambda: run(thread))  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        threading.Thread.run = run  # type: ignore[method-assign]
+
+
 def measured(spec: dict[str, Any], create_app: Any, failed: list[str]) -> tuple[int, str]:
     """What the clock times: load and call the path, or make the imports; (status, reply)."""
     if spec["kind"] == "imports":
@@ -215,13 +228,10 @@ def main() -> None:
     clock = ImportClock()
 
     depth = int(spec.get("depth", 0))
-    run_thread = threading.Thread.run
-    # Threads started meanwhile (the hand-off's workers) run their target as deep, too.
-    threading.Thread.run = lambda thread: at_depth(depth, lambda: run_thread(thread))  # type: ignore[method-assign]
-    clock.start()
-    status, body = at_depth(depth, lambda: measured(spec, create_app, failed))
-    clock.stop()
-    threading.Thread.run = run_thread  # type: ignore[method-assign]
+    with threads_at_depth(depth):
+        clock.start()
+        status, body = at_depth(depth, lambda: measured(spec, create_app, failed))
+        clock.stop()
     gc.callbacks.remove(timer)
     result = {
         "status": status,

@@ -6,9 +6,10 @@ own depth."""
 from __future__ import annotations
 
 import sys
+import threading
 from itertools import pairwise
 
-from bench._coldstart_child import at_depth
+from bench._coldstart_child import at_depth, threads_at_depth
 from bench.coldstart import DEPTH_SPAN, depths
 
 
@@ -46,3 +47,25 @@ def test_repetitions_start_at_the_codes_own_depth_and_spread_over_the_span() -> 
         assert found == sorted(set(found)) and found[-1] < DEPTH_SPAN
         # evenly: no two neighbours further apart than the span's share, rounded up
         assert all(b - a <= -(-DEPTH_SPAN // reps) for a, b in pairwise(found))
+
+
+def depth_in_a_thread() -> int:
+    found: list[int] = []
+    thread = threading.Thread(target=lambda: found.append(frames_below()))
+    thread.start()
+    thread.join()
+    return found[0]
+
+
+def test_threads_started_inside_run_their_target_that_much_deeper_and_only_there() -> None:
+    # GIVEN the depth of a thread's target started as usual, and inside threads_at_depth(0)
+    base = depth_in_a_thread()
+    with threads_at_depth(0):
+        wrapped = depth_in_a_thread()
+    # WHEN threads are started inside threads_at_depth(9)
+    with threads_at_depth(9):
+        inside = depth_in_a_thread()
+    # THEN their targets ran 9 frames deeper than with none asked for (the wrapper's own frames
+    # are the same at every depth), and threads started afterwards are as before
+    assert inside == wrapped + 9 and wrapped >= base
+    assert depth_in_a_thread() == base
