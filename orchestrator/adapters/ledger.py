@@ -15,7 +15,6 @@ the next invocation reads before it writes again.
 from __future__ import annotations
 
 import dataclasses
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from orchestrator.adapters.google_errors import translated
 from orchestrator.core.errors import NotFoundError, TransientError
 from orchestrator.core.model import Run, RunState, TableRun, TableState, Transition
+from orchestrator.core.retry import Backoff
 
 if TYPE_CHECKING:
     from orchestrator.config import Settings
@@ -54,7 +54,8 @@ WRITE_RETRY = retries.Retry(
 # A conditional write that lost a race: the document changed (or vanished, or appeared) since it
 # was read. Read again and retry.
 _LOST_RACE = (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted, gexc.Conflict)
-_JITTER = random.Random()  # the pause after a lost race; never the global generator (core.retry)
+# The pause after a lost race: full jitter up to 10 ms, 20 ms, ... 200 ms (``core.retry``).
+_LOST_RACE_PAUSE = Backoff(base_seconds=0.01, cap_seconds=0.2)
 
 
 def _translated(what: str) -> AbstractContextManager[None]:
@@ -337,5 +338,5 @@ class FirestoreLedger:
                         option = self._client.write_option(last_update_time=snap.update_time)
                         ref.update(doc, option=option, retry=WRITE_RETRY, timeout=TIMEOUT)
                     return result
-            time.sleep(_JITTER.uniform(0, min(0.2, 0.01 * 2**attempt)))
+            time.sleep(_LOST_RACE_PAUSE.delay(attempt))
         raise TransientError(f"Firestore {what}: still contended after {self._max_attempts} tries")
